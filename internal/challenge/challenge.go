@@ -1,0 +1,309 @@
+// Package challenge holds paused operations: the whole request a customer
+// sent, kept until they confirm it with a code, cancel it, or it expires.
+//
+// Confirm is the heart of the gateway: in one store transaction it finds the
+// operation, checks it belongs to the confirming session, checks the code
+// (spending its time step or counting a failure), and consumes the
+// operation. An operation is therefore released at most once, whatever
+// double submits, reloads, concurrent requests or crashes happen.
+package challenge
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/otpgate/otpgate/internal/audit"
+	"github.com/otpgate/otpgate/internal/store"
+	"github.com/otpgate/otpgate/internal/token"
+)
+
+// Field is one value the customer is shown and confirms.
+type Field struct {
+	Name    string `json:"name"`
+	Label   string `json:"label,omitempty"`
+	LabelEn string `json:"label_en,omitempty"`
+	Value   string `json:"value"`
+}
+
+// Operation is a paused request.
+type Operation struct {
+	ID       string    `json:"id"`
+	Service  string    `json:"service"`
+	User     string    `json:"user"`
+	Session  string    `json:"session"` // hash of the session that created it
+	ClientIP string    `json:"client_ip,omitempty"`
+	Rule     string    `json:"rule"`
+	Kind     string    `json:"kind"`
+	Fields   []Field   `json:"fields,omitempty"`
+	Created  time.Time `json:"created"`
+	Expires  time.Time `json:"expires"`
+
+	// The request as received, to be released byte for byte.
+	Method     string      `json:"method"`
+	RequestURI string      `json:"request_uri"` // escaped path and query as received
+	Host       string      `json:"host"`
+	Header     http.Header `json:"header"` // without hop-by-hop headers and cookies
+	Body       []byte      `json:"body,omitempty"`
+	Digest     string      `json:"digest"` // see Digest
+}
+
+// ComputeDigest is the SHA-256 over the request's method, URI, host, headers
+// (sorted) and body: what the audit trail records as "the request that was
+// confirmed and released".
+func (op *Operation) ComputeDigest() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%s\n%s\n", op.Method, op.RequestURI, op.Host)
+	names := make([]string, 0, len(op.Header))
+	for k := range op.Header {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		for _, v := range op.Header[k] {
+			fmt.Fprintf(h, "%s: %s\n", k, v)
+		}
+	}
+	fmt.Fprintf(h, "\n%d\n", len(op.Body))
+	h.Write(op.Body)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// FieldMap is the shown fields by name, for audit records.
+func (op *Operation) FieldMap() map[string]string {
+	if len(op.Fields) == 0 {
+		return nil
+	}
+	m := make(map[string]string, len(op.Fields))
+	for _, f := range op.Fields {
+		m[f.Name] = f.Value
+	}
+	return m
+}
+
+// Errors of Get, Confirm and Cancel.
+var (
+	// ErrGone: the challenge is unknown, expired, already confirmed or
+	// cancelled, or belongs to another session. These are not told apart:
+	// a stranger learns nothing about other customers' challenges.
+	ErrGone = errors.New("otpgate: the operation expired or was already done; start it again")
+)
+
+// Manager keeps paused operations.
+type Manager struct {
+	store  store.Store
+	tokens *token.Manager
+	// Lifetime of a paused operation. Default: 5 minutes.
+	Lifetime time.Duration
+	// Now is the clock; tests replace it.
+	Now func() time.Time
+}
+
+// New returns a Manager.
+func New(s store.Store, tokens *token.Manager, lifetime time.Duration) *Manager {
+	if lifetime <= 0 {
+		lifetime = 5 * time.Minute
+	}
+	return &Manager{store: s, tokens: tokens, Lifetime: lifetime, Now: time.Now}
+}
+
+// Pause decides, for a protected operation, what the customer's token state
+// requires and, if it is a code, stores op (filling ID, times and digest).
+// The decision and the write are one transaction, so a token revoked
+// concurrently cannot leave a paused operation behind it.
+func (m *Manager) Pause(ctx context.Context, op *Operation) (token.Requirement, error) {
+	id, err := newID()
+	if err != nil {
+		return 0, err
+	}
+	now := m.Now()
+	op.ID, op.Created, op.Expires = id, now, now.Add(m.Lifetime)
+	op.Digest = op.ComputeDigest()
+	b, err := json.Marshal(op)
+	if err != nil {
+		return 0, fmt.Errorf("encoding operation: %w", err)
+	}
+	var req token.Requirement
+	err = m.store.Update(ctx, func(tx store.Tx) error {
+		var err error
+		req, err = m.tokens.RequirementInTx(tx, token.User{Service: op.Service, ID: op.User}, now)
+		if err != nil || req != token.NeedCode {
+			return err
+		}
+		if err := tx.Put(store.Pending, op.ID, b); err != nil {
+			return err
+		}
+		return audit.Append(tx, audit.Record{Time: now, Event: audit.Challenge, Service: op.Service, User: op.User,
+			ClientIP: op.ClientIP, Actor: "customer", Kind: op.Kind, Rule: op.Rule, Request: op.Method + " " + op.RequestURI,
+			Digest: op.Digest, Fields: op.FieldMap()})
+	})
+	return req, err
+}
+
+func newID() (string, error) {
+	b := make([]byte, 18)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("reading random challenge ID: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+func loadInTx(tx store.Tx, id, session string, now time.Time) (*Operation, error) {
+	v, err := tx.Get(store.Pending, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrGone
+	}
+	if err != nil {
+		return nil, err
+	}
+	var op Operation
+	if err := json.Unmarshal(v, &op); err != nil {
+		return nil, fmt.Errorf("decoding operation: %w", err)
+	}
+	if !now.Before(op.Expires) || op.Session != session {
+		return nil, ErrGone
+	}
+	return &op, nil
+}
+
+// Get returns the paused operation id for the session that created it.
+func (m *Manager) Get(ctx context.Context, id, session string) (*Operation, error) {
+	var op *Operation
+	err := m.store.View(ctx, func(tx store.Tx) error {
+		var err error
+		op, err = loadInTx(tx, id, session, m.Now())
+		return err
+	})
+	return op, err
+}
+
+// Result of a confirmation.
+type Result struct {
+	Check token.Check
+	// Op is the operation to release; set only when Check.Outcome is CodeOK.
+	Op *Operation
+}
+
+// Confirm checks code for the challenge id in one transaction. On a right
+// code the operation is consumed and returned for release; on a wrong one a
+// failure is counted, and when that locks the user the operation is
+// discarded (it must be submitted again). A reused code leaves both as they
+// are.
+func (m *Manager) Confirm(ctx context.Context, id, session, code, clientIP string) (Result, error) {
+	now := m.Now()
+	var res Result
+	err := m.store.Update(ctx, func(tx store.Tx) error {
+		res = Result{}
+		op, err := loadInTx(tx, id, session, now)
+		if err != nil {
+			return err
+		}
+		c, err := m.tokens.CheckInTx(tx, token.User{Service: op.Service, ID: op.User}, code, token.ForOperation, now)
+		if err != nil {
+			return err
+		}
+		res.Check = c
+		rec := audit.Record{Time: now, Service: op.Service, User: op.User, ClientIP: clientIP, Actor: "customer",
+			Kind: op.Kind, Rule: op.Rule, Request: op.Method + " " + op.RequestURI, Digest: op.Digest}
+		switch c.Outcome {
+		case token.CodeOK:
+			rec.Event, rec.Fields = audit.CodeOK, op.FieldMap()
+			res.Op = op
+			if err := tx.Delete(store.Pending, id); err != nil {
+				return err
+			}
+		case token.CodeReused:
+			rec.Event = audit.CodeReused
+		case token.CodeInvalid:
+			rec.Event, rec.Detail = audit.CodeInvalid, fmt.Sprintf("attempts left %d", c.AttemptsLeft)
+		case token.CodeLocked, token.CodeNoToken:
+			rec.Event = audit.CodeInvalid
+			if c.Outcome == token.CodeNoToken {
+				rec.Detail = "no active token"
+			}
+			// A locked user's operation is discarded: after the failure
+			// limit the customer must submit it again.
+			if err := tx.Delete(store.Pending, id); err != nil {
+				return err
+			}
+		}
+		if err := audit.Append(tx, rec); err != nil {
+			return err
+		}
+		if c.JustLocked {
+			return audit.Append(tx, audit.Record{Time: now, Event: audit.Locked, Service: op.Service, User: op.User,
+				ClientIP: clientIP, Actor: "system", Detail: "too many wrong codes; pending operation discarded"})
+		}
+		return nil
+	})
+	if err == nil && res.Check.JustLocked {
+		m.tokens.NotifyLocked(ctx, res.Check.Record)
+	}
+	return res, err
+}
+
+// Cancel discards a paused operation at its customer's request.
+func (m *Manager) Cancel(ctx context.Context, id, session, clientIP string) error {
+	now := m.Now()
+	return m.store.Update(ctx, func(tx store.Tx) error {
+		op, err := loadInTx(tx, id, session, now)
+		if err != nil {
+			return err
+		}
+		if err := tx.Delete(store.Pending, id); err != nil {
+			return err
+		}
+		return audit.Append(tx, audit.Record{Time: now, Event: audit.Cancelled, Service: op.Service, User: op.User,
+			ClientIP: clientIP, Actor: "customer", Kind: op.Kind, Rule: op.Rule, Digest: op.Digest})
+	})
+}
+
+// RecordRelease writes the outcome of handing a released operation to the
+// bank: its digest and fields, and the upstream error if there was one.
+func (m *Manager) RecordRelease(ctx context.Context, op *Operation, clientIP string, status int, upstreamErr error) error {
+	rec := audit.Record{Time: m.Now(), Event: audit.Released, Service: op.Service, User: op.User, ClientIP: clientIP,
+		Actor: "customer", Kind: op.Kind, Rule: op.Rule, Request: op.Method + " " + op.RequestURI, Digest: op.Digest,
+		Fields: op.FieldMap(), Detail: fmt.Sprintf("upstream status %d", status)}
+	if upstreamErr != nil {
+		rec.Event, rec.Detail = audit.ReleaseError, "not retried: "+upstreamErr.Error()
+	}
+	return m.store.Update(ctx, func(tx store.Tx) error { return audit.Append(tx, rec) })
+}
+
+// Sweep deletes expired operations; bbolt has no expiry of its own.
+func (m *Manager) Sweep(ctx context.Context) (int, error) {
+	now := m.Now()
+	var n int
+	err := m.store.Update(ctx, func(tx store.Tx) error {
+		n = 0
+		var gone []string
+		err := tx.ForEach(store.Pending, func(k string, v []byte) error {
+			var op struct {
+				Expires time.Time `json:"expires"`
+			}
+			if json.Unmarshal(v, &op) != nil || !now.Before(op.Expires) {
+				gone = append(gone, k)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range gone {
+			if err := tx.Delete(store.Pending, k); err != nil {
+				return err
+			}
+		}
+		n = len(gone)
+		return nil
+	})
+	return n, err
+}
