@@ -1,0 +1,339 @@
+package pages
+
+import "fmt"
+
+// message is one catalogue entry: the same text in both page languages.
+// Texts are plain text (never HTML); the templates escape them.
+type message struct{ ja, en string }
+
+// catalogue holds every text the pages show and every message ID the gateway
+// passes (Error, Info, Title, Body, Link.Text). An ID with the suffix "_one" is
+// the singular form T picks when the first argument is the int 1.
+var catalogue = map[string]message{
+	// Phishing notice: on every page.
+	"phishing_notice": {
+		"ワンタイムパスワードは、振込・振替、各種料金の払込、総合振込・給与賞与振込、トークン管理、利用者登録情報変更の操作時にのみ入力を求めます。ログイン時やその他の画面で入力を求められた場合はフィッシングの可能性があります。",
+		"A one-time password is requested only for transfers, bill payments, bulk and payroll transfers, token management and changes to user registration. If you are asked for a one-time password at login or on any other screen, it may be a phishing site.",
+	},
+	"phishing_heading": {"ご注意", "Caution"},
+	"service_name":     {"ワンタイムパスワード認証", "One-time password authentication"},
+
+	// Titles.
+	"title_confirm":         {"お取引の確認", "Confirm your operation"},
+	"title_token":           {"ワンタイムパスワードトークン管理", "One-time password token"},
+	"title_setup":           {"トークンの初期設定", "Token setup"},
+	"title_error":           {"エラー", "Error"},
+	"title_notice":          {"お知らせ", "Notice"},
+	"title_locked":          {"ワンタイムパスワードがロックされました", "One-time password locked"},
+	"title_challenge_gone":  {"お取引の有効期限切れ", "Operation no longer available"},
+	"title_login_required":  {"ログインが必要です", "Login required"},
+	"title_unavailable":     {"ただいまご利用いただけません", "Service temporarily unavailable"},
+	"title_cancelled":       {"お取引を取り消しました", "Operation cancelled"},
+	"title_upstream_failed": {"お取引の結果を確認できませんでした", "The result of the operation is unknown"},
+	"title_bad_request":     {"リクエストを処理できません", "The request cannot be processed"},
+
+	// Link texts.
+	"back_to_menu":  {"メニューへ戻る", "Back to the menu"},
+	"to_token_page": {"トークン管理へ", "To token management"},
+	"to_login":      {"ログイン画面へ", "To the login page"},
+
+	// Messages the gateway passes.
+	"invalid_otp":     {"ワンタイムパスワードが正しくありません。残り%d回", "The one-time password is incorrect. %d attempts left."},
+	"invalid_otp_one": {"ワンタイムパスワードが正しくありません。残り%d回", "The one-time password is incorrect. %d attempt left."},
+	"otp_reused": {
+		"このワンタイムパスワードは既に使用されています。トークンアプリに次のパスワードが表示されるまで（最大60秒）お待ちのうえ、新しいパスワードを入力してください。",
+		"This one-time password has already been used. Wait until the token app shows the next password (up to 60 seconds) and enter the new one.",
+	},
+	"otp_format": {
+		"トークンアプリに表示されている6桁の数字を入力してください。",
+		"Enter the 6-digit number shown in the token app.",
+	},
+	"locked": {
+		"ワンタイムパスワードの誤入力が規定の回数を超えたため、ロックされました。このお取引は破棄され、実行されていません。ロックの解除にはお手続きが必要です。お取引店にお問い合わせください。",
+		"The one-time password was entered wrongly too many times and has been locked. This operation was discarded and not executed. Unlocking requires a procedure at the bank: please contact your branch.",
+	},
+	"challenge_gone": {
+		"このお取引は有効期限が切れたか、既に処理されています。お手数ですが、メニューから操作をやり直してください。",
+		"This operation has expired or has already been processed. Please start it again from the banking menu.",
+	},
+	"login_required": {
+		"このお取引を行うには、先にインターネットバンキングにログインしてください。",
+		"Please log in to internet banking before carrying out this operation.",
+	},
+	"enrollment_required": {
+		"ご契約先ではワンタイムパスワードのご利用が必須です。先にトークンを発行し、利用を開始してください。",
+		"Your company requires one-time passwords. Please issue a token and start using it first.",
+	},
+	"token_expired": {
+		"トークンの有効期限が切れています。トークン管理画面でトークンを更新してください。",
+		"Your token has expired. Please renew it on the token management page.",
+	},
+	"token_revoked": {
+		"トークンは失効しています。再度ご利用になるには、新しいトークンを発行してください。",
+		"Your token has been revoked. To use one-time passwords again, please issue a new token.",
+	},
+	"csrf": {
+		"画面の有効期限が切れました。画面を再読み込みして、もう一度操作してください。",
+		"This form has expired. Please reload the page and try again.",
+	},
+	"store_unavailable": {
+		"ただいまサービスをご利用いただけません。しばらくしてから再度お試しください。お取引は実行されていません。",
+		"The service is temporarily unavailable. Please try again later. Your operation was not executed.",
+	},
+	"body_too_large": {
+		"送信されたデータが大きすぎるため、処理できません。お取引は実行されていません。",
+		"The submitted data is too large to be processed. Your operation was not executed.",
+	},
+	"bad_request": {
+		"リクエストを処理できませんでした。お取引は実行されていません。メニューから操作をやり直してください。",
+		"The request could not be processed. Your operation was not executed. Please start again from the banking menu.",
+	},
+	"cancelled": {
+		"お取引を取り消しました。このお取引は実行されていません。",
+		"The operation was cancelled. It was not executed.",
+	},
+	"pin_format": {
+		"利用開始パスワードは4～8桁の数字で入力してください。",
+		"The activation PIN must be 4 to 8 digits.",
+	},
+	"email_format": {
+		"メールアドレスの形式が正しくありません。",
+		"The e-mail address is not valid.",
+	},
+	"issue_sent": {
+		"初期設定用のメールを %s に送信しました。携帯電話でメールを開き、STEP2に進んでください。",
+		"A setup mail was sent to %s. Open it on your mobile phone and continue with STEP 2.",
+	},
+	"mail_failed": {
+		"メールを送信できませんでした。トークンは発行されておらず、何も変更されていません。しばらくしてから再度お試しください。",
+		"The mail could not be sent. No token was issued and nothing was changed. Please try again later.",
+	},
+	"active_token": {
+		"ご利用中のトークンがあります。新しいトークンを発行するには、先に現在のトークンを失効させてください。",
+		"You already have an active token. To issue a new one, revoke the current token first.",
+	},
+	"setup_failed": {
+		"入力された内容に誤りがあります。サービスID、利用者ID、利用開始パスワードをご確認のうえ、もう一度入力してください。",
+		"The details entered are not correct. Check your service ID, user ID and activation PIN and try again.",
+	},
+	"link_gone": {
+		"このリンクは無効か、使用済みか、有効期限が切れています。パソコンのトークン管理画面から、もう一度トークンを発行してください。",
+		"This link is invalid, already used or expired. Please issue the token again on the token management page in your browser.",
+	},
+	"activated": {
+		"トークンの利用を開始しました。以後、対象のお取引ではワンタイムパスワードを入力してください。",
+		"Your token is now active. From now on, enter a one-time password for the protected operations.",
+	},
+	"renewed": {
+		"トークンを更新しました。新しい有効期限は %s です。",
+		"Your token was renewed. The new expiry date is %s.",
+	},
+	"renew_too_early": {
+		"トークンはまだ更新できません。%s から更新できます。",
+		"The token cannot be renewed yet. Renewal is possible from %s.",
+	},
+	"renew_too_early_nodate": {
+		"トークンはまだ更新できません。更新は有効期限が近づいてから可能になります。",
+		"The token cannot be renewed yet. Renewal becomes possible as the expiry date approaches.",
+	},
+	"not_issued": {
+		"トークンが発行されていません。",
+		"No token has been issued.",
+	},
+	"revoked": {
+		"トークンを失効させました。再度ワンタイムパスワードをご利用になるには、新しいトークンを発行してください。",
+		"Your token was revoked. To use one-time passwords again, please issue a new token.",
+	},
+	"upstream_failed": {
+		"お取引を送信しましたが、インターネットバンキングから応答がありませんでした。このお取引は再送信していません。二重のお取引を防ぐため、やり直す前に必ず取引履歴で結果をご確認ください。",
+		"The operation was sent, but internet banking did not answer. It was NOT sent again. To avoid a duplicate, check your transaction history before you try again.",
+	},
+
+	// Operation kinds (confirm page).
+	"kind_transfer":         {"振込・振替", "Transfer"},
+	"kind_bill_payment":     {"各種料金の払込", "Bill payment"},
+	"kind_bulk_transfer":    {"総合振込・給与賞与振込", "Bulk or payroll transfer"},
+	"kind_token_management": {"ワンタイムパスワードトークン管理", "OTP token management"},
+	"kind_user_change":      {"利用者登録情報変更", "Change of user registration"},
+	"kind_other":            {"保護されたお取引", "Protected operation"},
+
+	// Confirm page.
+	"confirm_intro": {
+		"次のお取引を実行するには、トークンアプリに表示されているワンタイムパスワードを入力してください。内容をよくご確認ください。",
+		"To execute the following operation, enter the one-time password shown in your token app. Please check the details carefully.",
+	},
+	"operation":           {"お取引の種類", "Operation"},
+	"field":               {"項目", "Item"},
+	"request":             {"送信先", "Request"},
+	"expires_at":          {"この確認画面の有効期限：%s（日本時間）", "This confirmation is valid until %s (Japan time)."},
+	"attempts_left":       {"あと%d回誤入力するとロックされます。", "%d more wrong entries will lock the one-time password."},
+	"attempts_left_one":   {"あと%d回誤入力するとロックされます。", "%d more wrong entry will lock the one-time password."},
+	"otp_label":           {"ワンタイムパスワード", "One-time password"},
+	"otp_hint":            {"トークンアプリに表示されている数字（60秒ごとに変わります）", "The number shown in your token app (it changes every 60 seconds)"},
+	"confirm_submit":      {"確認して実行する", "Confirm and execute"},
+	"cancel_heading":      {"お取引を中止する場合", "If you do not want this operation"},
+	"cancel_submit":       {"このお取引を取り消す", "Cancel this operation"},
+	"renew_soon":          {"トークンの有効期限まであと%d日です。お早めに更新してください。", "Your token expires in %d days. Please renew it soon."},
+	"renew_soon_one":      {"トークンの有効期限まであと%d日です。お早めに更新してください。", "Your token expires in %d day. Please renew it soon."},
+	"renew_soon_link":     {"トークンを更新する", "Renew the token"},
+	"your_mobile_address": {"ご登録の携帯メールアドレス", "your registered mobile address"},
+
+	// Token page.
+	"state":             {"状態", "Status"},
+	"state_none":        {"未発行", "Not issued"},
+	"state_issued":      {"発行済み（初期設定待ち）", "Issued (waiting for setup)"},
+	"state_initialised": {"初期設定済み（利用開始の確認待ち）", "Set up (waiting for the first code)"},
+	"state_active":      {"利用中", "Active"},
+	"state_expired":     {"有効期限切れ", "Expired"},
+	"state_revoked":     {"失効済み", "Revoked"},
+	"state_unknown":     {"不明", "Unknown"},
+	"state_locked":      {"ロック中", "Locked"},
+	"email":             {"メールアドレス", "E-mail address"},
+	"expiry":            {"有効期限", "Expiry date"},
+	"days_left":         {"あと%d日", "%d days left"},
+	"days_left_one":     {"あと%d日", "%d day left"},
+	"in_parentheses":    {"（%s）", " (%s)"},
+	"token_locked": {
+		"ワンタイムパスワードの誤入力が規定の回数を超えたため、トークンはロックされています。ロック中はワンタイムパスワードが必要なお取引とトークンの操作はできません。ロックの解除にはお手続きが必要です。お取引店にお問い合わせください。",
+		"Your token is locked because a wrong one-time password was entered too many times. While it is locked, operations that need a one-time password and token changes are not possible. Unlocking requires a procedure at the bank: please contact your branch.",
+	},
+	"steps_heading": {"ご利用開始までの流れ", "How to start"},
+	"step1": {
+		"STEP1　トークンの発行：この画面で携帯電話のメールアドレスと、お客さまご自身で決める利用開始パスワード（4～8桁の数字）を入力し、発行してください。初期設定用のメールが届きます。",
+		"STEP 1 Issue the token: on this page, enter your mobile e-mail address and an activation PIN of your choice (4 to 8 digits), and issue the token. A setup mail will be sent to you.",
+	},
+	"step2": {
+		"STEP2　初期設定：携帯電話でメールのリンクを開き、サービスID、利用者ID、利用開始パスワードを入力して、表示されたトークンをトークンアプリに登録してください。",
+		"STEP 2 Set up: on your mobile phone, open the link in the mail, enter your service ID, user ID and activation PIN, and register the token that is shown in your token app.",
+	},
+	"step3": {
+		"STEP3　利用開始の確認：この画面に戻り、トークンアプリに表示された最初のワンタイムパスワードを入力してください。",
+		"STEP 3 Confirm: come back to this page and enter the first one-time password shown in your token app.",
+	},
+	"current_step":  {"現在のステップ", "Current step"},
+	"issue_heading": {"トークンの発行（STEP1）", "Issue a token (STEP 1)"},
+	"email_label":   {"携帯電話のメールアドレス", "Mobile e-mail address"},
+	"email_hint": {
+		"迷惑メール対策をされている場合は、初期設定用メールの送信元アドレスからのメールを受信できるよう設定してください。",
+		"If you filter unwanted mail, allow mail from the sender address of the setup mail.",
+	},
+	"pin_label":       {"利用開始パスワード（4～8桁の数字）", "Activation PIN (4 to 8 digits)"},
+	"pin_hint":        {"STEP2の初期設定で使います。ログインパスワードとは別の数字を決めてください。", "You will need it for the setup in STEP 2. Choose a number different from your login password."},
+	"issue_submit":    {"トークンを発行する", "Issue the token"},
+	"sent_to":         {"初期設定用のメールを %s に送信しました。", "A setup mail was sent to %s."},
+	"confirm_heading": {"利用開始の確認（STEP3）", "Confirm the token (STEP 3)"},
+	"confirm_token_intro": {
+		"初期設定が終わったら、トークンアプリに表示されているワンタイムパスワードを入力してください。",
+		"When the setup is done, enter the one-time password shown in your token app.",
+	},
+	"activate_submit": {"利用を開始する", "Start using the token"},
+	"reissue_heading": {"メールを再送する", "Send the mail again"},
+	"reissue_intro": {
+		"メールが届かない場合や、リンクの有効期限が切れた場合は、もう一度発行してください。",
+		"If the mail did not arrive or the link has expired, issue the token again.",
+	},
+	"reissue_submit": {"もう一度送信する", "Send again"},
+	"renew_heading":  {"トークンの更新", "Renew the token"},
+	"renew_intro": {
+		"有効期限が近づいています。トークンアプリに表示されているワンタイムパスワードを入力して、トークンを更新してください。",
+		"Your token expires soon. Enter the one-time password shown in your token app to renew it.",
+	},
+	"renew_expired_intro": {
+		"トークンの有効期限が切れています。有効期限が切れた後も更新できます。トークンアプリに表示されているワンタイムパスワードを入力して、トークンを更新してください。",
+		"Your token has expired. It can still be renewed: enter the one-time password shown in your token app to renew it.",
+	},
+	"renew_from":     {"更新は %s から可能です。", "Renewal is possible from %s."},
+	"renew_submit":   {"トークンを更新する", "Renew the token"},
+	"revoke_heading": {"トークンの失効", "Revoke the token"},
+	"revoke_intro": {
+		"携帯電話の機種変更をされる場合は、機種変更の前に現在のトークンを失効させてください。失効させずに機種変更されると、お取引店でのお手続きが必要になります。失効には次の画面でワンタイムパスワードの入力が必要です。",
+		"If you are changing your mobile phone, revoke the current token before you change phones. Otherwise the bank has to reset it through a procedure at your branch. Revoking asks for a one-time password on the next page.",
+	},
+	"revoke_submit": {"トークンを失効させる", "Revoke the token"},
+
+	// Setup page (on the phone).
+	"setup_intro": {
+		"STEP2　メールに記載のリンクから開いた画面です。サービスID、利用者ID、STEP1で決めた利用開始パスワードを入力してください。",
+		"STEP 2 You opened this page from the link in the setup mail. Enter your service ID, user ID and the activation PIN you chose in STEP 1.",
+	},
+	"service_id_label": {"サービスID", "Service ID"},
+	"user_id_label":    {"利用者ID", "User ID"},
+	"setup_pin_label":  {"利用開始パスワード", "Activation PIN"},
+	"setup_submit":     {"初期設定する", "Set up"},
+	"setup_done_intro": {
+		"トークンの初期設定ができました。次のボタンでトークンアプリに登録してください。",
+		"The token is ready. Register it in your token app with the button below.",
+	},
+	"account":     {"アプリでの表示名", "Account name in the app"},
+	"open_in_app": {"トークンアプリに登録する", "Open in the token app"},
+	"qr_alt":      {"トークン登録用のQRコード", "QR code to register the token"},
+	"qr_hint": {
+		"別の端末のトークンアプリで登録する場合は、このQRコードを読み取ってください。",
+		"To register the token in an app on another device, scan this QR code.",
+	},
+	"secret_label": {"手入力用のキー", "Key for manual entry"},
+	"secret_hint": {
+		"ボタンやQRコードが使えない場合は、トークンアプリにこのキーを入力してください（時間ベース、60秒）。",
+		"If the button and the QR code do not work, type this key into your token app (time-based, 60 seconds).",
+	},
+	"secret_warning": {
+		"このキーは誰にも教えないでください。この画面は一度しか表示されません。",
+		"Never show this key to anyone. This page is shown only once.",
+	},
+	"setup_next": {
+		"登録が終わったら、パソコンのブラウザに戻り、トークンアプリに表示された最初のワンタイムパスワードを入力してください（STEP3）。",
+		"When the token is registered, return to the browser and enter the first one-time password shown in the app (STEP 3).",
+	},
+}
+
+// T returns the catalogue text for a message ID in lang, formatted with args
+// (fmt-style). An unknown ID returns the ID itself; an unknown lang is
+// Japanese. When the first argument is the int 1 and the ID has a singular
+// form (ID+"_one"), that form is used. Arguments beyond the verbs the text
+// has are dropped, so a caller may pass, say, attempts left to any message.
+func T(lang Lang, id string, args ...any) string {
+	m, ok := catalogue[id]
+	if !ok {
+		if missing != nil {
+			missing(id)
+		}
+		return id
+	}
+	if len(args) > 0 {
+		if n, isInt := args[0].(int); isInt && n == 1 {
+			if one, ok := catalogue[id+"_one"]; ok {
+				m = one
+			}
+		}
+	}
+	text := m.ja
+	if lang == English && m.en != "" {
+		text = m.en
+	}
+	n := verbs(text)
+	if n == 0 {
+		return text
+	}
+	if len(args) > n {
+		args = args[:n]
+	}
+	return fmt.Sprintf(text, args...)
+}
+
+// missing, when set (by tests), is told every ID that T does not know.
+var missing func(id string)
+
+// verbs counts the formatting verbs in s ("%%" is not one).
+func verbs(s string) int {
+	n := 0
+	for i := 0; i < len(s)-1; i++ {
+		if s[i] != '%' {
+			continue
+		}
+		if s[i+1] != '%' {
+			n++
+		}
+		i++
+	}
+	return n
+}
