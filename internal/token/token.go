@@ -243,6 +243,9 @@ var (
 
 // load reads u's record; a missing record is a fresh one in state None.
 func load(tx store.Tx, u User) (*Record, error) {
+	if !u.valid() {
+		return nil, ErrInvalidUser
+	}
 	v, err := tx.Get(store.Tokens, u.key())
 	if errors.Is(err, store.ErrNotFound) {
 		return &Record{Service: u.Service, User: u.ID, State: None}, nil
@@ -302,6 +305,9 @@ func (m *Manager) Status(ctx context.Context, u User) (Status, error) {
 	})
 	return st, err
 }
+
+// StatusOf is the status of a record read elsewhere (admin listings).
+func (m *Manager) StatusOf(r *Record) Status { return m.status(r, m.Now()) }
 
 func (m *Manager) status(r *Record, now time.Time) Status {
 	st := Status{State: m.effective(r, now), Locked: r.Locked && !m.lockExpired(r, now), Email: r.Email, Expires: r.Expires}

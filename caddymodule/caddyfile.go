@@ -1,0 +1,384 @@
+package caddymodule
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
+
+	"github.com/otpgate/otpgate/policy"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("otpgate", parseCaddyfile)
+	// After forward_auth, so identities set by basic_auth or forward_auth
+	// are visible and the URI is the one the bank will see after rewrite;
+	// before reverse_proxy, which it guards. Operators write no order line.
+	httpcaddyfile.RegisterDirectiveOrder("otpgate", httpcaddyfile.After, "forward_auth")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	g := new(Gateway)
+	err := g.UnmarshalCaddyfile(h.Dispenser)
+	return g, err
+}
+
+// UnmarshalCaddyfile sets up the gateway from Caddyfile tokens. Syntax:
+//
+//	otpgate {
+//		base_path          <path>
+//		database           <file>
+//		secret_key         <key or {env.VAR}>
+//		secret_key_file    <file>
+//		retired_keys       <key...>
+//		issuer             <name>
+//		period             <duration>
+//		digits             6|8
+//		algorithm          SHA1|SHA256|SHA512
+//		skew               <periods>
+//		max_failures       <n>
+//		lock_duration      <duration>
+//		challenge_lifetime <duration>
+//		max_body           <size>
+//		validity           <duration>
+//		renew_window       <duration>
+//		link_lifetime      <duration>
+//		require_otp        all | <service_id...>
+//		public_url         <https://host>
+//		home               <path>
+//
+//		identity login_form {
+//			path            <login path>
+//			service_field   <field>
+//			user_field      <field>
+//			cookie          <session cookie name>
+//			success_status  <status...>
+//			success_location <path prefix>
+//			logout_path     <path>
+//			idle_timeout    <duration>
+//			max_age         <duration>
+//		}
+//		identity header {
+//			service <placeholder>
+//			user    <placeholder>
+//		}
+//
+//		mail_from <address>
+//		mail_dir  <folder>
+//		smtp <host:port> {
+//			username <user>
+//			password <password>
+//			tls      starttls|tls|none
+//			timeout  <duration>
+//		}
+//
+//		rule <kind> [<name>] {
+//			path    <pattern...>
+//			method  <method...>
+//			param   <name> [<value>]
+//			show    <field> [<label_ja> [<label_en>]]
+//			charset <charset>
+//		}
+//	}
+func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		name := d.Val()
+		var err error
+		switch name {
+		case "base_path":
+			err = oneArg(d, &g.BasePath)
+		case "database":
+			err = oneArg(d, &g.Database)
+		case "secret_key":
+			err = oneArg(d, &g.SecretKey)
+		case "secret_key_file":
+			err = oneArg(d, &g.SecretKeyFile)
+		case "retired_keys":
+			g.RetiredKeys = d.RemainingArgs()
+			if len(g.RetiredKeys) == 0 {
+				return d.ArgErr()
+			}
+		case "issuer":
+			err = oneArg(d, &g.Issuer)
+		case "algorithm":
+			err = oneArg(d, &g.Algorithm)
+		case "public_url":
+			err = oneArg(d, &g.PublicURL)
+		case "home":
+			err = oneArg(d, &g.Home)
+		case "period":
+			err = durationArg(d, &g.Period)
+		case "lock_duration":
+			err = durationArg(d, &g.LockDuration)
+		case "challenge_lifetime":
+			err = durationArg(d, &g.ChallengeLifetime)
+		case "validity":
+			err = durationArg(d, &g.Validity)
+		case "renew_window":
+			err = durationArg(d, &g.RenewWindow)
+		case "link_lifetime":
+			err = durationArg(d, &g.LinkLifetime)
+		case "digits":
+			err = intArg(d, &g.Digits, "6 or 8")
+		case "max_failures":
+			err = intArg(d, &g.MaxFailures, "a number of wrong codes, 1-10")
+		case "skew":
+			var n int
+			if err = intArg(d, &n, "a number of periods, 0-3"); err == nil {
+				if n < 0 {
+					return d.Errf("skew %d: want a number of periods, 0-3", n)
+				}
+				u := uint(n)
+				g.Skew = &u
+			}
+		case "max_body":
+			var s string
+			if err = oneArg(d, &s); err == nil {
+				size, perr := humanize.ParseBytes(s)
+				if perr != nil || size == 0 {
+					return d.Errf("max_body %q: want a size such as 10MiB", s)
+				}
+				g.MaxBody = int64(size)
+			}
+		case "require_otp":
+			g.RequireOTP = d.RemainingArgs()
+			if len(g.RequireOTP) == 0 {
+				return d.Errf("require_otp: want 'all' or service IDs")
+			}
+		case "identity":
+			err = g.parseIdentity(d)
+		case "mail_from":
+			g.mailConfig()
+			err = oneArg(d, &g.Mail.From)
+		case "mail_dir":
+			g.mailConfig()
+			err = oneArg(d, &g.Mail.Dir)
+		case "smtp":
+			g.mailConfig()
+			err = g.parseSMTP(d)
+		case "rule":
+			err = g.parseRule(d)
+		default:
+			return d.Errf("unrecognized otpgate option %q", name)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (g *Gateway) mailConfig() {
+	if g.Mail == nil {
+		g.Mail = new(MailConfig)
+	}
+}
+
+func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	name := d.Val()
+	if !d.NextArg() {
+		return d.Errf("%s: missing value", name)
+	}
+	*dst = d.Val()
+	if d.NextArg() {
+		return d.Errf("%s: one value expected, got extra %q", name, d.Val())
+	}
+	return nil
+}
+
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	v, err := caddy.ParseDuration(s)
+	if err != nil || v < 0 {
+		return d.Errf("%s %q: want a duration such as 90s, 5m, 24h or 30d", d.Val(), s)
+	}
+	*dst = caddy.Duration(v)
+	return nil
+}
+
+func intArg(d *caddyfile.Dispenser, dst *int, want string) error {
+	name := d.Val()
+	var s string
+	if err := oneArg(d, &s); err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return d.Errf("%s %q: want %s", name, s, want)
+	}
+	*dst = n
+	return nil
+}
+
+func (g *Gateway) parseIdentity(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.Errf("identity: want login_form or header")
+	}
+	id := &Identity{Source: d.Val()}
+	if id.Source != "login_form" && id.Source != "header" {
+		return d.Errf("identity %q: want login_form or header", id.Source)
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		if id.Source == "header" && opt != "service" && opt != "user" {
+			return d.Errf("identity header: unrecognized option %q (want service or user)", opt)
+		}
+		var err error
+		switch opt {
+		case "path":
+			err = oneArg(d, &id.LoginPath)
+		case "service_field":
+			err = oneArg(d, &id.ServiceField)
+		case "user_field":
+			err = oneArg(d, &id.UserField)
+		case "cookie":
+			err = oneArg(d, &id.Cookie)
+		case "success_location":
+			err = oneArg(d, &id.SuccessLocation)
+		case "logout_path":
+			err = oneArg(d, &id.LogoutPath)
+		case "idle_timeout":
+			err = durationArg(d, &id.IdleTimeout)
+		case "max_age":
+			err = durationArg(d, &id.MaxAge)
+		case "service":
+			err = oneArg(d, &id.Service)
+		case "user":
+			err = oneArg(d, &id.User)
+		case "success_status":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Errf("success_status: want one or more HTTP status codes")
+			}
+			for _, a := range args {
+				n, err := strconv.Atoi(a)
+				if err != nil || n < 100 || n > 599 {
+					return d.Errf("success_status %q: want an HTTP status code such as 302", a)
+				}
+				id.SuccessStatus = append(id.SuccessStatus, n)
+			}
+		default:
+			return d.Errf("identity login_form: unrecognized option %q", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	g.Identity = id
+	return nil
+}
+
+func (g *Gateway) parseSMTP(d *caddyfile.Dispenser) error {
+	s := &SMTPConfig{}
+	if !d.NextArg() {
+		return d.Errf("smtp: want the relay's host:port")
+	}
+	s.Address = d.Val()
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch opt := d.Val(); opt {
+		case "username":
+			err = oneArg(d, &s.Username)
+		case "password":
+			err = oneArg(d, &s.Password)
+		case "tls":
+			if err = oneArg(d, &s.TLS); err == nil && s.TLS != "starttls" && s.TLS != "tls" && s.TLS != "none" {
+				return d.Errf("smtp tls %q: want starttls, tls or none", s.TLS)
+			}
+		case "timeout":
+			err = durationArg(d, &s.Timeout)
+		default:
+			return d.Errf("smtp: unrecognized option %q", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	g.Mail.SMTP = s
+	return nil
+}
+
+func (g *Gateway) parseRule(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 || len(args) > 2 {
+		return d.Errf("rule: want a kind (transfer, bill_payment, bulk_transfer, token_management, user_change) and an optional name")
+	}
+	r := policy.Rule{Kind: policy.Kind(args[0])}
+	if !r.Kind.Valid() {
+		return d.Errf("rule %q: unknown kind; want transfer, bill_payment, bulk_transfer, token_management or user_change", args[0])
+	}
+	if len(args) == 2 {
+		r.Name = args[1]
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		vals := d.RemainingArgs()
+		switch opt {
+		case "path":
+			if len(vals) == 0 {
+				return d.Errf("rule %s: path needs at least one pattern", args[0])
+			}
+			r.Paths = append(r.Paths, vals...)
+		case "method":
+			if len(vals) == 0 {
+				return d.Errf("rule %s: method needs at least one method", args[0])
+			}
+			for _, m := range vals {
+				r.Methods = append(r.Methods, strings.ToUpper(m))
+			}
+		case "param":
+			if len(vals) == 0 || len(vals) > 2 {
+				return d.Errf("rule %s: param wants a name and an optional value", args[0])
+			}
+			c := policy.Condition{Name: vals[0]}
+			if len(vals) == 2 {
+				c.Value = vals[1]
+			}
+			r.Params = append(r.Params, c)
+		case "show":
+			if len(vals) == 0 || len(vals) > 3 {
+				return d.Errf("rule %s: show wants a field name, then optional Japanese and English labels", args[0])
+			}
+			f := policy.Field{Name: vals[0]}
+			if len(vals) > 1 {
+				f.Label = vals[1]
+			}
+			if len(vals) > 2 {
+				f.LabelEn = vals[2]
+			}
+			r.Show = append(r.Show, f)
+		case "charset":
+			if len(vals) != 1 {
+				return d.Errf("rule %s: charset wants one name such as shift_jis", args[0])
+			}
+			r.Charset = vals[0]
+		default:
+			return d.Errf("rule %s: unrecognized option %q (want path, method, param, show or charset)", args[0], opt)
+		}
+	}
+	if len(r.Paths) == 0 {
+		return d.Errf("rule %s: no path; add 'path <pattern>'", args[0])
+	}
+	g.Rules = append(g.Rules, r)
+	return nil
+}
+
+// Interface guards
+var _ caddyfile.Unmarshaler = (*Gateway)(nil)

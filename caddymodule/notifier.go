@@ -1,0 +1,93 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/otpgate/otpgate/internal/mail"
+	"github.com/otpgate/otpgate/internal/token"
+)
+
+// MailConfig says how setup links and security notices reach customers.
+// Exactly one of Dir and SMTP is set.
+type MailConfig struct {
+	// From is the fixed sender address; publish it so customers can
+	// whitelist it. Required.
+	From string `json:"from"`
+	// Dir writes each mail as an .eml file into this folder instead of
+	// sending it (demo, development). Created with mode 0700.
+	Dir string `json:"dir,omitempty"`
+	// SMTP sends through a relay.
+	SMTP *SMTPConfig `json:"smtp,omitempty"`
+}
+
+// SMTPConfig is an SMTP relay.
+type SMTPConfig struct {
+	// Address is host:port of the relay. Port default: 587
+	Address string `json:"address"`
+	// Username for SMTP AUTH; empty: no authentication.
+	Username string `json:"username,omitempty"`
+	// Password for SMTP AUTH; use a placeholder such as {env.SMTP_PASSWORD}.
+	Password string `json:"password,omitempty"`
+	// TLS is "starttls" (mandatory STARTTLS), "tls" (implicit TLS, port
+	// 465) or "none" (loopback relays only). Default: starttls
+	TLS string `json:"tls,omitempty"`
+	// Timeout of one delivery. Default: 30s
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+}
+
+func (m *MailConfig) notifier(repl *caddy.Replacer, issuer string) (token.Notifier, error) {
+	if m == nil {
+		return nil, errors.New("otpgate: mail is required: setup links are mailed (use mail_dir for a folder of .eml files, or smtp)")
+	}
+	from := repl.ReplaceAll(m.From, "")
+	if from == "" {
+		return nil, errors.New("otpgate: mail from is empty: set the fixed sender address customers whitelist")
+	}
+	var s mail.Sender
+	switch {
+	case m.Dir != "" && m.SMTP != nil:
+		return nil, errors.New("otpgate: mail: set either dir or smtp, not both")
+	case m.Dir != "":
+		s = &mail.Dir{Path: repl.ReplaceAll(m.Dir, ""), From: from}
+	case m.SMTP != nil:
+		host, portText, err := net.SplitHostPort(repl.ReplaceAll(m.SMTP.Address, ""))
+		if err != nil {
+			host, portText = repl.ReplaceAll(m.SMTP.Address, ""), "587"
+		}
+		port, err := strconv.Atoi(portText)
+		if err != nil || host == "" {
+			return nil, fmt.Errorf("otpgate: smtp address %q: want host:port", m.SMTP.Address)
+		}
+		s = &mail.SMTP{Host: host, Port: port, Username: repl.ReplaceAll(m.SMTP.Username, ""), Password: repl.ReplaceAll(m.SMTP.Password, ""),
+			From: from, TLS: m.SMTP.TLS, Timeout: timeDuration(m.SMTP.Timeout)}
+	default:
+		return nil, errors.New("otpgate: mail: set dir or smtp")
+	}
+	return mailNotifier{sender: s, issuer: issuer}, nil
+}
+
+// mailNotifier turns lifecycle notices into mails.
+type mailNotifier struct {
+	sender mail.Sender
+	issuer string
+}
+
+func (n mailNotifier) Notify(ctx context.Context, no token.Notice) error {
+	msg, err := mail.Compose(mail.Event(no.Event), no.Email, mail.Data{
+		ServiceID: no.User.Service, UserID: no.User.ID, Issuer: n.issuer, Link: no.Link, LinkExpires: no.LinkExpires,
+		Expires: no.Expires, At: no.At,
+	})
+	if err != nil {
+		return err
+	}
+	return n.sender.Send(ctx, msg)
+}
+
+func timeDuration(d caddy.Duration) time.Duration { return time.Duration(d) }

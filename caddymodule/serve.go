@@ -1,0 +1,196 @@
+package caddymodule
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/url"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/otpgate/otpgate/internal/audit"
+	"github.com/otpgate/otpgate/internal/challenge"
+	"github.com/otpgate/otpgate/internal/store"
+	"github.com/otpgate/otpgate/internal/token"
+	"github.com/otpgate/otpgate/policy"
+)
+
+// confirmMarker is the path parameter of a confirmation posted at the
+// operation's own URL: the bank's response to the released request then
+// lands at that URL, where its relative links resolve as they would have.
+const confirmMarker = ";otpgate="
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	// Checked on the decoded path too: a lenient bank strips ;otpgate=… as
+	// a path parameter and would execute the operation itself.
+	if i := strings.Index(r.URL.Path, confirmMarker); i >= 0 {
+		id := r.URL.Path[i+len(confirmMarker):]
+		if j := strings.IndexAny(id, "/;"); j >= 0 {
+			id = id[:j]
+		}
+		return g.serveConfirm(w, r, next, id)
+	}
+	// Framing that two parsers may read differently never reaches a
+	// protected operation (request smuggling).
+	if len(r.TransferEncoding) > 0 && r.Header.Get("Content-Length") != "" {
+		return g.refuse(w, r, http.StatusBadRequest, "bad_request", "ambiguous request framing (Content-Length with Transfer-Encoding)")
+	}
+	if strings.HasPrefix(r.URL.Path, g.BasePath+"/") {
+		return g.serveGateway(w, r, next)
+	}
+	view := policyRequest(r)
+	if !g.policy.Watches(view) {
+		if handled, err := g.watchSession(w, r, next, view); handled {
+			return err
+		}
+		return next.ServeHTTP(w, r)
+	}
+	body, err := g.readBody(r)
+	if err != nil {
+		var he caddyhttp.HandlerError
+		if errors.As(err, &he) && he.StatusCode == http.StatusRequestEntityTooLarge {
+			return g.refuse(w, r, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body over the %d-byte limit on a protected path", g.MaxBody))
+		}
+		return g.refuse(w, r, http.StatusBadRequest, "bad_request", "reading request body: "+err.Error())
+	}
+	m := g.policy.Classify(view, body)
+	if m == nil {
+		if handled, err := g.watchSession(w, r, next, view); handled {
+			return err
+		}
+		return next.ServeHTTP(w, r)
+	}
+	return g.protect(w, r, next, m, body)
+}
+
+func policyRequest(r *http.Request) *policy.Request {
+	return &policy.Request{Method: r.Method, Path: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery, Header: r.Header}
+}
+
+// formValue reads one field of an urlencoded body.
+func formValue(body []byte, name string) string {
+	q, _ := url.ParseQuery(string(body))
+	return q.Get(name)
+}
+
+func isJSONBody(r *http.Request) bool {
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return ct == "application/json"
+}
+
+// readBody buffers the body of a watched request, up to MaxBody, and puts
+// it back so the request can still be passed on.
+func (g *Gateway) readBody(r *http.Request) ([]byte, error) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	if r.ContentLength > g.MaxBody {
+		return nil, caddyhttp.Error(http.StatusRequestEntityTooLarge, errors.New("body too large"))
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, g.MaxBody+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(body)) > g.MaxBody {
+		return nil, caddyhttp.Error(http.StatusRequestEntityTooLarge, errors.New("body too large"))
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return body, nil
+}
+
+// hopHeaders are connection-level and never stored with an operation; the
+// cookies are the confirming request's at release.
+var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length", "Cookie"}
+
+// protect pauses a protected operation, or says what the customer must do
+// first.
+func (g *Gateway) protect(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, m *policy.Match, body []byte) error {
+	log := g.logger.With(zap.String("rule", m.Rule.Name), zap.String("kind", string(m.Kind)), zap.String("method", r.Method), zap.String("path", r.URL.EscapedPath()))
+	if m.Doubt {
+		log.Warn("protected path with an unreadable request; holding it", zap.Error(m.Err))
+	}
+	id, ok, err := g.identify(r)
+	if err != nil {
+		log.Error("identifying the customer", zap.Error(err))
+		return g.refuse(w, r, http.StatusServiceUnavailable, "store_unavailable", "store unavailable")
+	}
+	if !ok {
+		log.Info("protected operation without a known customer session: refused")
+		return g.refuse(w, r, http.StatusForbidden, "login_required", "protected operation without a known customer session")
+	}
+	header := r.Header.Clone()
+	for _, h := range hopHeaders {
+		header.Del(h)
+	}
+	for _, h := range strings.Split(r.Header.Get("Connection"), ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			header.Del(h)
+		}
+	}
+	op := &challenge.Operation{
+		Service: id.Service, User: id.User, Session: id.Session, ClientIP: clientIP(r),
+		Rule: m.Rule.Name, Kind: string(m.Kind),
+		Method: r.Method, RequestURI: r.URL.RequestURI(), Host: r.Host, Header: header, Body: body,
+	}
+	for _, f := range m.Fields {
+		op.Fields = append(op.Fields, challenge.Field{Name: f.Name, Label: f.Label, LabelEn: f.LabelEn, Value: f.Value})
+	}
+	log = log.With(zap.String("service", id.Service), zap.String("user", id.User))
+	req, err := g.challenges.Pause(r.Context(), op)
+	if err != nil {
+		log.Error("pausing operation", zap.Error(err))
+		return g.refuse(w, r, http.StatusServiceUnavailable, "store_unavailable", "store unavailable")
+	}
+	switch req {
+	case token.PassLegacy:
+		log.Info("service does not require OTP: protected operation passed through unchanged")
+		g.logErr(g.appendAudit(r, audit.Record{Event: audit.PassThrough, Service: id.Service, User: id.User, Kind: op.Kind, Rule: op.Rule,
+			Request: op.Method + " " + op.RequestURI, Digest: op.ComputeDigest(), Fields: op.FieldMap()}), "auditing legacy pass-through")
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		return next.ServeHTTP(w, r)
+	case token.NeedCode:
+		log.Info("operation paused for a code", zap.String("challenge", op.ID))
+		if wantsJSON(r) {
+			return writeJSON(w, http.StatusUnauthorized, map[string]any{
+				"error": "otp_required", "challenge": op.ID, "kind": op.Kind, "fields": op.Fields,
+				"confirm_url": g.BasePath + "/confirm/" + op.ID, "expires": op.Expires,
+			})
+		}
+		return redirect(w, g.BasePath+"/confirm/"+op.ID)
+	case token.NeedEnrolment:
+		log.Info("OTP required but no active token: sent to enrolment")
+		return g.toTokenPage(w, r, "enrollment_required")
+	case token.NeedRenewal:
+		log.Info("token expired: sent to renewal")
+		return g.toTokenPage(w, r, "token_expired")
+	default:
+		log.Info("customer locked: operation refused")
+		return g.refuse(w, r, http.StatusLocked, "locked", "customer locked after too many wrong codes")
+	}
+}
+
+func (g *Gateway) toTokenPage(w http.ResponseWriter, r *http.Request, code string) error {
+	if wantsJSON(r) {
+		return writeJSON(w, http.StatusForbidden, map[string]any{"error": code, "token_url": g.BasePath + "/token"})
+	}
+	return redirect(w, g.BasePath+"/token")
+}
+
+func (g *Gateway) appendAudit(r *http.Request, rec audit.Record) error {
+	rec.Time, rec.ClientIP, rec.Actor = g.tokens.Now(), clientIP(r), "customer"
+	return g.store.Update(r.Context(), func(tx store.Tx) error { return audit.Append(tx, rec) })
+}
+
+func redirect(w http.ResponseWriter, to string) error {
+	securityHeaders(w.Header())
+	w.Header().Set("Location", to)
+	w.WriteHeader(http.StatusSeeOther)
+	return nil
+}

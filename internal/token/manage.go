@@ -1,0 +1,256 @@
+package token
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/otpgate/otpgate/internal/audit"
+	"github.com/otpgate/otpgate/internal/store"
+)
+
+// RenewTooEarlyError is a renewal before the window opens. errors.Is
+// matches it against ErrRenewTooEarly.
+type RenewTooEarlyError struct {
+	From time.Time // when renewal opens
+}
+
+// Error names the day renewal opens.
+func (e *RenewTooEarlyError) Error() string {
+	return fmt.Sprintf("%s; it opens on %s", ErrRenewTooEarly.Error(), e.From.Format(time.DateOnly))
+}
+
+// Is makes errors.Is(err, ErrRenewTooEarly) work.
+func (e *RenewTooEarlyError) Is(target error) bool { return target == ErrRenewTooEarly }
+
+// Renew extends an active or expired token by Validity, counted from its
+// old expiry or from now if that has passed, so renewing early loses no
+// days. It needs a right code from the token, and is open from RenewWindow
+// before expiry on; asked earlier it returns a *RenewTooEarlyError without
+// looking at the code, so the refusal counts no failure.
+func (m *Manager) Renew(ctx context.Context, u User, code, clientIP string) (time.Time, error) {
+	if !u.valid() {
+		return time.Time{}, ErrInvalidUser
+	}
+	now := m.Now()
+	var outcome error
+	var locked, done *Record
+	err := m.store.Update(ctx, func(tx store.Tx) error {
+		outcome, locked, done = nil, nil, nil
+		r, err := load(tx, u)
+		if err != nil {
+			return err
+		}
+		if from := r.Expires.Add(-m.cfg.RenewWindow); m.effective(r, now) == Active && now.Before(from) &&
+			!(r.Locked && !m.lockExpired(r, now)) {
+			outcome = &RenewTooEarlyError{From: from}
+			return nil
+		}
+		c, err := m.CheckInTx(tx, u, code, ForRenewal, now)
+		if err != nil {
+			return err
+		}
+		if outcome, err = codeChecked(tx, c, u, clientIP, "renewal", now, ErrNoToken); err != nil {
+			return err
+		}
+		if c.JustLocked {
+			locked = c.Record
+		}
+		if c.Outcome != CodeOK {
+			return nil
+		}
+		r = c.Record
+		r.Expires = maxTime(now, r.Expires).Add(m.cfg.Validity)
+		r.State = Active
+		if err := save(tx, r); err != nil {
+			return err
+		}
+		done = r
+		return audit.Append(tx, auditRecord(now, audit.Renewed, u, clientIP, actorCustomer, "expires "+r.Expires.Format(time.DateOnly)))
+	})
+	if err != nil {
+		return time.Time{}, err
+	}
+	if locked != nil {
+		m.NotifyLocked(ctx, locked)
+	}
+	if outcome != nil {
+		return time.Time{}, outcome
+	}
+	m.notify(ctx, Notice{Event: "renewed", User: u, Email: done.Email, Expires: done.Expires, At: now})
+	return done.Expires, nil
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// Revoke ends an active or expired token at the customer's request, before
+// they change phones. The gateway calls it only after the revoke operation
+// was confirmed with a right code, so it asks for none. The secret is
+// wiped; the expiry date is kept for the record. Without such a token it
+// returns ErrNoToken.
+func (m *Manager) Revoke(ctx context.Context, u User, clientIP string) error {
+	if !u.valid() {
+		return ErrInvalidUser
+	}
+	now := m.Now()
+	var email string
+	err := m.store.Update(ctx, func(tx store.Tx) error {
+		r, err := load(tx, u)
+		if err != nil {
+			return err
+		}
+		if st := m.effective(r, now); st != Active && st != Expired {
+			return ErrNoToken
+		}
+		r.State, r.Secret = Revoked, nil
+		if err := save(tx, r); err != nil {
+			return err
+		}
+		email = r.Email
+		return audit.Append(tx, auditRecord(now, audit.Revoked, u, clientIP, actorCustomer, ""))
+	})
+	if err != nil {
+		return err
+	}
+	m.notify(ctx, Notice{Event: "revoked", User: u, Email: email, At: now})
+	return nil
+}
+
+// Reset is the bank's answer to a lost or changed phone that was not
+// revoked: whatever the state, the token goes back to None with its secret,
+// PIN and setup link wiped and the lock lifted, so the customer can issue
+// again. The last spent time step is kept: a code spent before stays spent.
+// by names the administrator for the audit trail; the customer is told at
+// the address the token had.
+func (m *Manager) Reset(ctx context.Context, u User, by, clientIP string) error {
+	if !u.valid() {
+		return ErrInvalidUser
+	}
+	now := m.Now()
+	var email string
+	err := m.store.Update(ctx, func(tx store.Tx) error {
+		email = ""
+		_, err := tx.Get(store.Tokens, u.key())
+		exists := err == nil
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		detail := ""
+		if exists {
+			r, err := load(tx, u)
+			if err != nil {
+				return err
+			}
+			if r.LinkHash != "" {
+				if err := tx.Delete(store.SetupLinks, r.LinkHash); err != nil {
+					return err
+				}
+			}
+			email = r.Email
+			detail = "was " + string(m.effective(r, now))
+			if r.Locked {
+				detail += ", locked"
+			}
+			if err := save(tx, &Record{Service: u.Service, User: u.ID, State: None, LastStep: r.LastStep}); err != nil {
+				return err
+			}
+		} else {
+			// Nothing to reset, but the administrator's action is still recorded.
+			detail = "no token"
+		}
+		return audit.Append(tx, auditRecord(now, audit.Reset, u, clientIP, "admin:"+by, detail))
+	})
+	if err != nil {
+		return err
+	}
+	m.notify(ctx, Notice{Event: "reset", User: u, Email: email, At: now})
+	return nil
+}
+
+// Unlock lifts a lock after the bank has verified the customer, and resets
+// the failure count. Unlocking a user who is not locked does nothing.
+func (m *Manager) Unlock(ctx context.Context, u User, by, clientIP string) error {
+	if !u.valid() {
+		return ErrInvalidUser
+	}
+	now := m.Now()
+	var email string
+	err := m.store.Update(ctx, func(tx store.Tx) error {
+		email = ""
+		r, err := load(tx, u)
+		if err != nil {
+			return err
+		}
+		if !r.Locked {
+			return nil
+		}
+		r.Locked, r.Failures, r.LockedAt = false, 0, time.Time{}
+		if err := save(tx, r); err != nil {
+			return err
+		}
+		email = r.Email
+		return audit.Append(tx, auditRecord(now, audit.Unlocked, u, clientIP, "admin:"+by, ""))
+	})
+	if err != nil {
+		return err
+	}
+	if email != "" {
+		m.notify(ctx, Notice{Event: "unlocked", User: u, Email: email, At: now})
+	}
+	return nil
+}
+
+// Get returns u's record as stored (a fresh one in state None if u has
+// none), for administrators. The secret in it is sealed.
+func (m *Manager) Get(ctx context.Context, u User) (*Record, error) {
+	if !u.valid() {
+		return nil, ErrInvalidUser
+	}
+	var r *Record
+	err := m.store.View(ctx, func(tx store.Tx) error {
+		var err error
+		r, err = load(tx, u)
+		return err
+	})
+	return r, err
+}
+
+// List returns the token records of service ("" for all services), sorted
+// by service and user ID, with the sealed secret and the PIN hash blanked:
+// an admin listing has no use for them.
+func (m *Manager) List(ctx context.Context, service string) ([]Record, error) {
+	var out []Record
+	err := m.store.View(ctx, func(tx store.Tx) error {
+		out = nil
+		return tx.ForEach(store.Tokens, func(_ string, v []byte) error {
+			var r Record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("decoding token record: %w", err)
+			}
+			if service != "" && r.Service != service {
+				return nil
+			}
+			r.Secret, r.PINHash = nil, ""
+			out = append(out, r)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Key order is not record order once a store other than bbolt sorts
+	// differently, so sort explicitly.
+	slices.SortFunc(out, func(a, b Record) int {
+		return cmp.Or(cmp.Compare(a.Service, b.Service), cmp.Compare(a.User, b.User))
+	})
+	return out, nil
+}
