@@ -1,0 +1,11 @@
+// Package otpgate holds what the repository ships beside the code: the
+// example configuration that "otpgate demo" runs as it is.
+package otpgate
+
+import _ "embed"
+
+// CaddyfileExample is Caddyfile.example: the gateway on :8080 in front of the
+// demo bank on 127.0.0.1:9080.
+//
+//go:embed Caddyfile.example
+var CaddyfileExample []byte
