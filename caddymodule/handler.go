@@ -145,6 +145,9 @@ func (Gateway) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
+// now is the clock of every lifecycle; tests replace it.
+var now = time.Now
+
 // revokeRule is the gateway's own token_management operation: revoking a
 // token is paused and confirmed with a code like any transfer.
 const revokeRule = "otpgate_revoke"
@@ -240,6 +243,8 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	}
 	g.challenges = challenge.New(g.store, g.tokens, time.Duration(g.ChallengeLifetime))
 	g.sessions = session.New(g.store, time.Duration(g.Identity.IdleTimeout), time.Duration(g.Identity.MaxAge))
+	clock := func() time.Time { return now() }
+	g.tokens.Now, g.challenges.Now, g.sessions.Now = clock, clock, clock
 
 	registerInstance(g)
 	sweepCtx, cancel := context.WithCancel(ctx)

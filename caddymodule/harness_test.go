@@ -1,0 +1,356 @@
+package caddymodule
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/mail"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/otpgate/otpgate/internal/demobank"
+)
+
+// The integration tests run the real Caddy handler chain in this process
+// (caddytest), with the gateway in front of a real demo bank.
+
+const gatewayPort = 18080
+
+// gatewayURL is where the gateway under test listens.
+var gatewayURL = fmt.Sprintf("http://localhost:%d", gatewayPort)
+
+// env is one gateway in front of one demo bank, with its own database and
+// mail folder.
+type env struct {
+	t       *testing.T
+	bank    *demobank.Bank
+	bankURL string
+	dir     string
+	tester  *caddytest.Tester
+	clock   *fakeClock
+}
+
+// fakeClock replaces the package clock so tests can spend one time step
+// after another without waiting a minute each.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Advance moves the clock on.
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// envOptions vary the gateway's configuration.
+type envOptions struct {
+	// Extra is added inside the otpgate block.
+	Extra string
+	// NoRequireAll leaves out "require_otp all".
+	NoRequireAll bool
+	// Mail replaces the mail_dir line (e.g. an smtp block).
+	Mail string
+}
+
+// newEnv starts a demo bank and loads a gateway in front of it.
+func newEnv(t *testing.T, opt envOptions) *env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	e := &env{t: t, bank: demobank.New(), dir: t.TempDir(), clock: &fakeClock{t: time.Now()}}
+	srv := httptest.NewServer(e.bank)
+	t.Cleanup(srv.Close)
+	e.bankURL = srv.URL
+	prev := now
+	now = e.clock.Now
+	t.Cleanup(func() { now = prev })
+
+	e.tester = caddytest.NewTester(t)
+	e.tester.InitServer(e.caddyfile(opt), "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	return e
+}
+
+var testKey = func() string {
+	k := make([]byte, 32)
+	rand.Read(k)
+	return base64.StdEncoding.EncodeToString(k)
+}()
+
+func (e *env) caddyfile(opt envOptions) string {
+	require := "require_otp all"
+	if opt.NoRequireAll {
+		require = ""
+	}
+	mailLines := "mail_dir " + filepath.Join(e.dir, "mail")
+	if opt.Mail != "" {
+		mailLines = opt.Mail
+	}
+	return fmt.Sprintf(`{
+	admin localhost:2999
+	http_port %d
+	skip_install_trust
+}
+:%d {
+	otpgate {
+		database %s
+		secret_key %s
+		issuer "テスト信用組合"
+		home /menu
+		%s
+		mail_from otp@test-bank.example
+		%s
+		identity login_form {
+			path /login
+			cookie JSESSIONID
+			success_location /menu
+		}
+		rule transfer {
+			path /transfer/execute
+			show to_bank 振込先金融機関 "Payee bank"
+			show to_account 振込先口座 "Payee account"
+			show amount 金額 Amount
+		}
+		rule bill_payment {
+			path /payment/execute
+			show payee 収納機関 Payee
+			show amount 金額 Amount
+		}
+		rule bulk_transfer {
+			path /bulk/execute /payroll/execute
+			show file 振込データ "Transfer file"
+		}
+		rule user_change {
+			path /profile/update
+			show email メールアドレス E-mail
+		}
+		%s
+	}
+	reverse_proxy %s
+}
+`, gatewayPort, gatewayPort, filepath.Join(e.dir, "otpgate.db"), testKey, require, mailLines, opt.Extra, strings.TrimPrefix(e.bankURL, "http://"))
+}
+
+// gw returns the gateway under test (for its token manager, store…).
+func (e *env) gw() *Gateway {
+	g, dbs := currentInstance(filepath.Join(e.dir, "otpgate.db"))
+	if g == nil {
+		e.t.Fatalf("no gateway on %s (open: %v)", e.dir, dbs)
+	}
+	return g
+}
+
+// customer is one browser (or API client) with its own cookie jar.
+type customer struct {
+	e            *env
+	c            *http.Client
+	Service, ID  string
+	secret       []byte
+	json         bool
+	lastStepUsed int64
+}
+
+func (e *env) customer(service, user string) *customer {
+	jar, _ := cookiejar.New(nil)
+	return &customer{e: e, Service: service, ID: user, c: &http.Client{
+		Transport:     caddytest.CreateTestingTransport(),
+		Jar:           jar,
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+// do sends a request and returns the response with its body read.
+func (c *customer) do(req *http.Request) (*http.Response, string) {
+	c.e.t.Helper()
+	if c.json && req.Header.Get("Accept") == "" {
+		req.Header.Set("Accept", "application/json")
+	}
+	res, err := c.c.Do(req)
+	if err != nil {
+		c.e.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res, string(b)
+}
+
+func (c *customer) get(path string) (*http.Response, string) {
+	req, _ := http.NewRequest(http.MethodGet, gatewayURL+path, nil)
+	return c.do(req)
+}
+
+// postForm posts an urlencoded form.
+func (c *customer) postForm(path string, form url.Values) (*http.Response, string) {
+	req, _ := http.NewRequest(http.MethodPost, gatewayURL+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return c.do(req)
+}
+
+// postJSON posts a JSON object as an API client.
+func (c *customer) postJSON(path string, v any) (*http.Response, map[string]any) {
+	b, _ := json.Marshal(v)
+	req, _ := http.NewRequest(http.MethodPost, gatewayURL+path, strings.NewReader(string(b)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	res, body := c.do(req)
+	var out map[string]any
+	json.Unmarshal([]byte(body), &out)
+	return res, out
+}
+
+// login logs in at the bank through the gateway.
+func (c *customer) login() {
+	c.e.t.Helper()
+	res, _ := c.postForm("/login", url.Values{"service_id": {c.Service}, "user_id": {c.ID}, "password": {"demo"}})
+	if res.StatusCode != http.StatusSeeOther {
+		c.e.t.Fatalf("login %s/%s: status %d", c.Service, c.ID, res.StatusCode)
+	}
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// csrf loads a gateway page and returns its form's CSRF token.
+func (c *customer) csrf(path string) string {
+	c.e.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, gatewayURL+path, nil)
+	req.Header.Set("Accept", "text/html")
+	_, body := c.do(req)
+	m := csrfField.FindStringSubmatch(body)
+	if m == nil {
+		c.e.t.Fatalf("no CSRF field on %s:\n%s", path, body)
+	}
+	return strings.ReplaceAll(m[1], "&#43;", "+")
+}
+
+// enrol runs STEP 1-3 through the gateway's JSON contract, reading the
+// setup link from the mail folder, and remembers the secret.
+func (c *customer) enrol() {
+	c.e.t.Helper()
+	email := strings.ToLower(c.ID) + "@mobile.example"
+	res, out := c.postJSON("/.otpgate/token/issue", map[string]string{"email": email, "pin": "4321"})
+	if res.StatusCode != http.StatusOK {
+		c.e.t.Fatalf("issue: %d %v", res.StatusCode, out)
+	}
+	link := c.e.setupLink(email)
+	res, out = c.postJSON(strings.TrimPrefix(link, gatewayURL), map[string]string{"service_id": c.Service, "user_id": c.ID, "pin": "4321"})
+	if res.StatusCode != http.StatusOK {
+		c.e.t.Fatalf("setup: %d %v", res.StatusCode, out)
+	}
+	secret, _ := out["secret"].(string)
+	c.secret, _ = base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(secret)
+	if len(c.secret) < 20 {
+		c.e.t.Fatalf("setup secret %q shorter than 160 bits", secret)
+	}
+	res, out = c.postJSON("/.otpgate/token/confirm", map[string]string{"otp": c.code()})
+	if res.StatusCode != http.StatusOK {
+		c.e.t.Fatalf("activate: %d %v", res.StatusCode, out)
+	}
+}
+
+// code returns a right code for a time step this customer has not used,
+// advancing the shared clock a period when needed.
+func (c *customer) code() string {
+	step := c.e.clock.Now().Unix() / 60
+	if step <= c.lastStepUsed {
+		c.e.clock.Advance(60 * time.Second)
+		step = c.e.clock.Now().Unix() / 60
+	}
+	c.lastStepUsed = step
+	return totpAt(c.secret, step)
+}
+
+// totpAt is RFC 6238 written out here, independent of the gateway's
+// implementation: HMAC-SHA1 over the step, dynamic truncation, 6 digits.
+func totpAt(secret []byte, step int64) string {
+	var msg [8]byte
+	binary.BigEndian.PutUint64(msg[:], uint64(step))
+	m := hmac.New(sha1.New, secret)
+	m.Write(msg[:])
+	h := m.Sum(nil)
+	o := h[len(h)-1] & 0xf
+	v := binary.BigEndian.Uint32(h[o:o+4]) & 0x7fffffff
+	return fmt.Sprintf("%06d", v%1000000)
+}
+
+var linkPattern = regexp.MustCompile(`https?://\S+/\.otpgate/setup/[A-Za-z0-9_-]+`)
+
+// setupLink reads the newest setup mail to addr from the mail folder.
+func (e *env) setupLink(addr string) string {
+	e.t.Helper()
+	files, _ := filepath.Glob(filepath.Join(e.dir, "mail", "*.eml"))
+	for i := len(files) - 1; i >= 0; i-- {
+		f, err := os.Open(files[i])
+		if err != nil {
+			continue
+		}
+		msg, err := mail.ReadMessage(f)
+		if err != nil || !strings.Contains(msg.Header.Get("To"), addr) {
+			f.Close()
+			continue
+		}
+		body := decodeBody(e.t, msg)
+		f.Close()
+		if l := linkPattern.FindString(body); l != "" {
+			return l
+		}
+	}
+	e.t.Fatalf("no setup mail to %s in %v", addr, files)
+	return ""
+}
+
+func decodeBody(t *testing.T, msg *mail.Message) string {
+	t.Helper()
+	raw, _ := io.ReadAll(msg.Body)
+	if strings.EqualFold(msg.Header.Get("Content-Transfer-Encoding"), "base64") {
+		dec, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(string(raw)), ""))
+		if err != nil {
+			t.Fatalf("decoding mail body: %v", err)
+		}
+		return string(dec)
+	}
+	return string(raw)
+}
+
+// ledger is what reached the bank.
+func (e *env) ledger() []demobank.Entry { return e.bank.Ledger() }
+
+var actionPattern = regexp.MustCompile(`<form[^>]+action="([^"]+)"`)
+
+// regexpAction returns the first form action of a page.
+func regexpAction(t *testing.T, page string) string {
+	t.Helper()
+	m := actionPattern.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no form on page:\n%s", page)
+	}
+	return strings.ReplaceAll(m[1], "&amp;", "&")
+}
