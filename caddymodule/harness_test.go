@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -31,10 +32,22 @@ import (
 // The integration tests run the real Caddy handler chain in this process
 // (caddytest), with the gateway in front of a real demo bank.
 
-const gatewayPort = 18080
+// The ports the in-process Caddy uses. OTPGATE_TEST_ADMIN_PORT and
+// OTPGATE_TEST_HTTP_PORT move them, so that two test processes on one
+// machine do not load their configurations into each other's server.
+var (
+	adminPort   = envPort("OTPGATE_TEST_ADMIN_PORT", 2999)
+	gatewayPort = envPort("OTPGATE_TEST_HTTP_PORT", 18080)
+	// gatewayURL is where the gateway under test listens.
+	gatewayURL = fmt.Sprintf("http://localhost:%d", gatewayPort)
+)
 
-// gatewayURL is where the gateway under test listens.
-var gatewayURL = fmt.Sprintf("http://localhost:%d", gatewayPort)
+func envPort(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
 
 // env is one gateway in front of one demo bank, with its own database and
 // mail folder.
@@ -91,7 +104,7 @@ func newEnv(t *testing.T, opt envOptions) *env {
 	now = e.clock.Now
 	t.Cleanup(func() { now = prev })
 
-	e.tester = caddytest.NewTester(t)
+	e.tester = caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
 	e.tester.InitServer(e.caddyfile(opt), "caddyfile")
 	if t.Failed() {
 		t.FailNow()
@@ -115,7 +128,7 @@ func (e *env) caddyfile(opt envOptions) string {
 		mailLines = opt.Mail
 	}
 	return fmt.Sprintf(`{
-	admin localhost:2999
+	admin localhost:%d
 	http_port %d
 	skip_install_trust
 }
@@ -156,7 +169,7 @@ func (e *env) caddyfile(opt envOptions) string {
 	}
 	reverse_proxy %s
 }
-`, gatewayPort, gatewayPort, filepath.Join(e.dir, "otpgate.db"), testKey, require, mailLines, opt.Extra, strings.TrimPrefix(e.bankURL, "http://"))
+`, adminPort, gatewayPort, gatewayPort, filepath.Join(e.dir, "otpgate.db"), testKey, require, mailLines, opt.Extra, strings.TrimPrefix(e.bankURL, "http://"))
 }
 
 // gw returns the gateway under test (for its token manager, store…).
