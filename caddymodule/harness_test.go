@@ -340,7 +340,7 @@ func (e *env) setupLink(addr string) string {
 	return ""
 }
 
-func decodeBody(t *testing.T, msg *mail.Message) string {
+func decodeBody(t testing.TB, msg *mail.Message) string {
 	t.Helper()
 	raw, _ := io.ReadAll(msg.Body)
 	if strings.EqualFold(msg.Header.Get("Content-Transfer-Encoding"), "base64") {
