@@ -2,8 +2,8 @@ package caddymodule
 
 import (
 	"context"
-	"encoding/base32"
 	"crypto/rand"
+	"encoding/base32"
 	"encoding/hex"
 	"fmt"
 	"io"

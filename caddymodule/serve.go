@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 	"mime"
-	"net/url"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
