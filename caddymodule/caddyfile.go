@@ -73,6 +73,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			username <user>
 //			password <password>
 //			tls      starttls|tls|none
+//			ca_file  <PEM file of extra trusted roots>
 //			timeout  <duration>
 //		}
 //
@@ -195,13 +196,14 @@ func oneArg(d *caddyfile.Dispenser, dst *string) error {
 }
 
 func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	name := d.Val()
 	var s string
 	if err := oneArg(d, &s); err != nil {
 		return err
 	}
 	v, err := caddy.ParseDuration(s)
 	if err != nil || v < 0 {
-		return d.Errf("%s %q: want a duration such as 90s, 5m, 24h or 30d", d.Val(), s)
+		return d.Errf("%s %q: want a duration such as 90s, 5m, 24h or 30d", name, s)
 	}
 	*dst = caddy.Duration(v)
 	return nil
@@ -302,6 +304,8 @@ func (g *Gateway) parseSMTP(d *caddyfile.Dispenser) error {
 			if err = oneArg(d, &s.TLS); err == nil && s.TLS != "starttls" && s.TLS != "tls" && s.TLS != "none" {
 				return d.Errf("smtp tls %q: want starttls, tls or none", s.TLS)
 			}
+		case "ca_file":
+			err = oneArg(d, &s.CAFile)
 		case "timeout":
 			err = durationArg(d, &s.Timeout)
 		default:
