@@ -29,6 +29,7 @@ func init() {
 //	POST /otpgate/reset    {"service","user","by"}
 //	POST /otpgate/unlock   {"service","user","by"}
 //	POST /otpgate/require  {"service","by"}
+//	POST /otpgate/rekey    {"by"}   re-seal secrets under the current key
 //	GET  /otpgate/audit?since=2026-01-02T00:00:00Z   JSON lines
 //
 // With several otpgate handlers on different databases, add ?db=<path>.
@@ -51,6 +52,7 @@ func (a adminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/otpgate/reset", Handler: caddy.AdminHandlerFunc(a.handle(http.MethodPost, a.change("reset")))},
 		{Pattern: "/otpgate/unlock", Handler: caddy.AdminHandlerFunc(a.handle(http.MethodPost, a.change("unlock")))},
 		{Pattern: "/otpgate/require", Handler: caddy.AdminHandlerFunc(a.handle(http.MethodPost, a.change("require")))},
+		{Pattern: "/otpgate/rekey", Handler: caddy.AdminHandlerFunc(a.handle(http.MethodPost, a.rekey))},
 		{Pattern: "/otpgate/audit", Handler: caddy.AdminHandlerFunc(a.handle(http.MethodGet, a.audit))},
 	}
 }
@@ -143,6 +145,18 @@ func (adminAPI) change(action string) func(http.ResponseWriter, *http.Request, *
 		}
 		return writeAdminJSON(w, map[string]any{"status": "ok", "action": action, "service": in.Service, "user": in.User})
 	}
+}
+
+func (adminAPI) rekey(w http.ResponseWriter, r *http.Request, g *Gateway) error {
+	var in struct{ By string }
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&in); err != nil || in.By == "" {
+		return apiErr(http.StatusBadRequest, "request body must be JSON {\"by\"} naming the administrator")
+	}
+	n, err := g.tokens.Reseal(r.Context(), in.By)
+	if err != nil {
+		return apiErr(http.StatusServiceUnavailable, "re-sealing secrets: %v", err)
+	}
+	return writeAdminJSON(w, map[string]any{"status": "ok", "resealed": n})
 }
 
 func (adminAPI) audit(w http.ResponseWriter, r *http.Request, g *Gateway) error {

@@ -36,6 +36,10 @@ func init() {
 		"Switches OTP on for a company: from now on, users without an active token are sent to enrolment\n"+
 			"on protected operations.",
 		http.MethodPost, "/otpgate/require", []string{"service", "by"})
+	adminCommand("token-rekey", "--by <administrator>", "Re-seal every TOTP secret under the current key",
+		"After a key rotation (new secret_key, old one in retired_keys): seals every secret again under the\n"+
+			"new key, so the old key can be removed from the configuration.",
+		http.MethodPost, "/otpgate/rekey", []string{"by"})
 	adminCommand("audit-export", "[--since <RFC 3339 time>]", "Export the audit trail as JSON lines",
 		"Writes every audit record (at or after --since) to standard output, one JSON object a line.",
 		http.MethodGet, "/otpgate/audit", []string{"since"})

@@ -55,7 +55,7 @@ type Gateway struct {
 	SecretKeyFile string `json:"secret_key_file,omitempty"`
 
 	// RetiredKeys are earlier keys, kept while secrets sealed under them
-	// are re-sealed ("otpgate rekey"). Same format as SecretKey.
+	// are re-sealed ("otpgate token-rekey"). Same format as SecretKey.
 	RetiredKeys []string `json:"retired_keys,omitempty"`
 
 	// Issuer is the name the customer's token app shows, normally the

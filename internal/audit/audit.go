@@ -36,6 +36,7 @@ const (
 	Revoked      Event = "token_revoked"      // by the customer, with a code
 	Reset        Event = "token_reset"        // by the bank: revoke and unlock
 	RequireOTP   Event = "require_otp"        // a service was made to require OTP
+	Resealed     Event = "secrets_resealed"   // secrets sealed again after a key rotation
 	Login        Event = "session_bound"      // a bank login was seen and bound
 	PassThrough  Event = "legacy_passthrough" // a protected operation of a service that does not require OTP
 	Refused      Event = "refused"            // a protected operation refused (no identity, no token…)

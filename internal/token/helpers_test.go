@@ -95,6 +95,7 @@ type env struct {
 	path   string
 	db     *boltstore.DB
 	sealer *seal.Sealer
+	key    []byte // the sealer's key
 	mail   *fakeNotifier
 	clk    *clock
 	m      *Manager
@@ -112,7 +113,7 @@ func newEnv(t *testing.T, cfg Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, cfg: cfg, path: filepath.Join(t.TempDir(), "otpgate.db"), sealer: sealer,
+	e := &env{t: t, cfg: cfg, path: filepath.Join(t.TempDir(), "otpgate.db"), sealer: sealer, key: key,
 		mail: &fakeNotifier{}, clk: &clock{t: t0}}
 	e.open()
 	t.Cleanup(func() { e.db.Close() })

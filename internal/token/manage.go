@@ -254,3 +254,44 @@ func (m *Manager) List(ctx context.Context, service string) ([]Record, error) {
 	})
 	return out, nil
 }
+
+// Reseal seals again, under the current key, every secret still sealed
+// under a retired key, finishing a key rotation; by names the administrator.
+// Afterwards the retired key can be removed from the configuration.
+func (m *Manager) Reseal(ctx context.Context, by string) (int, error) {
+	now := m.Now()
+	var n int
+	err := m.store.Update(ctx, func(tx store.Tx) error {
+		n = 0
+		var stale []*Record
+		err := tx.ForEach(store.Tokens, func(_ string, v []byte) error {
+			var r Record
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("decoding token record: %w", err)
+			}
+			if len(r.Secret) > 0 && !m.sealer.Current(r.Secret) {
+				stale = append(stale, &r)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, r := range stale {
+			ctxKey := []byte(User{r.Service, r.User}.key())
+			secret, err := m.sealer.Open(r.Secret, ctxKey)
+			if err != nil {
+				return fmt.Errorf("opening the secret of %s/%s: %w (is its key in retired_keys?)", r.Service, r.User, err)
+			}
+			if r.Secret, err = m.sealer.Seal(secret, ctxKey); err != nil {
+				return err
+			}
+			if err := save(tx, r); err != nil {
+				return err
+			}
+		}
+		n = len(stale)
+		return audit.Append(tx, audit.Record{Time: now, Event: audit.Resealed, Actor: "admin:" + by, Detail: fmt.Sprintf("%d secrets sealed under the current key", n)})
+	})
+	return n, err
+}
