@@ -25,6 +25,9 @@ import (
 // lands at that URL, where its relative links resolve as they would have.
 const confirmMarker = ";otpgate="
 
+// maxPath is the longest request path the gateway reads.
+const maxPath = 8 << 10
+
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	// Checked on the decoded path too: a lenient bank strips ;otpgate=… as
@@ -43,6 +46,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	if strings.HasPrefix(r.URL.Path, g.BasePath+"/") {
 		return g.serveGateway(w, r, next)
+	}
+	// Reading a path the way lenient backends do costs time linear in its
+	// length; no banking page needs a path this long.
+	if len(r.URL.Path) > maxPath || len(r.URL.RawPath) > maxPath {
+		return g.refuse(w, r, http.StatusRequestURITooLong, "bad_request", "request path over 8 KiB")
 	}
 	view := policyRequest(r)
 	if !g.policy.Watches(view) {
@@ -70,7 +78,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 }
 
 func policyRequest(r *http.Request) *policy.Request {
-	return &policy.Request{Method: r.Method, Path: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery, Header: r.Header}
+	return &policy.Request{Method: r.Method, Path: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery, Header: r.Header, NoBody: r.ContentLength == 0}
 }
 
 // formValue reads one field of an urlencoded body.

@@ -1,0 +1,565 @@
+package policy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/text/encoding"
+	"golang.org/x/text/encoding/unicode"
+)
+
+// param is one request parameter, in the order the bank reads them.
+type param struct {
+	name, value string
+	// valueless marks a JSON object or array: present, with no value of
+	// its own.
+	valueless bool
+	// array numbers the outermost JSON array holding the value, 0 if none:
+	// the elements of one array are a list the bank reads as a whole, not
+	// alternatives.
+	array int
+}
+
+// params are a request's query and body parameters together.
+type params struct {
+	list   []param
+	arrays int   // JSON arrays numbered so far
+	err    error // the first thing that could not be read
+	// bodyErr is the first reason the body could not be parsed, so that a
+	// "_method" in it might have gone unseen.
+	bodyErr error
+}
+
+func (ps *params) fail(err error) {
+	if ps.err == nil && err != nil {
+		ps.err = err
+	}
+}
+
+func (ps *params) failBody(err error) {
+	ps.fail(err)
+	if ps.bodyErr == nil && err != nil {
+		ps.bodyErr = err
+	}
+}
+
+// holds reports whether every condition holds. Names and values are compared
+// ignoring case, and values ignoring surrounding whitespace: IIS reads
+// parameter names that way and many handlers compare values so, and a
+// condition that holds too often only asks for a code too often.
+func (ps *params) holds(conds []Condition) bool {
+	for _, c := range conds {
+		if !ps.has(c) {
+			return false
+		}
+	}
+	return true
+}
+
+func (ps *params) has(c Condition) bool {
+	want := strings.TrimSpace(c.Value)
+	for _, p := range ps.list {
+		if !strings.EqualFold(p.name, c.Name) {
+			continue
+		}
+		if c.Value == "" || !p.valueless && strings.EqualFold(strings.TrimSpace(p.value), want) {
+			return true
+		}
+	}
+	return false
+}
+
+// show returns the distinct values of a shown field in the order the bank
+// reads them: those under exactly this name (servlets compare names
+// exactly), then those whose name differs only in case (IIS does not). It
+// reports a conflict when there are several and they are not the elements of
+// one JSON array: repeated form fields and duplicate JSON keys are read as
+// the first value by some servers and as the last or all of them by others.
+func (ps *params) show(name string) (values []string, conflict bool) {
+	var other []string
+	array := -1 // the array holding every value so far; 0: no single one
+	for _, p := range ps.list {
+		switch {
+		case p.valueless:
+			continue
+		case p.name == name:
+			values = appendNew(values, p.value)
+		case strings.EqualFold(p.name, name):
+			other = appendNew(other, p.value)
+		default:
+			continue
+		}
+		if array == -1 {
+			array = p.array
+		} else if array != p.array {
+			array = 0
+		}
+	}
+	for _, v := range other {
+		values = appendNew(values, v)
+	}
+	return values, len(values) > 1 && array == 0
+}
+
+func appendNew(vs []string, v string) []string {
+	for _, w := range vs {
+		if w == v {
+			return vs
+		}
+	}
+	return append(vs, v)
+}
+
+// methods returns the "_method" values, upper case.
+func (ps *params) methods() []string {
+	var methods []string
+	for _, p := range ps.list {
+		if !p.valueless && strings.EqualFold(p.name, "_method") {
+			methods = addMethod(methods, p.value)
+		}
+	}
+	return methods
+}
+
+// charset is a character set with the name it was asked for by.
+type charset struct {
+	name string
+	enc  encoding.Encoding // nil: UTF-8
+}
+
+func (cs charset) String() string {
+	if cs.name == "" {
+		return "utf-8"
+	}
+	return cs.name
+}
+
+// decode converts b to UTF-8. Bytes that do not fit the charset become
+// U+FFFD and are reported: the bank may be reading the request in another
+// charset than the one the gateway assumed.
+func (cs charset) decode(b []byte) (string, error) {
+	if cs.enc == nil || cs.enc == unicode.UTF8 {
+		if utf8.Valid(b) {
+			return string(b), nil
+		}
+		return strings.ToValidUTF8(string(b), "\uFFFD"), fmt.Errorf("not valid %s", cs)
+	}
+	out, err := cs.enc.NewDecoder().Bytes(b)
+	if err != nil {
+		return strings.ToValidUTF8(string(b), "\uFFFD"), fmt.Errorf("not valid %s: %v", cs, err)
+	}
+	if bytes.ContainsRune(out, utf8.RuneError) {
+		return string(out), fmt.Errorf("not valid %s", cs)
+	}
+	return string(out), nil
+}
+
+// contentType is a parsed Content-Type header.
+type contentType struct {
+	media   string // lower case, "" if absent
+	charset string
+	params  map[string]string
+	err     error
+}
+
+func parseContentType(h http.Header) contentType {
+	vs := h.Values("Content-Type")
+	if len(vs) == 0 {
+		return contentType{}
+	}
+	var ct contentType
+	if len(vs) > 1 {
+		ct.err = fmt.Errorf("%d Content-Type headers", len(vs))
+	}
+	media, ps, err := mime.ParseMediaType(vs[0])
+	if err != nil {
+		// Read it anyway, as a lenient server would, but in doubt.
+		var loose map[string][]string
+		media, loose = splitHeaderParams(vs[0])
+		media = strings.ToLower(media)
+		ps = make(map[string]string)
+		for k, v := range loose {
+			ps[k] = v[0]
+		}
+		if ct.err == nil {
+			ct.err = fmt.Errorf("bad Content-Type %q: %v", vs[0], err)
+		}
+	}
+	ct.media, ct.params, ct.charset = media, ps, ps["charset"]
+	return ct
+}
+
+// parseParams reads the query and body parameters. fallback is the rule's
+// charset for query strings and forms that declare none.
+func parseParams(r *Request, ct contentType, body []byte, fallback charset) *params {
+	ps := &params{}
+	if len(body) > 0 {
+		ps.failBody(ct.err)
+	} else {
+		ps.fail(ct.err)
+	}
+	// JSON is UTF-8 unless declared otherwise; forms and queries fall back
+	// to the rule's charset, as a servlet configured for it would.
+	cs, jsonCS := fallback, charset{}
+	declared := ct.charset != ""
+	if declared {
+		enc, err := lookupCharset(ct.charset)
+		if err != nil {
+			ps.fail(err)
+		} else {
+			cs = charset{name: ct.charset, enc: enc}
+			jsonCS = cs
+		}
+	}
+	query, err := parseURLEncoded(r.RawQuery)
+	if err != nil {
+		ps.fail(fmt.Errorf("query: %w", err))
+	}
+
+	var form []rawParam
+	ce := r.Header.Get("Content-Encoding")
+	if ce != "" && !strings.EqualFold(ce, "identity") && len(body) > 0 {
+		// A backend that inflates bodies would see parameters the gateway
+		// cannot.
+		ps.failBody(fmt.Errorf("body has Content-Encoding %q", ce))
+		body = nil
+	}
+	switch media := ct.media; {
+	case len(body) == 0:
+	case media == "application/x-www-form-urlencoded":
+		form, err = parseURLEncoded(string(body))
+		ps.failBody(err)
+	case strings.HasPrefix(media, "multipart/"):
+		form, err = parseMultipart(body, ct.params["boundary"])
+		ps.failBody(err)
+	case isJSON(media):
+		ps.addQuery(query, cs)
+		ps.failBody(parseJSON(ps, body, jsonCS))
+		return ps
+	case looksLikeJSON(body):
+		// Legacy handlers read the body whatever its declared type. One
+		// that failed as JSON may still be JSON to a more lenient parser.
+		ps.addQuery(query, cs)
+		err := parseJSON(ps, body, jsonCS)
+		if err == nil {
+			return ps
+		}
+		ps.failBody(err)
+		ps.list = ps.list[:0]
+		fallthrough
+	default:
+		// Lenient servers parse any other body as a form.
+		form, err = parseURLEncoded(string(body))
+		ps.failBody(err)
+	}
+	if !declared {
+		for _, p := range form {
+			if string(p.name) == "_charset_" {
+				if enc, err := lookupCharset(string(p.value)); err == nil {
+					cs = charset{name: string(p.value), enc: enc}
+				} else {
+					ps.fail(err)
+				}
+				break
+			}
+		}
+	}
+	ps.addQuery(query, cs)
+	for _, p := range form {
+		pcs := cs
+		if p.charset.name != "" {
+			pcs = p.charset
+		}
+		ps.add(p, pcs)
+	}
+	return ps
+}
+
+func (ps *params) addQuery(query []rawParam, cs charset) {
+	for _, p := range query {
+		ps.add(p, cs)
+	}
+}
+
+func (ps *params) add(p rawParam, cs charset) {
+	name, err := cs.decode(p.name)
+	ps.fail(err)
+	value, err := cs.decode(p.value)
+	if err != nil {
+		ps.fail(fmt.Errorf("parameter %q: %w", name, err))
+	}
+	ps.list = append(ps.list, param{name: name, value: value})
+}
+
+// rawParam is a parameter before charset decoding.
+type rawParam struct {
+	name, value []byte
+	charset     charset // the multipart part's own charset, if it declares one
+}
+
+// parseURLEncoded splits a query string or form body. Servlets split on "&"
+// only, so ";" is part of a value. An invalid escape is kept literally and
+// reported.
+func parseURLEncoded(s string) ([]rawParam, error) {
+	out := make([]rawParam, 0, strings.Count(s, "&")+1)
+	var firstErr error
+	for pair := range strings.SplitSeq(s, "&") {
+		if pair == "" {
+			continue
+		}
+		name, value, _ := strings.Cut(pair, "=")
+		n, ok1 := unescapeForm(name)
+		v, ok2 := unescapeForm(value)
+		if firstErr == nil && !(ok1 && ok2) {
+			// Not the value: it may be a PIN or a code.
+			firstErr = fmt.Errorf("invalid %% escape in parameter %q", n)
+		}
+		out = append(out, rawParam{name: n, value: v})
+	}
+	return out, firstErr
+}
+
+// unescapeForm decodes "+" and %XX, keeping invalid escapes literally, and
+// reports whether all were valid.
+func unescapeForm(s string) ([]byte, bool) {
+	ok := true
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '+':
+			b = append(b, ' ')
+		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
+			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+		case c == '%':
+			ok = false
+			b = append(b, c)
+		default:
+			b = append(b, c)
+		}
+	}
+	return b, ok
+}
+
+// parseMultipart reads the fields of a multipart body. A file part counts as
+// a field whose value is its file name.
+func parseMultipart(body []byte, boundary string) ([]rawParam, error) {
+	if boundary == "" {
+		return nil, errors.New("multipart body without a boundary")
+	}
+	var out []rawParam
+	mr := multipart.NewReader(bytes.NewReader(body), boundary)
+	for {
+		// NextRawPart: the bank does not undo quoted-printable either.
+		part, err := mr.NextRawPart()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return out, fmt.Errorf("multipart: %w", err)
+		}
+		if te := part.Header.Get("Content-Transfer-Encoding"); te != "" {
+			return out, fmt.Errorf("multipart part with Content-Transfer-Encoding %q", te)
+		}
+		_, dp := splitHeaderParams(part.Header.Get("Content-Disposition"))
+		if len(dp["name"]) > 1 || len(dp["filename"]) > 1 {
+			return out, errors.New("multipart part with an ambiguous name")
+		}
+		name, hasName := dp["name"]
+		if !hasName {
+			continue
+		}
+		p := rawParam{name: []byte(name[0])}
+		if fn, isFile := dp["filename"]; isFile {
+			p.value = []byte(fn[0])
+		} else {
+			value, err := io.ReadAll(part)
+			if err != nil {
+				return out, fmt.Errorf("multipart: %w", err)
+			}
+			p.value = value
+			if pct := part.Header.Get("Content-Type"); pct != "" {
+				if _, pp, err := mime.ParseMediaType(pct); err == nil && pp["charset"] != "" {
+					enc, err := lookupCharset(pp["charset"])
+					if err != nil {
+						return out, fmt.Errorf("multipart part %q: %w", name[0], err)
+					}
+					p.charset = charset{name: pp["charset"], enc: enc}
+				}
+			}
+		}
+		out = append(out, p)
+	}
+}
+
+// splitHeaderParams splits a header value such as a Content-Disposition into
+// its first element and its parameters, keeping the bytes of values as sent
+// (browsers put raw UTF-8 or Shift_JIS in field names) and every occurrence
+// of a repeated parameter. Quoted values may contain ";" and backslash
+// escapes.
+func splitHeaderParams(s string) (string, map[string][]string) {
+	params := make(map[string][]string)
+	first, rest, _ := strings.Cut(s, ";")
+	for rest != "" {
+		var item string
+		item, rest = cutParam(rest)
+		k, v, ok := strings.Cut(item, "=")
+		if !ok {
+			continue
+		}
+		k = strings.ToLower(strings.TrimSpace(k))
+		v = strings.TrimSpace(v)
+		if len(v) >= 2 && v[0] == '"' {
+			v = unquote(v)
+		}
+		params[k] = append(params[k], v)
+	}
+	return strings.TrimSpace(first), params
+}
+
+// cutParam returns the text up to the first ";" outside quotes, and the rest.
+func cutParam(s string) (string, string) {
+	quoted := false
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			if quoted {
+				i++
+			}
+		case '"':
+			quoted = !quoted
+		case ';':
+			if !quoted {
+				return s[:i], s[i+1:]
+			}
+		}
+	}
+	return s, ""
+}
+
+func unquote(v string) string {
+	v = strings.TrimSuffix(v[1:], `"`)
+	var b strings.Builder
+	for i := 0; i < len(v); i++ {
+		if v[i] == '\\' && i+1 < len(v) {
+			i++
+		}
+		b.WriteByte(v[i])
+	}
+	return b.String()
+}
+
+func isJSON(media string) bool {
+	_, sub, _ := strings.Cut(media, "/")
+	return sub == "json" || strings.HasSuffix(sub, "+json")
+}
+
+func looksLikeJSON(body []byte) bool {
+	body = bytes.TrimLeft(bytes.TrimPrefix(body, []byte("\xef\xbb\xbf")), " \t\r\n")
+	return len(body) > 0 && (body[0] == '{' || body[0] == '[')
+}
+
+// parseJSON adds the members of a JSON body to ps: nested members under
+// dotted names, array elements as repeated values, numbers as written,
+// duplicate keys as repeated values (as a streaming parser sees them).
+func parseJSON(ps *params, body []byte, cs charset) error {
+	text, err := cs.decode(body)
+	if err != nil {
+		return fmt.Errorf("JSON body: %w", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(strings.TrimPrefix(text, "\ufeff")))
+	dec.UseNumber()
+	tok, err := dec.Token()
+	if err != nil {
+		return fmt.Errorf("JSON body: %w", err)
+	}
+	switch tok {
+	case json.Delim('{'):
+		err = jsonObject(ps, dec, "", 0, 1)
+	case json.Delim('['):
+		ps.arrays++
+		err = jsonArray(ps, dec, "", ps.arrays, 1)
+	default:
+		return errors.New("JSON body is neither an object nor an array")
+	}
+	if err != nil {
+		return fmt.Errorf("JSON body: %w", err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("JSON body: data after the top-level value")
+	}
+	return nil
+}
+
+// maxJSONDepth bounds nesting: no bank form nests deeply, and a body of a
+// million "[" would otherwise cost seconds of recursion.
+const maxJSONDepth = 64
+
+func jsonObject(ps *params, dec *json.Decoder, prefix string, array, depth int) error {
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := tok.(string)
+		if prefix != "" {
+			key = prefix + "." + key
+		}
+		if err := jsonValue(ps, dec, key, array, depth); err != nil {
+			return err
+		}
+	}
+	_, err := dec.Token()
+	return err
+}
+
+func jsonArray(ps *params, dec *json.Decoder, name string, array, depth int) error {
+	for dec.More() {
+		if err := jsonValue(ps, dec, name, array, depth); err != nil {
+			return err
+		}
+	}
+	_, err := dec.Token()
+	return err
+}
+
+func jsonValue(ps *params, dec *json.Decoder, name string, array, depth int) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	switch v := tok.(type) {
+	case json.Delim:
+		if depth == maxJSONDepth {
+			return fmt.Errorf("nested deeper than %d", maxJSONDepth)
+		}
+		if name != "" {
+			ps.list = append(ps.list, param{name: name, valueless: true, array: array})
+		}
+		if v == '{' {
+			return jsonObject(ps, dec, name, array, depth+1)
+		}
+		if array == 0 {
+			ps.arrays++
+			array = ps.arrays
+		}
+		return jsonArray(ps, dec, name, array, depth+1)
+	case string:
+		ps.list = append(ps.list, param{name: name, value: v, array: array})
+	case json.Number:
+		ps.list = append(ps.list, param{name: name, value: v.String(), array: array})
+	case bool:
+		ps.list = append(ps.list, param{name: name, value: fmt.Sprint(v), array: array})
+	case nil:
+		ps.list = append(ps.list, param{name: name, array: array})
+	}
+	return nil
+}
