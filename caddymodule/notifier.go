@@ -2,9 +2,12 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"time"
 
@@ -38,6 +41,10 @@ type SMTPConfig struct {
 	// TLS is "starttls" (mandatory STARTTLS), "tls" (implicit TLS, port
 	// 465) or "none" (loopback relays only). Default: starttls
 	TLS string `json:"tls,omitempty"`
+	// CAFile is a PEM file of root certificates to trust besides the
+	// system's, for a relay whose certificate a private CA signed (a bank's
+	// internal mail server). Default: the system roots only.
+	CAFile string `json:"ca_file,omitempty"`
 	// Timeout of one delivery. Default: 30s
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 }
@@ -65,12 +72,35 @@ func (m *MailConfig) notifier(repl *caddy.Replacer, issuer string) (token.Notifi
 		if err != nil || host == "" {
 			return nil, fmt.Errorf("otpgate: smtp address %q: want host:port", m.SMTP.Address)
 		}
-		s = &mail.SMTP{Host: host, Port: port, Username: repl.ReplaceAll(m.SMTP.Username, ""), Password: repl.ReplaceAll(m.SMTP.Password, ""),
+		relay := &mail.SMTP{Host: host, Port: port, Username: repl.ReplaceAll(m.SMTP.Username, ""), Password: repl.ReplaceAll(m.SMTP.Password, ""),
 			From: from, TLS: m.SMTP.TLS, Timeout: timeDuration(m.SMTP.Timeout)}
+		if m.SMTP.CAFile != "" {
+			if relay.TLSConfig, err = extraRoots(repl.ReplaceAll(m.SMTP.CAFile, "")); err != nil {
+				return nil, err
+			}
+		}
+		s = relay
 	default:
 		return nil, errors.New("otpgate: mail: set dir or smtp")
 	}
 	return mailNotifier{sender: s, issuer: issuer}, nil
+}
+
+// extraRoots is a TLS configuration that trusts the system roots and the
+// certificates in the PEM file at path.
+func extraRoots(path string) (*tls.Config, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("otpgate: smtp ca_file: %v", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("otpgate: smtp ca_file %s: no PEM certificate in it", path)
+	}
+	return &tls.Config{RootCAs: pool}, nil
 }
 
 // mailNotifier turns lifecycle notices into mails.

@@ -148,7 +148,13 @@ func (g *Gateway) protect(w http.ResponseWriter, r *http.Request, next caddyhttp
 		Method: r.Method, RequestURI: r.URL.RequestURI(), Host: r.Host, Header: header, Body: body,
 	}
 	for _, f := range m.Fields {
-		op.Fields = append(op.Fields, challenge.Field{Name: f.Name, Label: f.Label, LabelEn: f.LabelEn, Value: f.Value})
+		// A field sent more than once is shown with every value: the bank
+		// may act on any of them, and the customer confirms what it might do.
+		value := f.Value
+		if len(f.Values) > 1 {
+			value = strings.Join(f.Values, " / ")
+		}
+		op.Fields = append(op.Fields, challenge.Field{Name: f.Name, Label: f.Label, LabelEn: f.LabelEn, Value: value})
 	}
 	log = log.With(zap.String("service", id.Service), zap.String("user", id.User))
 	req, err := g.challenges.Pause(r.Context(), op)

@@ -285,8 +285,13 @@ func (b *Bank) serveOperation(w http.ResponseWriter, r *http.Request, t target, 
 		b.profiles[userKey(u.ServiceID, u.UserID)] = profile{Email: e.Params["email"], Phone: e.Params["phone"]}
 	}
 	b.mu.Unlock()
-	render(w, http.StatusOK, donePage, pageData{Title: op.title + "完了", User: &u, Op: op, Receipt: e.Receipt, At: e.At, Rows: op.rows(e.Params)})
+	render(w, http.StatusOK, donePage, pageData{Title: op.title + "完了", User: &u, Op: op, Receipt: e.Receipt, At: e.At.In(jst), Rows: op.rows(e.Params)})
 }
+
+// jst is Japan time, which the bank's pages show whatever the server's zone
+// (the gateway's pages do the same). Japan has no daylight saving time, so a
+// fixed zone is exact without the tz database.
+var jst = time.FixedZone("JST", 9*60*60)
 
 // serveLedger needs no session: it is the tests' and the demo's window into what the
 // bank executed, not a page of the site.

@@ -10,6 +10,7 @@ package session
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -23,6 +24,9 @@ import (
 
 // Binding is who a session belongs to.
 type Binding struct {
+	// ID names the login, and stays the same when the bank rotates the
+	// session cookie: paused operations are bound to it.
+	ID      string    `json:"id"`
 	Service string    `json:"service"`
 	User    string    `json:"user"`
 	Created time.Time `json:"created"`
@@ -65,7 +69,11 @@ func (m *Manager) Bind(ctx context.Context, cookieValue, service, user, clientIP
 		return errors.New("otpgate: refusing to bind an empty session, service or user")
 	}
 	now := m.Now()
-	b, _ := json.Marshal(Binding{Service: service, User: user, Created: now, Seen: now})
+	raw := make([]byte, 16)
+	if _, err := rand.Read(raw); err != nil {
+		return fmt.Errorf("reading random login ID: %w", err)
+	}
+	b, _ := json.Marshal(Binding{ID: hex.EncodeToString(raw), Service: service, User: user, Created: now, Seen: now})
 	return m.store.Update(ctx, func(tx store.Tx) error {
 		if err := tx.Put(store.Sessions, Hash(cookieValue), b); err != nil {
 			return err
