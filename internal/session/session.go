@@ -117,9 +117,29 @@ func (m *Manager) Lookup(ctx context.Context, cookieValue string) (Binding, bool
 		return Binding{}, false, m.Drop(ctx, cookieValue)
 	}
 	if stale {
-		b.Seen = now
-		enc, _ := json.Marshal(b)
-		if err := m.store.Update(ctx, func(tx store.Tx) error { return tx.Put(store.Sessions, key, enc) }); err != nil {
+		// Read again in the write: a logout or rotation handled meanwhile
+		// for another request must not be undone by writing b back.
+		err := m.store.Update(ctx, func(tx store.Tx) error {
+			v, err := tx.Get(store.Sessions, key)
+			if errors.Is(err, store.ErrNotFound) {
+				found = false
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			var cur Binding
+			if err := json.Unmarshal(v, &cur); err != nil {
+				return fmt.Errorf("decoding session binding: %w", err)
+			}
+			if cur.Seen.Before(now) {
+				cur.Seen = now
+			}
+			found, b = true, cur
+			enc, _ := json.Marshal(cur)
+			return tx.Put(store.Sessions, key, enc)
+		})
+		if err != nil || !found {
 			return Binding{}, false, err
 		}
 	}

@@ -97,8 +97,12 @@ func validEmail(addr string) bool {
 
 // MaskEmail shows enough of an address for the customer to recognise it
 // on a page that someone else may see: "taro.yamada@example.jp" becomes
-// "ta***@example.jp".
+// "ta***@example.jp". No address (no token issued) masks to "", so pages
+// show no address rather than a mask of one.
 func MaskEmail(addr string) string {
+	if addr == "" {
+		return ""
+	}
 	local, domain, ok := strings.Cut(addr, "@")
 	if !ok {
 		return "***"
