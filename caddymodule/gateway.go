@@ -284,6 +284,9 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, status int, cod
 	switch code {
 	case "login_required":
 		link.Text = "to_login"
+		if g.Identity != nil && g.Identity.Source == "login_form" {
+			link.Href = g.Identity.LoginPath
+		}
 	case "enrollment_required", "token_expired", "locked", "link_gone":
 		link = pages.Link{Href: g.BasePath + "/token", Text: "to_token_page"}
 	}

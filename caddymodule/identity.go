@@ -165,53 +165,9 @@ func (g *Gateway) sessionCookie(r *http.Request) (string, bool) {
 // pathNamesSession reports whether a jsessionid appears in the path at any
 // depth of percent-encoding: a lenient bank decodes "%253Bjsessionid%253D"
 // until it reads ";jsessionid=" and, when the cookie's session has ended
-// there, acts for the session named in the path. A path still changing
-// after many rounds of decoding counts as naming one (fail closed).
+// there, acts for the session named in the path.
 func pathNamesSession(escaped string) bool {
-	s := escaped
-	for range 32 {
-		if strings.Contains(strings.ToLower(s), "jsessionid") {
-			return true
-		}
-		d := percentDecodeLenient(s)
-		if d == s {
-			return false
-		}
-		s = d
-	}
-	return true
-}
-
-// percentDecodeLenient decodes every valid %XX and keeps malformed escapes,
-// as lenient servers did instead of rejecting the request.
-func percentDecodeLenient(s string) string {
-	if !strings.Contains(s, "%") {
-		return s
-	}
-	b := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) && isHexDigit(s[i+1]) && isHexDigit(s[i+2]) {
-			b = append(b, unhexDigit(s[i+1])<<4|unhexDigit(s[i+2]))
-			i += 2
-			continue
-		}
-		b = append(b, s[i])
-	}
-	return string(b)
-}
-
-func isHexDigit(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhexDigit(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c <= 'F':
-		return c - 'A' + 10
-	}
-	return c - 'a' + 10
+	return strings.Contains(strings.ToLower(policy.Unescape(escaped)), "jsessionid")
 }
 
 // watchSession passes r on and watches the bank's answer for the session

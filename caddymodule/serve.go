@@ -39,11 +39,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		return g.serveConfirm(w, r, next, id)
 	}
-	// Framing that two parsers may read differently never reaches a
-	// protected operation (request smuggling).
-	if len(r.TransferEncoding) > 0 && r.Header.Get("Content-Length") != "" {
-		return g.refuse(w, r, http.StatusBadRequest, "bad_request", "ambiguous request framing (Content-Length with Transfer-Encoding)")
-	}
 	if strings.HasPrefix(r.URL.Path, g.BasePath+"/") {
 		return g.serveGateway(w, r, next)
 	}

@@ -175,6 +175,11 @@ func trimSegment(seg string) string {
 // character and the space.
 func isSpace(r rune) bool { return r <= ' ' }
 
+// Unescape decodes a path until nothing changes (%XX, %uXXXX and overlong
+// UTF-8), as the most lenient backends read it. The gateway uses it to find
+// a session ID hidden under any depth of encoding.
+func Unescape(escaped string) string { return decodeAll(escaped) }
+
 // decodeAll decodes until nothing changes, with the escapes of decodeOnce.
 // Repeating decodeOnce would take quadratic time on "%252525…41", a cheap
 // denial of service; instead each byte is appended to an output that holds no
