@@ -17,7 +17,6 @@ import (
 
 	"github.com/otpgate/otpgate/internal/challenge"
 	"github.com/otpgate/otpgate/internal/pages"
-	"github.com/otpgate/otpgate/internal/store"
 	"github.com/otpgate/otpgate/internal/token"
 )
 
@@ -60,12 +59,9 @@ func (g *Gateway) serveConfirm(w http.ResponseWriter, r *http.Request, next cadd
 		// show its challenge (which will say so) rather than the bank's URL.
 		return redirect(w, g.BasePath+"/confirm/"+id)
 	}
-	who, ok, err := g.identify(r)
-	if err != nil {
-		return g.refuse(w, r, http.StatusServiceUnavailable, "store_unavailable", "identifying customer: "+err.Error())
-	}
+	who, ok, err := g.customer(w, r, "confirmation")
 	if !ok {
-		return g.refuse(w, r, http.StatusForbidden, "login_required", "confirmation without a known customer session")
+		return err
 	}
 	in, err := g.input(r, who.Session)
 	if err != nil {
@@ -109,15 +105,26 @@ func (g *Gateway) serveConfirm(w http.ResponseWriter, r *http.Request, next cadd
 	}
 }
 
+// customer identifies the customer of a gateway page. When it cannot, it
+// has already answered (503, or 403 login_required) and ok is false; err is
+// then what the page handler returns. what names the page for the log.
+func (g *Gateway) customer(w http.ResponseWriter, r *http.Request, what string) (who, bool, error) {
+	id, ok, err := g.identify(r)
+	if err != nil {
+		return who{}, false, g.refuse(w, r, http.StatusServiceUnavailable, "store_unavailable", "identifying customer: "+err.Error())
+	}
+	if !ok {
+		return who{}, false, g.refuse(w, r, http.StatusForbidden, "login_required", what+" without a known customer session")
+	}
+	return id, true, nil
+}
+
 // confirmPage shows a paused operation, read from the store: what the
 // customer sees is what they confirm.
 func (g *Gateway) confirmPage(w http.ResponseWriter, r *http.Request, id, errID string, attemptsLeft, status int) error {
-	who, ok, err := g.identify(r)
-	if err != nil {
-		return g.refuse(w, r, http.StatusServiceUnavailable, "store_unavailable", "identifying customer: "+err.Error())
-	}
+	who, ok, err := g.customer(w, r, "confirm page")
 	if !ok {
-		return g.refuse(w, r, http.StatusForbidden, "login_required", "confirm page without a known customer session")
+		return err
 	}
 	op, err := g.challenges.Get(r.Context(), id, who.Session)
 	if errors.Is(err, challenge.ErrGone) {
@@ -151,12 +158,9 @@ func (g *Gateway) confirmPage(w http.ResponseWriter, r *http.Request, id, errID 
 }
 
 func (g *Gateway) cancel(w http.ResponseWriter, r *http.Request, id string) error {
-	who, ok, err := g.identify(r)
-	if err != nil {
-		return g.refuse(w, r, http.StatusServiceUnavailable, "store_unavailable", "identifying customer: "+err.Error())
-	}
+	who, ok, err := g.customer(w, r, "cancel")
 	if !ok {
-		return g.refuse(w, r, http.StatusForbidden, "login_required", "cancel without a known customer session")
+		return err
 	}
 	if _, err := g.input(r, who.Session); err != nil {
 		return g.inputError(w, r, err)
@@ -334,5 +338,3 @@ func pathOf(requestURI string) string {
 }
 
 func tokenUser(w who) token.User { return token.User{Service: w.Service, ID: w.User} }
-
-var _ = store.ErrUnavailable

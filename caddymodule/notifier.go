@@ -73,7 +73,7 @@ func (m *MailConfig) notifier(repl *caddy.Replacer, issuer string) (token.Notifi
 			return nil, fmt.Errorf("otpgate: smtp address %q: want host:port", m.SMTP.Address)
 		}
 		relay := &mail.SMTP{Host: host, Port: port, Username: repl.ReplaceAll(m.SMTP.Username, ""), Password: repl.ReplaceAll(m.SMTP.Password, ""),
-			From: from, TLS: m.SMTP.TLS, Timeout: timeDuration(m.SMTP.Timeout)}
+			From: from, TLS: m.SMTP.TLS, Timeout: time.Duration(m.SMTP.Timeout)}
 		if m.SMTP.CAFile != "" {
 			if relay.TLSConfig, err = extraRoots(repl.ReplaceAll(m.SMTP.CAFile, "")); err != nil {
 				return nil, err
@@ -119,5 +119,3 @@ func (n mailNotifier) Notify(ctx context.Context, no token.Notice) error {
 	}
 	return n.sender.Send(ctx, msg)
 }
-
-func timeDuration(d caddy.Duration) time.Duration { return time.Duration(d) }

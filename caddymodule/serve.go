@@ -56,11 +56,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	body, err := g.readBody(r)
 	if err != nil {
-		var he caddyhttp.HandlerError
-		if errors.As(err, &he) && he.StatusCode == http.StatusRequestEntityTooLarge {
-			return g.refuse(w, r, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body over the %d-byte limit on a protected path", g.MaxBody))
-		}
-		return g.refuse(w, r, http.StatusBadRequest, "bad_request", "reading request body: "+err.Error())
+		return g.refuseBody(w, r, err)
 	}
 	m := g.policy.Classify(view, body)
 	if m == nil {
@@ -105,6 +101,15 @@ func (g *Gateway) readBody(r *http.Request) ([]byte, error) {
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	return body, nil
+}
+
+// refuseBody answers a readBody failure: 413 over the limit, else 400.
+func (g *Gateway) refuseBody(w http.ResponseWriter, r *http.Request, err error) error {
+	var he caddyhttp.HandlerError
+	if errors.As(err, &he) && he.StatusCode == http.StatusRequestEntityTooLarge {
+		return g.refuse(w, r, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body over the %d-byte limit on a protected path", g.MaxBody))
+	}
+	return g.refuse(w, r, http.StatusBadRequest, "bad_request", "reading request body: "+err.Error())
 }
 
 // hopHeaders are connection-level and never stored with an operation; the

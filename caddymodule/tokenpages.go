@@ -15,12 +15,9 @@ import (
 
 // tokenPage shows the customer's token and the actions that apply now.
 func (g *Gateway) tokenPage(w http.ResponseWriter, r *http.Request, status int, errID, info string, args ...int) error {
-	who, ok, err := g.identify(r)
-	if err != nil {
-		return g.refuse(w, r, http.StatusServiceUnavailable, "store_unavailable", "identifying customer: "+err.Error())
-	}
+	who, ok, err := g.customer(w, r, "token page")
 	if !ok {
-		return g.refuse(w, r, http.StatusForbidden, "login_required", "token page without a known customer session")
+		return err
 	}
 	st, err := g.tokens.Status(r.Context(), tokenUser(who))
 	if err != nil {
@@ -47,12 +44,9 @@ func (g *Gateway) tokenPage(w http.ResponseWriter, r *http.Request, status int, 
 
 // tokenAction runs STEP 1 (issue), STEP 3 (confirm) and renewal.
 func (g *Gateway) tokenAction(w http.ResponseWriter, r *http.Request, action string) error {
-	who, ok, err := g.identify(r)
-	if err != nil {
-		return g.refuse(w, r, http.StatusServiceUnavailable, "store_unavailable", "identifying customer: "+err.Error())
-	}
+	who, ok, err := g.customer(w, r, "token action")
 	if !ok {
-		return g.refuse(w, r, http.StatusForbidden, "login_required", "token action without a known customer session")
+		return err
 	}
 	in, err := g.input(r, who.Session)
 	if err != nil {
@@ -167,18 +161,15 @@ func (g *Gateway) tokenError(w http.ResponseWriter, r *http.Request, err error) 
 func (g *Gateway) revoke(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	body, err := g.readBody(r)
 	if err != nil {
-		return g.refuse(w, r, http.StatusRequestEntityTooLarge, "body_too_large", "revoke body over the limit")
+		return g.refuseBody(w, r, err)
 	}
 	m := g.policy.Classify(policyRequest(r), body)
 	if m == nil || m.Rule.Name != revokeRule {
 		return g.refuse(w, r, http.StatusBadRequest, "bad_request", "revoke request not recognised by the built-in rule")
 	}
-	who, ok, err := g.identify(r)
-	if err != nil {
-		return g.refuse(w, r, http.StatusServiceUnavailable, "store_unavailable", "identifying customer: "+err.Error())
-	}
+	who, ok, err := g.customer(w, r, "revoke")
 	if !ok {
-		return g.refuse(w, r, http.StatusForbidden, "login_required", "revoke without a known customer session")
+		return err
 	}
 	// Only a JSON content type exempts from the CSRF token: a cross-site
 	// page cannot send one without a CORS preflight, while it can set Accept.
