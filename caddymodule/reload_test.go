@@ -75,11 +75,11 @@ func TestGwReloadUnderLoad(t *testing.T) {
 		maxLoad     = 5 * time.Second
 	)
 	var (
-		sent, paused2 atomic.Int64
-		stop          = make(chan struct{})
-		wg            sync.WaitGroup
-		mu            sync.Mutex
-		failures      []string
+		sent, paused2, dropped atomic.Int64
+		stop                   = make(chan struct{})
+		wg                     sync.WaitGroup
+		mu                     sync.Mutex
+		failures               []string
 	)
 	fail := func(format string, args ...any) {
 		mu.Lock()
@@ -124,8 +124,16 @@ func TestGwReloadUnderLoad(t *testing.T) {
 				req.Header.Set("Cookie", cookie)
 				res, err := cl.Do(req)
 				if err != nil {
-					fail("GET %s: %v", req.URL.Path, err)
-					continue
+					// Caddy closes the old server's connections at the
+					// handover, so a request racing onto one can see EOF
+					// with no answer at all, with or without otpgate. A
+					// browser sends such a GET again; so does this client,
+					// once. A second failure, or any wrong answer, fails.
+					dropped.Add(1)
+					if res, err = cl.Do(req); err != nil {
+						fail("GET %s: %v (after one retry)", req.URL.Path, err)
+						continue
+					}
 				}
 				io.Copy(io.Discard, res.Body)
 				res.Body.Close()
@@ -151,7 +159,8 @@ func TestGwReloadUnderLoad(t *testing.T) {
 	wg.Wait()
 
 	n := min(sent.Load(), maxRequests)
-	t.Logf("%d requests (%d protected, paused) during %d reloads in %v", n, paused2.Load(), len(lifetimes), reloaded.Sub(start))
+	t.Logf("%d requests (%d protected, paused) during %d reloads in %v; %d connections dropped at a handover and retried",
+		n, paused2.Load(), len(lifetimes), reloaded.Sub(start), dropped.Load())
 	if reloaded.After(deadline) {
 		t.Errorf("the reloads outlasted the %v of load", maxLoad)
 	}
