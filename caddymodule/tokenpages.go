@@ -126,6 +126,10 @@ func (g *Gateway) tokenError(w http.ResponseWriter, r *http.Request, err error) 
 		status, id = http.StatusBadRequest, "email_format"
 	case errors.Is(err, token.ErrActiveToken):
 		status, id = http.StatusConflict, "active_token"
+	case errors.Is(err, token.ErrReissueNeedsToken):
+		status, id = http.StatusForbidden, "reissue_requires_token_or_bank"
+	case errors.Is(err, token.ErrIssueChanged):
+		status, id = http.StatusConflict, "issue_changed"
 	case errors.Is(err, token.ErrMail):
 		status, id = http.StatusBadGateway, "mail_failed"
 	case errors.Is(err, token.ErrNotInitialised):

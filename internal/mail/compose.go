@@ -18,6 +18,10 @@ const (
 	// EventSetup carries the setup link for the phone (STEP 1 of the start of
 	// use). Needs Data.Link and Data.LinkExpires.
 	EventSetup Event = "setup"
+	// EventIssued goes to the address registered before a new issue whose
+	// setup mail went to another address: a customer whose password was
+	// stolen learns that someone is enrolling a phone in their name.
+	EventIssued Event = "issued"
 	// EventActivated: the first right code was entered; the token is in use.
 	// Needs Data.Expires.
 	EventActivated Event = "activated"
@@ -163,6 +167,21 @@ var templates = map[Event]template{
 		en: func(c composer) string {
 			return "Your one-time password token is ready to set up. Open the link above on your phone, enter your service ID, user ID and the activation PIN you chose, then return to Internet Banking in your browser and enter the first code shown by the token.\n" +
 				"The link works once, until " + c.en(c.d.LinkExpires) + ".\n"
+		},
+	},
+	EventIssued: {
+		subjectJA: "トークン発行のお知らせ",
+		subjectEN: "New OTP token issued",
+		check:     needNothing,
+		ja: func(c composer) string {
+			return c.ja(c.at()) + "に、お客さまの利用者IDで、ワンタイムパスワードの新しいトークンの発行を受け付けました。\n" +
+				"初期設定用のメールは、このメールアドレスではなく、新しく指定されたメールアドレスに送信しています。\n" +
+				"お手続き中だったトークンの発行がある場合、そのリンクや設定は無効になりました。\n" +
+				"お客さまご自身のお手続きでない場合は、ログインパスワードが第三者に知られているおそれがあります。至急" + c.issuerJA() + "までご連絡ください。\n"
+		},
+		en: func(c composer) string {
+			return "On " + c.en(c.at()) + ", a new one-time password token was issued for your user ID. Its setup mail was sent to the newly given address, not to this one. Any token setup that was still in progress no longer works.\n" +
+				"If you did not do this, someone may know your login password: contact " + c.issuerEN() + " immediately.\n"
 		},
 	},
 	EventActivated: {

@@ -54,6 +54,11 @@ func TestCompose(t *testing.T) {
 			"ブラウザ）に戻り", "Open the link above on your phone",
 			"service ID, user ID and the activation PIN", "return to Internet Banking in your browser and enter the first code",
 			"The link works once, until Apr 2, 2026 10:30 JST."}},
+		{EventIssued, "【ワンタイムパスワード】トークン発行のお知らせ / New OTP token issued", []string{
+			"2026年4月1日 10:30 (JST)に", "新しいトークンの発行を受け付けました", "このメールアドレスではなく",
+			"ログインパスワードが第三者に知られているおそれ", "至急デモ信用金庫までご連絡ください",
+			"On Apr 1, 2026 10:30 JST, a new one-time password token was issued", "not to this one",
+			"someone may know your login password: contact デモ信用金庫 immediately"}},
 		{EventActivated, "【ワンタイムパスワード】利用開始のお知らせ / OTP token activated", []string{
 			"2026年4月1日 10:30 (JST)に", "有効期限は2027年4月1日 23:59 (JST)", "activated on Apr 1, 2026 10:30 JST"}},
 		{EventRenewed, "【ワンタイムパスワード】トークン更新のお知らせ / OTP token renewed", []string{

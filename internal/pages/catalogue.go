@@ -84,6 +84,10 @@ var catalogue = map[string]message{
 		"送信されたデータが大きすぎるため、処理できません。お取引は実行されていません。",
 		"The submitted data is too large to be processed. Your operation was not executed.",
 	},
+	"ambiguous_path": {
+		"このURLは銀行のサーバーが異なる意味に解釈するおそれがあるため、受け付けられません（%s）。お取引は実行されていません。メニューから操作をやり直してください。",
+		"This address could be read differently by the bank's server, so it was refused (%s). Your operation was not executed. Please start again from the banking menu.",
+	},
 	"bad_request": {
 		"リクエストを処理できませんでした。お取引は実行されていません。メニューから操作をやり直してください。",
 		"The request could not be processed. Your operation was not executed. Please start again from the banking menu.",
@@ -111,6 +115,14 @@ var catalogue = map[string]message{
 	"active_token": {
 		"ご利用中のトークンがあります。新しいトークンを発行するには、先に現在のトークンを失効させてください。",
 		"You already have an active token. To issue a new one, revoke the current token first.",
+	},
+	"reissue_requires_token_or_bank": {
+		"トークンをご利用になっていたため、ログインパスワードだけでは新しいトークンを発行できません。トークンアプリに表示されているワンタイムパスワードで現在のトークンを更新してください。トークンをお持ちでない場合（携帯電話の紛失・機種変更など）は、お取引店にトークンの初期化をご依頼ください。",
+		"You have had a token, so a new one cannot be issued with your login password alone. Renew your current token with the one-time password your token app shows. If you no longer have the token (lost or changed phone), ask your branch to reset it.",
+	},
+	"issue_changed": {
+		"トークンの発行手続き中に、別の発行が行われました。このお手続きでは何も変更されていません。画面を再読み込みして、もう一度お試しください。",
+		"Another issue of the token was made while this one was being sent. Nothing was changed by this one. Reload the page and try again.",
 	},
 	"setup_failed": {
 		"入力された内容に誤りがあります。サービスID、利用者ID、利用開始パスワードをご確認のうえ、もう一度入力してください。",

@@ -124,25 +124,87 @@ type IssueResult struct {
 	LinkExpires time.Time
 }
 
-// canIssue refuses to replace a token that still works, and lets nobody
-// escape a lock by starting over.
+// ErrReissueNeedsToken: a new token by password alone for a user who has
+// had one that was neither revoked with a code nor reset by the bank.
+var ErrReissueNeedsToken = errors.New("otpgate: a new token cannot be issued with the login password alone; renew the current token with a code from it, or ask the bank to reset it")
+
+// ErrIssueChanged: the token changed (another issue) while the mails of
+// this issue were being sent; nothing was changed.
+var ErrIssueChanged = errors.New("otpgate: the token changed while this issue was being sent; nothing was changed; reload the page and issue again")
+
+// canIssue decides whether a token may be issued now. Issue proves nothing
+// but the customer's bank session, i.e. the password, so binding a new phone
+// is allowed only where no token stands in the way or where the bank or the
+// token itself has vouched for it (NIST SP 800-63B §6.1.2.1: a new
+// authenticator is bound with an existing one or through recovery). Every
+// state is named; any other fails closed.
 func (m *Manager) canIssue(r *Record, now time.Time) error {
+	// Nobody escapes a lock by starting over: only the bank unlocks.
 	if r.Locked && !m.lockExpired(r, now) {
 		return ErrLocked
 	}
-	if m.effective(r, now) == Active {
+	switch m.effective(r, now) {
+	case None:
+		// Never had a token, or the bank reset it (Reset writes None): the
+		// password is all there is, or the bank did the recovery.
+		return nil
+	case Revoked:
+		// Only the customer revokes (Reset writes None), and the gateway
+		// calls Revoke only when the token_management operation was
+		// confirmed with a right code from the active token. A revoked token
+		// is therefore proof that its holder let it go, as the service's
+		// "revoke before changing phones, then issue for the new one" needs.
+		return nil
+	case Issued, Initialised:
+		// An issue not yet activated, which only an allowed issue creates
+		// (from None, Revoked or another pending one). Refusing a second one
+		// would let whoever issued first keep the enrolment; instead the
+		// replacement is allowed and Issue tells the pending address.
+		return nil
+	case Active:
 		return ErrActiveToken
+	case Expired:
+		// The attack this exists for: with the password alone, enrol one's
+		// own phone over an expired token. The customer renews with a code
+		// from the token (renewal works after expiry) or asks for a reset.
+		return ErrReissueNeedsToken
 	}
-	return nil
+	// A state this version does not know (damaged or newer record).
+	return ErrReissueNeedsToken
+}
+
+// auditIssueRefused records an issue refused because of the token's state:
+// someone with the customer's session tried to bind a new phone, which the
+// bank wants to see even though nothing changed.
+func auditIssueRefused(tx store.Tx, u User, state State, refusal error, clientIP string, now time.Time) error {
+	return audit.Append(tx, auditRecord(now, audit.Refused, u, clientIP, actorCustomer,
+		"token issue, state "+string(state)+"; "+refusal.Error()))
+}
+
+// refuseIssue audits a refusal found by the read-only check in Issue and
+// returns it; err is a store failure.
+func (m *Manager) refuseIssue(ctx context.Context, u User, state State, refusal error, clientIP string, now time.Time) error {
+	err := m.store.Update(ctx, func(tx store.Tx) error {
+		return auditIssueRefused(tx, u, state, refusal, clientIP, now)
+	})
+	if err != nil {
+		return err
+	}
+	return refusal
 }
 
 // Issue is STEP 1: it mails a setup link to email and records the activation
 // PIN (as an argon2id hash) that the phone must present with it. linkBase is
 // the absolute URL the link token is appended to. A token that is issued or
 // initialised but not activated is replaced, and its link stops working.
+// canIssue says when a token may be issued; a refusal is audited.
 //
-// The mail is sent before anything is written: if it fails, Issue returns an
-// error wrapping ErrMail and the token is as it was.
+// When the user had another address registered (an earlier token, a pending
+// issue, or the one kept by a bank reset), that address is told of the issue
+// too: whoever issues with a stolen password is announced to the customer.
+//
+// The mails are sent before anything is written: if either fails, Issue
+// returns an error wrapping ErrMail and the token is as it was.
 func (m *Manager) Issue(ctx context.Context, u User, email, pin, linkBase, clientIP string) (IssueResult, error) {
 	if !u.valid() {
 		return IssueResult{}, ErrInvalidUser
@@ -159,15 +221,22 @@ func (m *Manager) Issue(ctx context.Context, u User, email, pin, linkBase, clien
 	now := m.Now()
 	// Checked before mailing so a refused issue sends no mail; checked again
 	// in the Update because the state may change meanwhile.
+	var prev string // the address registered before this issue
+	var state State
+	var refusal error
 	err := m.store.View(ctx, func(tx store.Tx) error {
 		r, err := load(tx, u)
 		if err != nil {
 			return err
 		}
-		return m.canIssue(r, now)
+		prev, state, refusal = r.Email, m.effective(r, now), m.canIssue(r, now)
+		return nil
 	})
 	if err != nil {
 		return IssueResult{}, err
+	}
+	if refusal != nil {
+		return IssueResult{}, m.refuseIssue(ctx, u, state, refusal, clientIP, now)
 	}
 	pinHash, err := hashPIN(pin)
 	if err != nil {
@@ -183,15 +252,36 @@ func (m *Manager) Issue(ctx context.Context, u User, email, pin, linkBase, clien
 	if err := m.notifier.Notify(ctx, n); err != nil {
 		return IssueResult{}, fmt.Errorf("%w: %w", ErrMail, err)
 	}
-	// If this Update fails after the mail went out, the mailed link is
+	// The notice to the previous address is not best effort: an issue it
+	// cannot announce is not made. It goes after the setup mail, so a failed
+	// setup mail never announces an issue that did not happen. The same
+	// address needs no notice: the setup mail itself reaches it.
+	detail := "setup link mailed to " + MaskEmail(email)
+	if prev != "" && prev != email {
+		if err := m.notifier.Notify(ctx, Notice{Event: "issued", User: u, Email: prev, At: now}); err != nil {
+			return IssueResult{}, fmt.Errorf("%w: notice to the previously registered address: %w", ErrMail, err)
+		}
+		detail += "; issue notice mailed to the previous address " + MaskEmail(prev)
+	}
+	if state == Issued || state == Initialised {
+		detail += "; replaces the unfinished issue (" + string(state) + ")"
+	}
+	// If this Update fails after the mails went out, the mailed link is
 	// unknown to the store and answers ErrLinkGone: nothing is half-done.
+	var outcome error
 	err = m.store.Update(ctx, func(tx store.Tx) error {
+		outcome = nil
 		r, err := load(tx, u)
 		if err != nil {
 			return err
 		}
-		if err := m.canIssue(r, now); err != nil {
-			return err
+		if outcome = m.canIssue(r, now); outcome != nil {
+			return auditIssueRefused(tx, u, m.effective(r, now), outcome, clientIP, now)
+		}
+		// Another issue got in since the check: the address warned above
+		// may not be the one this issue replaces.
+		if r.Email != prev {
+			return ErrIssueChanged
 		}
 		if r.LinkHash != "" {
 			if err := tx.Delete(store.SetupLinks, r.LinkHash); err != nil {
@@ -222,10 +312,13 @@ func (m *Manager) Issue(ctx context.Context, u User, email, pin, linkBase, clien
 		if err := save(tx, r); err != nil {
 			return err
 		}
-		return audit.Append(tx, auditRecord(now, audit.Issued, u, clientIP, actorCustomer, "setup link mailed to "+MaskEmail(email)))
+		return audit.Append(tx, auditRecord(now, audit.Issued, u, clientIP, actorCustomer, detail))
 	})
 	if err != nil {
 		return IssueResult{}, err
+	}
+	if outcome != nil {
+		return IssueResult{}, outcome
 	}
 	return IssueResult{MaskedEmail: MaskEmail(email), LinkExpires: expires}, nil
 }

@@ -128,7 +128,8 @@ func (m *Manager) Revoke(ctx context.Context, u User, clientIP string) error {
 // Reset is the bank's answer to a lost or changed phone that was not
 // revoked: whatever the state, the token goes back to None with its secret,
 // PIN and setup link wiped and the lock lifted, so the customer can issue
-// again. The last spent time step is kept: a code spent before stays spent.
+// again (a bank reset is what allows an issue without the old token). The
+// mail address is kept. The last spent time step is kept: a code spent before stays spent.
 // by names the administrator for the audit trail; the customer is told at
 // the address the token had.
 func (m *Manager) Reset(ctx context.Context, u User, by, clientIP string) error {
@@ -160,7 +161,9 @@ func (m *Manager) Reset(ctx context.Context, u User, by, clientIP string) error 
 			if r.Locked {
 				detail += ", locked"
 			}
-			if err := save(tx, &Record{Service: u.Service, User: u.ID, State: None, LastStep: r.LastStep}); err != nil {
+			// The address stays registered: the next issue, whoever makes
+			// it with the password, is announced there (see Issue).
+			if err := save(tx, &Record{Service: u.Service, User: u.ID, State: None, Email: r.Email, LastStep: r.LastStep}); err != nil {
 				return err
 			}
 		} else {

@@ -120,7 +120,7 @@ func TestResetThenIssueAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := e.get(u)
-	want := &Record{Service: "SVC", User: "taro", State: None, LastStep: 4242}
+	want := &Record{Service: "SVC", User: "taro", State: None, Email: "taro@mail.example.jp", LastStep: 4242}
 	if !reflect.DeepEqual(r, want) {
 		t.Errorf("record after reset %+v, want %+v", r, want)
 	}

@@ -169,7 +169,7 @@ func algorithm(name string) (otp.Algorithm, error) {
 
 // Notice tells the customer about a change of their token (by mail).
 type Notice struct {
-	Event       string // a mail event name: setup, activated, renewed, revoked, reset, locked, unlocked, renew_reminder
+	Event       string // a mail event name: setup, issued, activated, renewed, revoked, reset, locked, unlocked, renew_reminder
 	User        User
 	Email       string
 	Link        string    // setup only
@@ -178,8 +178,9 @@ type Notice struct {
 	At          time.Time
 }
 
-// Notifier delivers notices. The setup notice must be delivered for an issue
-// to succeed; other notices are best effort and their failures only logged.
+// Notifier delivers notices. The setup notice, and the issued notice to the
+// previously registered address, must be delivered for an issue to succeed;
+// other notices are best effort and their failures only logged.
 type Notifier interface {
 	Notify(ctx context.Context, n Notice) error
 }
