@@ -23,7 +23,9 @@ func TestIssueByState(t *testing.T) {
 	// A lock that lifts after an hour, so that "lock over" is a state too.
 	e := newEnv(t, Config{LockDuration: time.Hour})
 	const newAddr = "new@phone.example.jp"
-	reset := func(r *Record) { *r = Record{Service: r.Service, User: r.User, State: None, Email: r.Email, LastStep: 42} }
+	reset := func(r *Record) {
+		*r = Record{Service: r.Service, User: r.User, State: None, Email: r.Email, LastStep: 42}
+	}
 	pending := func(st State) func(r *Record) {
 		return func(r *Record) {
 			r.State, r.ActivatedAt, r.Expires = st, time.Time{}, time.Time{}
