@@ -44,6 +44,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		lock_duration      <duration>
 //		challenge_lifetime <duration>
 //		max_body           <size>
+//		allow_ambiguous_paths <prefix/**...>
 //		validity           <duration>
 //		renew_window       <duration>
 //		link_lifetime      <duration>
@@ -149,6 +150,12 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				g.MaxBody = int64(size)
 			}
+		case "allow_ambiguous_paths":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.Errf("allow_ambiguous_paths: want path prefixes such as /static/**")
+			}
+			g.AllowAmbiguousPaths = append(g.AllowAmbiguousPaths, args...)
 		case "require_otp":
 			g.RequireOTP = d.RemainingArgs()
 			if len(g.RequireOTP) == 0 {

@@ -88,6 +88,16 @@ type Gateway struct {
 	// Default: 5m
 	ChallengeLifetime caddy.Duration `json:"challenge_lifetime,omitempty"`
 
+	// AllowAmbiguousPaths exempts path prefixes, written "/static/**", from
+	// the refusal of ambiguous request paths (400 for an encoded '/', '\',
+	// ';' or '.', '%25', a control character, a dot or empty segment, invalid
+	// UTF-8 and the rest listed in the README). Only legacy content whose
+	// names need such paths belongs here; a prefix that covers a protected
+	// path, the login or logout path or the gateway's own pages is refused at
+	// load, and an exempted path that any reading could lead out of its
+	// prefix is still refused. Default: none
+	AllowAmbiguousPaths []string `json:"allow_ambiguous_paths,omitempty"`
+
 	// MaxBody is the largest request body, in bytes, the gateway holds for a
 	// watched path; a larger one is refused with 413. Default: 10 MiB
 	MaxBody int64 `json:"max_body,omitempty"`
@@ -127,6 +137,7 @@ type Gateway struct {
 	Rules []policy.Rule `json:"rules,omitempty"`
 
 	policy     *policy.Policy
+	exempt     *policy.Exemptions
 	sealer     *seal.Sealer
 	store      store.Store
 	dbKey      string
@@ -206,6 +217,13 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	rules := append([]policy.Rule{{Name: revokeRule, Kind: policy.TokenManagement, Paths: []string{g.BasePath + "/token/revoke"}}}, g.Rules...)
 	if g.policy, err = policy.Compile(rules); err != nil {
 		return fmt.Errorf("otpgate: rules: %v", err)
+	}
+	reserved := []string{g.BasePath + "/**"}
+	if g.Identity != nil && g.Identity.Source == "login_form" {
+		reserved = append(reserved, g.Identity.LoginPath, g.Identity.LogoutPath)
+	}
+	if g.exempt, err = policy.NewExemptions(g.AllowAmbiguousPaths, g.policy, reserved...); err != nil {
+		return fmt.Errorf("otpgate: %v", err)
 	}
 
 	notifier, err := g.Mail.notifier(repl, g.Issuer)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/otpgate/otpgate/internal/audit"
 	"github.com/otpgate/otpgate/internal/challenge"
+	"github.com/otpgate/otpgate/internal/pages"
 	"github.com/otpgate/otpgate/internal/store"
 	"github.com/otpgate/otpgate/internal/token"
 	"github.com/otpgate/otpgate/policy"
@@ -30,6 +31,14 @@ const maxPath = 8 << 10
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	// Before anything reads the path: every later decision (the confirm
+	// marker, the gateway's pages, the rules, the login path) assumes the
+	// bank splits and decodes it exactly as the gateway does.
+	if escaped := r.URL.EscapedPath(); !g.exempt.Covers(escaped) {
+		if err := policy.CheckPath(escaped); err != nil {
+			return g.refuseAmbiguous(w, r, err)
+		}
+	}
 	// Checked on the decoded path too: a lenient bank strips ;otpgate=… as
 	// a path parameter and would execute the operation itself.
 	if i := strings.Index(r.URL.Path, confirmMarker); i >= 0 {
@@ -66,6 +75,19 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		return next.ServeHTTP(w, r)
 	}
 	return g.protect(w, r, next, m, body)
+}
+
+// refuseAmbiguous answers a request whose path backends could read in
+// different ways: 400, saying what was ambiguous and what to send instead.
+func (g *Gateway) refuseAmbiguous(w http.ResponseWriter, r *http.Request, err error) error {
+	if ce := g.logger.Check(zap.InfoLevel, "ambiguous request path refused"); ce != nil {
+		ce.Write(zap.String("method", r.Method), zap.String("reason", err.Error()), zap.String("client_ip", clientIP(r)))
+	}
+	if wantsJSON(r) {
+		return writeJSON(w, http.StatusBadRequest, map[string]any{"error": "ambiguous_path", "message": "otpgate: " + err.Error()})
+	}
+	return g.render(w, http.StatusBadRequest, pages.MessagePage{Common: g.common(w, r, ""), Status: http.StatusBadRequest,
+		Title: "title_error", Body: "ambiguous_path", Args: []any{err.Error()}, Links: []pages.Link{{Href: g.Home, Text: "back_to_menu"}}})
 }
 
 func policyRequest(r *http.Request) *policy.Request {

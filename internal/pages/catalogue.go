@@ -30,6 +30,7 @@ var catalogue = map[string]message{
 	"title_unavailable":     {"ただいまご利用いただけません", "Service temporarily unavailable"},
 	"title_cancelled":       {"お取引を取り消しました", "Operation cancelled"},
 	"title_upstream_failed": {"お取引の結果を確認できませんでした", "The result of the operation is unknown"},
+	"title_upstream_not_sent": {"お取引は実行されていません", "The operation was not executed"},
 	"title_bad_request":     {"リクエストを処理できません", "The request cannot be processed"},
 
 	// Link texts.
@@ -87,6 +88,10 @@ var catalogue = map[string]message{
 	"ambiguous_path": {
 		"このURLは銀行のサーバーが異なる意味に解釈するおそれがあるため、受け付けられません（%s）。お取引は実行されていません。メニューから操作をやり直してください。",
 		"This address could be read differently by the bank's server, so it was refused (%s). Your operation was not executed. Please start again from the banking menu.",
+	},
+	"login_unreadable": {
+		"ログインの入力内容を一通りに読み取れないため、受け付けられません。ログイン画面から入力し直してください。",
+		"The login form could not be read unambiguously; send it as application/x-www-form-urlencoded. Please log in again from the login page.",
 	},
 	"bad_request": {
 		"リクエストを処理できませんでした。お取引は実行されていません。メニューから操作をやり直してください。",
@@ -159,6 +164,10 @@ var catalogue = map[string]message{
 	"upstream_failed": {
 		"お取引を送信しましたが、インターネットバンキングから応答がありませんでした。このお取引は再送信していません。二重のお取引を防ぐため、やり直す前に必ず取引履歴で結果をご確認ください。",
 		"The operation was sent, but internet banking did not answer. It was NOT sent again. To avoid a duplicate, check your transaction history before you try again.",
+	},
+	"upstream_not_sent": {
+		"インターネットバンキングに接続できなかったため、このお取引は送信されておらず、実行されていません。お手数ですが、メニューから操作をやり直してください。",
+		"Internet banking could not be reached, so the operation was not sent and has not been executed. Please start it again from the banking menu.",
 	},
 
 	// Operation kinds (confirm page).
