@@ -92,41 +92,16 @@ func checkSegment(seg string, last bool) error {
 		}
 		return &AmbiguousPathError{"an empty segment ('//')", hintResolved}
 	}
-	decoded := make([]byte, 0, len(seg))
-	name := -1 // length of the decoded segment name, before the first ';'
-	for i := 0; i < len(seg); i++ {
-		c := seg[i]
-		switch {
-		case c == '%':
-			if i+2 >= len(seg) || !isHex(seg[i+1]) || !isHex(seg[i+2]) {
-				return &AmbiguousPathError{"an invalid percent-encoding", hintUnencoded}
-			}
-			d := unhex(seg[i+1])<<4 | unhex(seg[i+2])
-			if reason := encodedReason(d); reason != "" {
-				return &AmbiguousPathError{reason, hintUnencoded}
-			}
-			decoded = append(decoded, d)
-			i += 2
-		case c == ';':
-			if name < 0 {
-				name = len(decoded)
-			}
-			decoded = append(decoded, c)
-		case isPathByte(c):
-			decoded = append(decoded, c)
-		default:
-			return &AmbiguousPathError{rawReason(c), hintPlain}
-		}
-	}
-	if name < 0 {
-		name = len(decoded)
+	decoded, name, err := decodeSegment(seg)
+	if err != nil {
+		return err
 	}
 	if err := checkText(decoded); err != nil {
 		return err
 	}
 	// A servlet container reads the name before ";", a router that keeps
 	// parameters reads the whole segment; both must be an ordinary name.
-	for _, s := range []string{string(decoded[:name]), string(decoded)} {
+	for _, s := range []string{decoded[:name], decoded} {
 		switch {
 		case s == "":
 			return &AmbiguousPathError{"an empty segment before ';'", hintResolved}
@@ -141,17 +116,66 @@ func checkSegment(seg string, last bool) error {
 	return nil
 }
 
+// decodeSegment checks the bytes and escapes of seg and decodes it once. name
+// is the length of the decoded segment name, before the first ";". Without
+// escapes nothing is allocated.
+func decodeSegment(seg string) (decoded string, name int, err error) {
+	name = -1
+	var b []byte
+	for i := 0; i < len(seg); i++ {
+		c := seg[i]
+		switch {
+		case c == '%':
+			if i+2 >= len(seg) || !isHex(seg[i+1]) || !isHex(seg[i+2]) {
+				return "", 0, &AmbiguousPathError{"an invalid percent-encoding", hintUnencoded}
+			}
+			d := unhex(seg[i+1])<<4 | unhex(seg[i+2])
+			if reason := encodedReason(d); reason != "" {
+				return "", 0, &AmbiguousPathError{reason, hintUnencoded}
+			}
+			if b == nil {
+				b = append(make([]byte, 0, len(seg)), seg[:i]...)
+			}
+			b = append(b, d)
+			i += 2
+			continue
+		case c == ';':
+			if name < 0 {
+				name = i
+				if b != nil {
+					name = len(b)
+				}
+			}
+		case !isPathByte(c):
+			return "", 0, &AmbiguousPathError{rawReason(c), hintPlain}
+		}
+		if b != nil {
+			b = append(b, c)
+		}
+	}
+	decoded = seg
+	if b != nil {
+		decoded = string(b)
+	}
+	if name < 0 {
+		name = len(decoded)
+	}
+	return decoded, name, nil
+}
+
 // isPathByte reports whether c may appear unencoded: RFC 3986 unreserved
 // characters, the sub-delimiters and "@", less "+" (a space to form
 // decoders), ":" (NTFS reads "execute::$DATA" as "execute") and ";" (handled
 // by the caller).
-func isPathByte(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
+func isPathByte(c byte) bool { return pathBytes[c] }
+
+var pathBytes = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			strings.IndexByte("-._~!$&'()*,=@", byte(c)) >= 0
 	}
-	return strings.IndexByte("-._~!$&'()*,=@", c) >= 0
-}
+	return t
+}()
 
 // encodedReason names why an escape of d is refused, or "" if it is not.
 func encodedReason(d byte) string {
@@ -196,13 +220,13 @@ func rawReason(c byte) string {
 
 // checkText refuses decoded segment text that is not UTF-8 or that holds a
 // non-ASCII character some server reads as something else.
-func checkText(b []byte) error {
+func checkText(b string) error {
 	for i := 0; i < len(b); {
 		if b[i] < utf8.RuneSelf {
 			i++
 			continue
 		}
-		r, n := utf8.DecodeRune(b[i:])
+		r, n := utf8.DecodeRuneInString(b[i:])
 		if r == utf8.RuneError && n <= 1 {
 			return &AmbiguousPathError{"invalid or overlong UTF-8", hintUnencoded}
 		}

@@ -175,3 +175,16 @@ func FuzzCheckPath(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkCheckPath(b *testing.B) {
+	for _, p := range []string{"/menu", "/transfer/execute;jsessionid=0bf1e73c723c38e7f3900cf9aa785679", "/static/css/app.min.css"} {
+		b.Run(strings.Trim(p[:min(len(p), 9)], "/"), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if CheckPath(p) != nil {
+					b.Fatal(p)
+				}
+			}
+		})
+	}
+}
