@@ -286,7 +286,7 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, status int, cod
 	}
 	link := pages.Link{Href: g.Home, Text: "back_to_menu"}
 	switch code {
-	case "login_required":
+	case "login_required", "login_unreadable":
 		link.Text = "to_login"
 		if g.Identity != nil && g.Identity.Source == "login_form" {
 			link.Href = g.Identity.LoginPath

@@ -3,14 +3,11 @@ package caddymodule
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"mime"
-	"mime/multipart"
 	"net/http"
-	"net/url"
 	"strings"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -63,8 +60,8 @@ type Identity struct {
 	// User is a placeholder giving the user ID (header source).
 	User string `json:"user,omitempty"`
 
-	loginPath, logoutPath string
-	headerBased           bool
+	login       *session.LoginForm
+	headerBased bool
 }
 
 func (id *Identity) provision(_ *caddy.Replacer) error {
@@ -88,9 +85,20 @@ func (id *Identity) provision(_ *caddy.Replacer) error {
 		if len(id.SuccessStatus) == 0 {
 			id.SuccessStatus = []int{http.StatusFound, http.StatusSeeOther}
 		}
-		// Compared the way the bank reads paths, so /LOGIN;x=1 is still the login.
-		id.loginPath = policy.NormalisePath(id.LoginPath)
-		id.logoutPath = policy.NormalisePath(id.LogoutPath)
+		// Compared under every reading of a request path, so /LOGIN;x=1
+		// and /%6cogin are the login too.
+		login, err := policy.CompileFixedPath(id.LoginPath)
+		if err != nil {
+			return fmt.Errorf("identity login_form path: %w", err)
+		}
+		logout, err := policy.CompileFixedPath(id.LogoutPath)
+		if err != nil {
+			return fmt.Errorf("identity login_form logout_path: %w", err)
+		}
+		id.login = &session.LoginForm{
+			Path: login, Logout: logout, ServiceField: id.ServiceField, UserField: id.UserField,
+			Cookie: id.Cookie, SuccessStatus: id.SuccessStatus, SuccessLocation: id.SuccessLocation,
+		}
 	case "header":
 		if id.Service == "" || id.User == "" {
 			return fmt.Errorf("otpgate: identity header needs both service and user placeholders, e.g. service {http.request.header.X-Service-Id}")
@@ -171,115 +179,84 @@ func pathNamesSession(escaped string) bool {
 }
 
 // watchSession passes r on and watches the bank's answer for the session
-// cookie: a successful login binds it, a rotation moves the binding, a
-// logout or a deleted cookie drops it. It returns whether it handled r.
+// cookie (session.LoginForm decides): a login the gateway read
+// unambiguously binds the new session; any other request that may be a
+// login drops the bindings of the sessions it names when the bank answers
+// with a new cookie, or whatever it answers if it carries login fields; a
+// rotation is followed only for a request that cannot be a login; a logout
+// or a deleted cookie drops the binding. A login body the gateway cannot
+// read as the bank does is refused. It returns whether it handled r.
 func (g *Gateway) watchSession(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, p *policy.Request) (bool, error) {
 	id := g.Identity
 	if id.Source != "login_form" {
 		return false, nil
 	}
-	old, hasOld := g.sessionCookie(r)
-	isLogin := r.Method == http.MethodPost && policy.NormalisePath(p.Path) == id.loginPath
-	if !isLogin && !hasOld {
+	view := &session.Request{Path: p.Path, RawQuery: p.RawQuery, Header: r.Header, HasBody: !p.NoBody}
+	view.Session, _ = g.sessionCookie(r)
+	for _, c := range r.CookiesNamed(id.Cookie) {
+		if c.Value != "" {
+			view.Sessions = append(view.Sessions, c.Value)
+		}
+	}
+	view.Sessions = append(view.Sessions, session.PathSessions(p.Path)...)
+	if len(view.Sessions) == 0 && !id.login.Path.Matches(p.Path) {
+		// Nothing to bind, drop or move.
 		return false, nil
 	}
-	var service, user string
-	if isLogin {
-		body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10+1))
-		if err != nil {
-			return true, caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("reading login form: %w", err))
+	watch, err := id.login.Inspect(view, func() ([]byte, error) {
+		if r.Body == nil {
+			return nil, nil
 		}
-		if len(body) > 64<<10 {
-			return true, caddyhttp.Error(http.StatusRequestEntityTooLarge, fmt.Errorf("login form over 64 KiB"))
-		}
+		body, err := io.ReadAll(io.LimitReader(r.Body, session.MaxLoginBody+1))
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		service, user = firstValues(r, body, id.ServiceField, id.UserField)
+		return body, err
+	})
+	if ue := (*session.UnreadableError)(nil); errors.As(err, &ue) {
+		g.logger.Info("login refused: its body could not be read as the bank reads it", zap.String("reason", ue.Reason), zap.String("method", r.Method), zap.String("path", p.Path))
+		return true, g.refuse(w, r, http.StatusBadRequest, "login_unreadable", ue.Reason)
+	}
+	if err != nil {
+		return true, g.refuseBody(w, r, err)
 	}
 	ctx := context.WithoutCancel(r.Context())
-	clientIP := clientIP(r)
+	ip := clientIP(r)
 	ww := &headerWatcher{ResponseWriter: w, onHeader: func(status int, h http.Header) {
-		set, deleted := responseCookie(h, id.Cookie)
-		switch {
-		case isLogin && set != "" && service != "" && user != "" && g.loginSucceeded(status, h):
-			if hasOld {
-				g.logErr(g.sessions.Drop(ctx, old), "dropping replaced session binding")
-			}
-			if err := g.sessions.Bind(ctx, set, service, user, clientIP); err != nil {
-				g.logger.Error("binding login session; the customer's protected operations will be refused", zap.String("service", service), zap.String("user", user), zap.Error(err))
-			}
-		case hasOld && deleted:
-			g.logErr(g.sessions.Drop(ctx, old), "dropping deleted session binding")
-		case hasOld && set != "" && set != old:
-			g.logErr(g.sessions.Rotate(ctx, old, set), "following session rotation")
-		}
+		g.applySession(ctx, id.login.Decide(watch, session.Response{Status: status, Header: h}), ip)
 	}}
-	err := next.ServeHTTP(ww, r)
-	if hasOld && policy.NormalisePath(p.Path) == id.logoutPath {
-		g.logErr(g.sessions.Drop(ctx, old), "dropping session binding at logout")
+	err = next.ServeHTTP(ww, r)
+	if !ww.done {
+		// No answer: the bank may still have logged someone in.
+		g.applySession(ctx, id.login.Decide(watch, session.Response{}), ip)
 	}
 	return true, err
 }
 
-func (g *Gateway) loginSucceeded(status int, h http.Header) bool {
-	ok := false
-	for _, s := range g.Identity.SuccessStatus {
-		ok = ok || s == status
+// applySession carries out a session decision. Cookie values and
+// passwords are never logged.
+func (g *Gateway) applySession(ctx context.Context, d session.Decision, clientIP string) {
+	for _, v := range d.Drop {
+		g.logErr(g.sessions.Drop(ctx, v), "dropping session binding")
 	}
-	if ok && g.Identity.SuccessLocation != "" {
-		loc, err := url.Parse(h.Get("Location"))
-		ok = err == nil && strings.HasPrefix(loc.Path, g.Identity.SuccessLocation)
+	switch d.Action {
+	case session.Bind:
+		if err := g.sessions.Bind(ctx, d.New, d.Service, d.User, clientIP); err != nil {
+			g.logger.Error("binding login session; the customer's protected operations will be refused", zap.String("service", d.Service), zap.String("user", d.User), zap.Error(err))
+		}
+	case session.Rotate:
+		g.logErr(g.sessions.Rotate(ctx, d.Old, d.New), "following session rotation")
+	case session.Drop:
+		g.logger.Info("session binding dropped", zap.String("reason", d.Reason))
+	case session.Nothing:
+		if d.Reason != "" {
+			g.logger.Info("session not bound", zap.String("reason", d.Reason))
+		}
 	}
-	return ok
 }
 
 func (g *Gateway) logErr(err error, what string) {
 	if err != nil {
 		g.logger.Error(what, zap.Error(err))
 	}
-}
-
-// responseCookie finds the session cookie in a response: the value it is set
-// to, or whether it is deleted.
-func responseCookie(h http.Header, name string) (set string, deleted bool) {
-	if len(h.Values("Set-Cookie")) == 0 {
-		return "", false
-	}
-	for _, c := range (&http.Response{Header: h}).Cookies() {
-		if c.Name != name {
-			continue
-		}
-		if c.Value == "" || c.MaxAge < 0 || (!c.Expires.IsZero() && c.Expires.Before(time.Now())) {
-			set, deleted = "", true
-		} else {
-			set, deleted = c.Value, false
-		}
-	}
-	return set, deleted
-}
-
-// firstValues reads login fields as the bank does: query first, then the
-// form body, first value wins.
-func firstValues(r *http.Request, body []byte, names ...string) (string, string) {
-	vals := r.URL.Query()
-	ct, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	switch {
-	case ct == "multipart/form-data":
-		if mr := multipart.NewReader(bytes.NewReader(body), params["boundary"]); params["boundary"] != "" {
-			if form, err := mr.ReadForm(64 << 10); err == nil {
-				for k, v := range form.Value {
-					vals[k] = append(vals[k], v...)
-				}
-				form.RemoveAll()
-			}
-		}
-	default:
-		if q, err := url.ParseQuery(string(body)); err == nil {
-			for k, v := range q {
-				vals[k] = append(vals[k], v...)
-			}
-		}
-	}
-	return strings.TrimSpace(vals.Get(names[0])), strings.TrimSpace(vals.Get(names[1]))
 }
 
 // headerWatcher calls onHeader once, just before the response header goes

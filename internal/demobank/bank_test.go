@@ -157,6 +157,46 @@ func TestLoginPages(t *testing.T) {
 	}
 }
 
+// The login servlet reads its fields whatever the method and body type, as
+// legacy ones did: the gateway must watch every such request as a login.
+func TestLoginAnyMethodAndBody(t *testing.T) {
+	creds := url.Values{"service_id": {"S001"}, "user_id": {"U002"}, "password": {"demo"}}
+	mpType, mpBody := multipartBody(t, map[string]string{"service_id": "S001", "user_id": "U002", "password": "demo"}, "", "", nil)
+	for _, tc := range []struct {
+		name, method, target, contentType, body string
+	}{
+		{"GET with the query", http.MethodGet, "/login?" + creds.Encode(), "", ""},
+		{"HEAD with the query", http.MethodHead, "/LOGIN/?" + creds.Encode(), "", ""},
+		{"PUT form", http.MethodPut, "/login", formType, creds.Encode()},
+		{"PATCH form at the root", http.MethodPatch, "/", formType, creds.Encode()},
+		{"POST JSON", http.MethodPost, "/login", "application/json", `{"service_id":"S001","user_id":"U002","password":"demo"}`},
+		{"POST multipart", http.MethodPost, "/login", mpType, mpBody},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := New()
+			rec := serve(b, newReq(tc.method, tc.target, tc.contentType, tc.body))
+			if rec.Code != http.StatusSeeOther {
+				t.Fatalf("status %d, want 303", rec.Code)
+			}
+			var sid string
+			for _, c := range rec.Result().Cookies() {
+				if c.Name == "JSESSIONID" {
+					sid = c.Value
+				}
+			}
+			menu := serve(b, withSession(newReq(http.MethodGet, "/menu", "", ""), sid))
+			if menu.Code != http.StatusOK || !strings.Contains(menu.Body.String(), "佐藤 花子") {
+				t.Fatalf("menu with the new session: status %d; want U002's menu", menu.Code)
+			}
+		})
+	}
+	// Without the fields, any method but POST shows the page.
+	rec := serve(New(), newReq(http.MethodGet, "/login?lang=ja", "", ""))
+	if rec.Code != http.StatusOK || len(rec.Result().Cookies()) != 0 {
+		t.Fatalf("GET /login?lang=ja: status %d, cookies %v; want the page", rec.Code, rec.Result().Cookies())
+	}
+}
+
 // An ID the browser brings to the login must not become the session (fixation).
 func TestLoginIssuesNewSession(t *testing.T) {
 	b := New()

@@ -205,6 +205,16 @@ func (ps *params) add(name, value string) {
 
 func (ps *params) get(name string) string { return ps.values[name] }
 
+// has reports whether any of names was sent.
+func (ps *params) has(names ...string) bool {
+	for _, n := range names {
+		if _, ok := ps.values[n]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 // readParams reads the query and the body of any method; servlet containers
 // configured to parse bodies of PUT and PATCH did the same.
 func readParams(w http.ResponseWriter, r *http.Request) (*params, error) {
