@@ -142,7 +142,7 @@ func (m *Manager) Pause(ctx context.Context, op *Operation) (token.Requirement, 
 			return err
 		}
 		return audit.Append(tx, audit.Record{Time: now, Event: audit.Challenge, Service: op.Service, User: op.User,
-			ClientIP: op.ClientIP, Actor: "customer", Kind: op.Kind, Rule: op.Rule, Request: op.Method + " " + op.RequestURI,
+			ClientIP: op.ClientIP, Actor: "customer", Kind: op.Kind, Rule: op.Rule, Request: op.LogRequest(),
 			Digest: op.Digest, Fields: op.FieldMap()})
 	})
 	return req, err
@@ -212,7 +212,7 @@ func (m *Manager) Confirm(ctx context.Context, id, session, code, clientIP strin
 		}
 		res.Check = c
 		rec := audit.Record{Time: now, Service: op.Service, User: op.User, ClientIP: clientIP, Actor: "customer",
-			Kind: op.Kind, Rule: op.Rule, Request: op.Method + " " + op.RequestURI, Digest: op.Digest}
+			Kind: op.Kind, Rule: op.Rule, Request: op.LogRequest(), Digest: op.Digest}
 		switch c.Outcome {
 		case token.CodeOK:
 			rec.Event, rec.Fields = audit.CodeOK, op.FieldMap()
@@ -266,14 +266,28 @@ func (m *Manager) Cancel(ctx context.Context, id, session, clientIP string) erro
 	})
 }
 
+// ErrNotSent marks a release whose request never reached the bank (no
+// connection to it could be made): the operation was not executed.
+var ErrNotSent = errors.New("the released request did not reach the bank")
+
 // RecordRelease writes the outcome of handing a released operation to the
-// bank: its digest and fields, and the upstream error if there was one.
+// bank: its digest and fields, and what the bank did as far as the gateway
+// knows. status is the bank's own answer, 0 if it gave none; upstreamErr
+// is the failure, if any. A failure without an answer is recorded as an
+// unknown outcome (the bank may have executed it), unless it wraps
+// ErrNotSent.
 func (m *Manager) RecordRelease(ctx context.Context, op *Operation, clientIP string, status int, upstreamErr error) error {
 	rec := audit.Record{Time: m.Now(), Event: audit.Released, Service: op.Service, User: op.User, ClientIP: clientIP,
-		Actor: "customer", Kind: op.Kind, Rule: op.Rule, Request: op.Method + " " + op.RequestURI, Digest: op.Digest,
+		Actor: "customer", Kind: op.Kind, Rule: op.Rule, Request: op.LogRequest(), Digest: op.Digest,
 		Fields: op.FieldMap(), Detail: fmt.Sprintf("upstream status %d", status)}
-	if upstreamErr != nil {
-		rec.Event, rec.Detail = audit.ReleaseError, "not retried: "+upstreamErr.Error()
+	switch {
+	case upstreamErr == nil:
+	case errors.Is(upstreamErr, ErrNotSent):
+		rec.Event, rec.Detail = audit.ReleaseError, "not executed: "+upstreamErr.Error()
+	case status != 0:
+		rec.Event, rec.Detail = audit.ReleaseError, fmt.Sprintf("upstream status %d, then failed; not retried: %v", status, upstreamErr)
+	default:
+		rec.Event, rec.Detail = audit.ReleaseError, "outcome unknown, not retried: "+upstreamErr.Error()
 	}
 	return m.store.Update(ctx, func(tx store.Tx) error { return audit.Append(tx, rec) })
 }

@@ -30,7 +30,6 @@ var catalogue = map[string]message{
 	"title_unavailable":     {"ただいまご利用いただけません", "Service temporarily unavailable"},
 	"title_cancelled":       {"お取引を取り消しました", "Operation cancelled"},
 	"title_upstream_failed": {"お取引の結果を確認できませんでした", "The result of the operation is unknown"},
-	"title_upstream_not_sent": {"お取引は実行されていません", "The operation was not executed"},
 	"title_bad_request":     {"リクエストを処理できません", "The request cannot be processed"},
 
 	// Link texts.
@@ -169,6 +168,7 @@ var catalogue = map[string]message{
 		"インターネットバンキングに接続できなかったため、このお取引は送信されておらず、実行されていません。お手数ですが、メニューから操作をやり直してください。",
 		"Internet banking could not be reached, so the operation was not sent and has not been executed. Please start it again from the banking menu.",
 	},
+	"title_upstream_not_sent": {"お取引は実行されていません", "The operation was not executed"},
 
 	// Operation kinds (confirm page).
 	"kind_transfer":         {"振込・振替", "Transfer"},
