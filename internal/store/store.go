@@ -32,10 +32,12 @@ const (
 	Pending Bucket = "pending"
 	// Audit is the append-only audit trail.
 	Audit Bucket = "audit"
+	// Outbox holds notices to mail, written with the change they announce (package outbox).
+	Outbox Bucket = "outbox"
 )
 
 // Buckets lists every bucket, so an implementation can create them up front.
-var Buckets = []Bucket{Services, Tokens, SetupLinks, Sessions, Pending, Audit}
+var Buckets = []Bucket{Services, Tokens, SetupLinks, Sessions, Pending, Audit, Outbox}
 
 // ErrNotFound is returned by Tx.Get when the key does not exist.
 var ErrNotFound = errors.New("store: not found")
