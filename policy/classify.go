@@ -33,14 +33,18 @@ type Match struct {
 	Rule *Rule
 	// Kind is the rule's kind.
 	Kind Kind
-	// Fields holds one entry per Rule.Show, in order.
+	// Fields holds one entry per Rule.Show, in order; for a Refused match
+	// only their names and labels.
 	Fields []ShownField
-	// Doubt says the request could not be read with certainty: its body did
-	// not parse, a charset was unknown or did not fit, or a shown field has
-	// conflicting values. The request is protected anyway, but the fields may
-	// not be what the bank will execute, and the confirm page should say so.
+	// Verdict says how exactly the request was read, and so whether the
+	// gateway refuses it, holds it without showing its fields, or shows
+	// them (escaped): see Verdict and the rule in wysiwyc.go.
+	Verdict Verdict
+	// Doubt says the Verdict is not Exact. The request is protected anyway.
 	Doubt bool
-	// Err says what caused the doubt.
+	// Err says what caused the doubt: a *Refusal for a Refused match; for
+	// the others ErrConflictingValues and ErrEscaped, joined. It names
+	// fields and code points, never values.
 	Err error
 }
 
@@ -50,14 +54,15 @@ type ShownField struct {
 	Label   string
 	LabelEn string
 	// Value is the field's first value in the order the bank reads them
-	// (query first, then body), decoded to UTF-8; empty if the field is absent
-	// or could not be read.
+	// (query first, then body), decoded to UTF-8, with characters that
+	// display misleadingly escaped (Match.Verdict Escaped); empty if the
+	// field is absent or could not be read.
 	Value string
-	// Values holds every distinct value, in the same order, when there is
-	// more than one; nil otherwise. The elements of one JSON array are a
-	// list; any other repetition (a repeated form field, a duplicate JSON
-	// key, the same name in another letter case) may be read as any one of
-	// them by the bank, so Match.Doubt is set.
+	// Values holds every distinct value, in the same order and escaped
+	// alike, when there is more than one; nil otherwise. The elements of one
+	// JSON array are a list; any other repetition (a repeated form field, a
+	// duplicate JSON key, the same name in another letter case) may be read
+	// as any one of them by the bank, so the Verdict is Conflicting.
 	Values []string
 }
 
@@ -92,12 +97,13 @@ func (p *Policy) Watches(r *Request) bool {
 // to show, or nil if none does. body is the whole request body, already
 // buffered by the caller; it may be nil.
 //
-// It fails closed: if the query or body cannot be read (bad percent-encoding,
-// multipart or JSON syntax, an unknown or unfitting charset, an unsupported
-// Content-Encoding), a rule whose path and method match and that has
-// conditions or shown fields matches anyway, with Match.Doubt set and the
-// reason in Match.Err; so does a rule of another method, if the body that
-// did not parse might have carried a "_method" for it.
+// It fails closed: if the query or body cannot be read exactly as the bank
+// reads it (a body type other than a form or JSON, bad percent-encoding,
+// multipart or JSON syntax, an ambiguous multipart part, an unknown or
+// unfitting charset, a Content-Encoding), a rule whose path and method match
+// and that has conditions or shown fields matches anyway, with the Verdict
+// Refused and a *Refusal in Match.Err; so does a rule of another method, if
+// the body that did not parse might have carried a "_method" for it.
 func (p *Policy) Classify(r *Request, body []byte) *Match {
 	idx := p.matchPath(r.Path, nil)
 	if len(idx) == 0 {
@@ -128,16 +134,27 @@ func (p *Policy) Classify(r *Request, body []byte) *Match {
 			continue
 		}
 		m := &Match{Rule: rule, Kind: rule.Kind, Fields: make([]ShownField, len(rule.Show))}
-		var errs []error
+		for j, f := range rule.Show {
+			m.Fields[j] = ShownField{Name: f.Name, Label: f.Label, LabelEn: f.LabelEn}
+		}
 		switch {
 		case needsBody && ps.err != nil:
-			errs = append(errs, ps.err)
+			m.Verdict, m.Doubt, m.Err = Refused, true, ps.err
+			return m
 		case methodDoubt:
-			errs = append(errs, ps.bodyErr)
+			m.Verdict, m.Doubt, m.Err = Refused, true, ps.bodyErr
+			return m
 		}
+		var errs []error
 		for j, f := range rule.Show {
-			sf := ShownField{Name: f.Name, Label: f.Label, LabelEn: f.LabelEn}
+			sf := &m.Fields[j]
 			vs, conflict := ps.show(f.Name)
+			var found []rune
+			for k, v := range vs {
+				var fk []rune
+				vs[k], fk = escapeShown(v)
+				found = append(found, fk...)
+			}
 			if len(vs) > 0 {
 				sf.Value = vs[0]
 			}
@@ -145,9 +162,15 @@ func (p *Policy) Classify(r *Request, body []byte) *Match {
 				sf.Values = vs
 			}
 			if conflict {
+				m.Verdict = Conflicting
 				errs = append(errs, fmt.Errorf("%w: %q", ErrConflictingValues, f.Name))
 			}
-			m.Fields[j] = sf
+			if found != nil {
+				if m.Verdict == Exact {
+					m.Verdict = Escaped
+				}
+				errs = append(errs, fmt.Errorf("%w: %q holds %s", ErrEscaped, f.Name, codePoints(found)))
+			}
 		}
 		if len(errs) > 0 {
 			m.Doubt = true

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -144,6 +145,13 @@ func FuzzClassifyBody(f *testing.F) {
 		{"/bulk", "", "application/json; charset=iso-2022-jp", "[{\"a\":null},true]"},
 		{"/transfer/execute", "", "", "{\"amount\":1"},
 		{"/transfer/execute", "", "application/x-www-form-urlencoded; charset=euc-jp", "_charset_=shift_jis&amount=%A4%A2"},
+		// What you see is what you confirm: one seed per class.
+		{"/transfer/execute", "confirm", "text/plain", "amount=1"},
+		{"/transfer/execute", "confirm", "", "amount=1"},
+		{"/transfer/execute", "", "multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name*=UTF-8''amount\r\n\r\n1000000\r\n--x\r\nContent-Disposition: form-data; name=\"amount\"\r\n\r\n1\r\n--x\r\nContent-Disposition: form-data; name=\"confirm\"\r\n\r\n1\r\n--x--\r\n"},
+		{"/bulk/x", "", "multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name*=UTF-8''a; filename=\"evil.csv\"\r\n\r\n9\r\n--x\r\nContent-Disposition: form-data; name=\"a\"; filename=\"b.csv\"\r\n\r\n1\r\n--x--\r\n"},
+		{"/transfer/execute", "confirm", "application/x-www-form-urlencoded", "amount=1%E2%80%AE0&amount%00=2"},
+		{"/transfer/execute", "confirm", "application/json", `{"amount":"\uff11\u0338","Amount":"1"}`},
 	} {
 		f.Add(s.path, s.query, s.ct, []byte(s.body))
 	}
@@ -171,8 +179,19 @@ func FuzzClassifyBody(f *testing.F) {
 		if len(m.Fields) != len(m.Rule.Show) || m.Kind != m.Rule.Kind {
 			t.Fatalf("bad match %+v", m)
 		}
-		if m.Doubt != (m.Err != nil) {
-			t.Fatalf("Doubt %v, Err %v", m.Doubt, m.Err)
+		if m.Doubt != (m.Err != nil) || m.Doubt != (m.Verdict != Exact) {
+			t.Fatalf("Verdict %q, Doubt %v, Err %v", m.Verdict, m.Doubt, m.Err)
+		}
+		var refusal *Refusal
+		if (m.Verdict == Refused) != errors.As(m.Err, &refusal) {
+			t.Fatalf("Verdict %q, Err %#v", m.Verdict, m.Err)
+		}
+		for _, sf := range m.Fields {
+			for _, v := range append([]string{sf.Value}, sf.Values...) {
+				if _, found := escapeShown(v); found != nil {
+					t.Fatalf("field %q shown with %q unescaped", sf.Name, found)
+				}
+			}
 		}
 		for _, sf := range m.Fields {
 			if !utf8.ValidString(sf.Value) || len(sf.Values) == 1 || len(sf.Values) > 1 && sf.Values[0] != sf.Value {

@@ -31,8 +31,10 @@ type param struct {
 // params are a request's query and body parameters together.
 type params struct {
 	list   []param
-	arrays int   // JSON arrays numbered so far
-	err    error // the first thing that could not be read
+	arrays int // JSON arrays numbered so far
+	// err is the first thing that could not be read as the bank reads it,
+	// a *Refusal.
+	err error
 	// bodyErr is the first reason the body could not be parsed, so that a
 	// "_method" in it might have gone unseen.
 	bodyErr error
@@ -198,13 +200,14 @@ func parseContentType(h http.Header) contentType {
 }
 
 // parseParams reads the query and body parameters. fallback is the rule's
-// charset for query strings and forms that declare none.
+// charset for query strings and forms that declare none. What it cannot
+// read exactly as the bank does (see the rule in wysiwyc.go) it reports as
+// a *Refusal in ps.err, reading on so that conditions met elsewhere still
+// match.
 func parseParams(r *Request, ct contentType, body []byte, fallback charset) *params {
 	ps := &params{}
-	if len(body) > 0 {
-		ps.failBody(ct.err)
-	} else {
-		ps.fail(ct.err)
+	if len(body) > 0 && ct.err != nil {
+		ps.failBody(refusef("the Content-Type header cannot be read (%v); send one Content-Type: application/x-www-form-urlencoded or multipart/form-data", ct.err))
 	}
 	// JSON is UTF-8 unless declared otherwise; forms and queries fall back
 	// to the rule's charset, as a servlet configured for it would.
@@ -213,7 +216,7 @@ func parseParams(r *Request, ct contentType, body []byte, fallback charset) *par
 	if declared {
 		enc, err := lookupCharset(ct.charset)
 		if err != nil {
-			ps.fail(err)
+			ps.fail(refusef("the request declares the unknown charset %q; send UTF-8 or the charset of the bank's form", ct.charset))
 		} else {
 			cs = charset{name: ct.charset, enc: enc}
 			jsonCS = cs
@@ -221,7 +224,7 @@ func parseParams(r *Request, ct contentType, body []byte, fallback charset) *par
 	}
 	query, err := parseURLEncoded(r.RawQuery)
 	if err != nil {
-		ps.fail(fmt.Errorf("query: %w", err))
+		ps.fail(refusef("the query string cannot be read (%v); encode \"%%\" as %%25", err))
 	}
 
 	var form []rawParam
@@ -229,36 +232,34 @@ func parseParams(r *Request, ct contentType, body []byte, fallback charset) *par
 	if ce != "" && !strings.EqualFold(ce, "identity") && len(body) > 0 {
 		// A backend that inflates bodies would see parameters the gateway
 		// cannot.
-		ps.failBody(fmt.Errorf("body has Content-Encoding %q", ce))
+		ps.failBody(refusef("the request body has Content-Encoding %q and cannot be shown for confirmation; send it uncompressed", ce))
 		body = nil
 	}
 	switch media := ct.media; {
 	case len(body) == 0:
 	case media == "application/x-www-form-urlencoded":
 		form, err = parseURLEncoded(string(body))
-		ps.failBody(err)
-	case strings.HasPrefix(media, "multipart/"):
+		if err != nil {
+			ps.failBody(refusef("the form body cannot be read (%v); encode \"%%\" as %%25", err))
+		}
+	case media == "multipart/form-data":
 		form, err = parseMultipart(body, ct.params["boundary"])
-		ps.failBody(err)
+		if err != nil {
+			ps.failBody(refusef("the multipart body cannot be read as the bank reads it (%v); send form-data parts with plain name=\"…\" and filename=\"…\" parameters, as browsers do", err))
+		}
 	case isJSON(media):
 		ps.addQuery(query, cs)
-		ps.failBody(parseJSON(ps, body, jsonCS))
-		return ps
-	case looksLikeJSON(body):
-		// Legacy handlers read the body whatever its declared type. One
-		// that failed as JSON may still be JSON to a more lenient parser.
-		ps.addQuery(query, cs)
-		err := parseJSON(ps, body, jsonCS)
-		if err == nil {
-			return ps
+		if err := parseJSON(ps, body, jsonCS); err != nil {
+			ps.failBody(refusef("the JSON body cannot be read (%v); send one well-formed JSON object", err))
 		}
-		ps.failBody(err)
-		ps.list = ps.list[:0]
-		fallthrough
+		ps.checkNames()
+		return ps
+	case media == "":
+		ps.failBody(refusef("the request body has no Content-Type and cannot be shown for confirmation; send application/x-www-form-urlencoded or multipart/form-data"))
 	default:
-		// Lenient servers parse any other body as a form.
-		form, err = parseURLEncoded(string(body))
-		ps.failBody(err)
+		// text/plain among them: a servlet reads no parameters from it,
+		// a lenient handler reads it as a form; no reading is the bank's.
+		ps.failBody(refusef("the request body type %q cannot be shown for confirmation; send application/x-www-form-urlencoded or multipart/form-data", media))
 	}
 	if !declared {
 		for _, p := range form {
@@ -266,7 +267,7 @@ func parseParams(r *Request, ct contentType, body []byte, fallback charset) *par
 				if enc, err := lookupCharset(string(p.value)); err == nil {
 					cs = charset{name: string(p.value), enc: enc}
 				} else {
-					ps.fail(err)
+					ps.fail(refusef("the form's _charset_ field names the unknown charset %q; send UTF-8 or the charset of the bank's form", p.value))
 				}
 				break
 			}
@@ -280,7 +281,19 @@ func parseParams(r *Request, ct contentType, body []byte, fallback charset) *par
 		}
 		ps.add(p, pcs)
 	}
+	ps.checkNames()
 	return ps
+}
+
+// checkNames refuses parameter names that backends could read as another
+// name (see badName).
+func (ps *params) checkNames() {
+	for _, p := range ps.list {
+		if why := badName(p.name); why != "" {
+			ps.fail(refusef("the parameter name %q has %s; send the field names of the bank's form unchanged", p.name, why))
+			return
+		}
+	}
 }
 
 func (ps *params) addQuery(query []rawParam, cs charset) {
@@ -289,12 +302,17 @@ func (ps *params) addQuery(query []rawParam, cs charset) {
 	}
 }
 
+// add decodes p. Bytes not valid in the charset are refused: the bank,
+// reading in the charset it was configured for, may make other characters
+// of them than the U+FFFD the gateway would show.
 func (ps *params) add(p rawParam, cs charset) {
 	name, err := cs.decode(p.name)
-	ps.fail(err)
+	if err != nil {
+		ps.fail(refusef("a parameter name is %v; send the form in the charset it declares", err))
+	}
 	value, err := cs.decode(p.value)
 	if err != nil {
-		ps.fail(fmt.Errorf("parameter %q: %w", name, err))
+		ps.fail(refusef("the parameter %q is %v; send the form in the charset it declares", name, err))
 	}
 	ps.list = append(ps.list, param{name: name, value: value})
 }
@@ -350,47 +368,48 @@ func unescapeForm(s string) ([]byte, bool) {
 }
 
 // parseMultipart reads the fields of a multipart body. A file part counts as
-// a field whose value is its file name.
+// a field whose value is its file name. It fails on any part whose name or
+// file name a servlet could read differently (see partName).
 func parseMultipart(body []byte, boundary string) ([]rawParam, error) {
 	if boundary == "" {
-		return nil, errors.New("multipart body without a boundary")
+		return nil, errors.New("no boundary")
 	}
 	var out []rawParam
 	mr := multipart.NewReader(bytes.NewReader(body), boundary)
-	for {
+	for n := 1; ; n++ {
 		// NextRawPart: the bank does not undo quoted-printable either.
 		part, err := mr.NextRawPart()
 		if err == io.EOF {
 			return out, nil
 		}
 		if err != nil {
-			return out, fmt.Errorf("multipart: %w", err)
+			return out, err
 		}
 		if te := part.Header.Get("Content-Transfer-Encoding"); te != "" {
-			return out, fmt.Errorf("multipart part with Content-Transfer-Encoding %q", te)
+			return out, fmt.Errorf("part %d has Content-Transfer-Encoding %q", n, te)
 		}
-		_, dp := splitHeaderParams(part.Header.Get("Content-Disposition"))
-		if len(dp["name"]) > 1 || len(dp["filename"]) > 1 {
-			return out, errors.New("multipart part with an ambiguous name")
+		name, filename, isFile, err := partName(part.Header.Values("Content-Disposition"))
+		if err != nil {
+			return out, fmt.Errorf("part %d: %v", n, err)
 		}
-		name, hasName := dp["name"]
-		if !hasName {
+		if name == "" {
+			// Neither Go's FormName nor a servlet's getFieldName reads it.
 			continue
 		}
-		p := rawParam{name: []byte(name[0])}
-		if fn, isFile := dp["filename"]; isFile {
-			p.value = []byte(fn[0])
+		p := rawParam{name: []byte(name)}
+		if isFile {
+			p.value = []byte(filename)
 		} else {
 			value, err := io.ReadAll(part)
 			if err != nil {
-				return out, fmt.Errorf("multipart: %w", err)
+				return out, err
 			}
 			p.value = value
 			if pct := part.Header.Get("Content-Type"); pct != "" {
 				if _, pp, err := mime.ParseMediaType(pct); err == nil && pp["charset"] != "" {
 					enc, err := lookupCharset(pp["charset"])
 					if err != nil {
-						return out, fmt.Errorf("multipart part %q: %w", name[0], err)
+						return out, fmt.Errorf("part %d: %v", n, err)
 					}
 					p.charset = charset{name: pp["charset"], enc: enc}
 				}
@@ -398,6 +417,70 @@ func parseMultipart(body []byte, boundary string) ([]rawParam, error) {
 		}
 		out = append(out, p)
 	}
+}
+
+// partName reads the name and file name of a multipart part from its
+// Content-Disposition headers, and fails unless every reader reads them
+// alike: Go's mime.ParseMediaType (the demo bank, Go servers), this
+// package's byte-preserving splitHeaderParams, and a servlet container's
+// parameter parser (commons-fileupload in Tomcat), which takes quoted
+// values without undoing backslash escapes in names, decodes RFC 2231
+// "name*=" and "filename*=" where Go lets them override the plain
+// parameter, and accepts any disposition starting with "form-data". RFC 2047
+// encoded words are decoded by some frameworks (Spring) and not others.
+// A part with no Content-Disposition has no name for any of them.
+func partName(cds []string) (name, filename string, isFile bool, err error) {
+	switch len(cds) {
+	case 0:
+		return "", "", false, nil
+	case 1:
+	default:
+		return "", "", false, fmt.Errorf("%d Content-Disposition headers", len(cds))
+	}
+	disp, goParams, err := mime.ParseMediaType(cds[0])
+	if err != nil {
+		return "", "", false, fmt.Errorf("Content-Disposition does not parse (%v)", err)
+	}
+	if disp != "form-data" {
+		return "", "", false, fmt.Errorf("Content-Disposition %q is not form-data", disp)
+	}
+	_, raw := splitHeaderParams(cds[0])
+	for k := range raw {
+		if strings.Contains(k, "*") {
+			return "", "", false, fmt.Errorf("RFC 2231 parameter %q", k)
+		}
+	}
+	for _, k := range []string{"name", "filename"} {
+		v, ok := goParams[k]
+		switch {
+		case len(raw[k]) > 1:
+			return "", "", false, fmt.Errorf("repeated %s parameter", k)
+		case ok != (len(raw[k]) == 1) || ok && raw[k][0] != v:
+			return "", "", false, fmt.Errorf("%s parameter read in two ways", k)
+		case strings.Contains(v, "=?") && strings.Contains(v, "?="):
+			return "", "", false, fmt.Errorf("RFC 2047 encoded word in the %s parameter", k)
+		}
+	}
+	if hasEscape(cds[0], "name") {
+		return "", "", false, errors.New(`backslash in the name parameter`)
+	}
+	_, isFile = goParams["filename"]
+	return goParams["name"], goParams["filename"], isFile, nil
+}
+
+// hasEscape reports whether the parameter key of header value s holds a
+// backslash as sent: servlets keep it, Go and splitHeaderParams unescape.
+func hasEscape(s, key string) bool {
+	_, rest, _ := strings.Cut(s, ";")
+	for rest != "" {
+		var item string
+		item, rest = cutParam(rest)
+		k, v, _ := strings.Cut(item, "=")
+		if strings.EqualFold(strings.TrimSpace(k), key) && strings.Contains(v, `\`) {
+			return true
+		}
+	}
+	return false
 }
 
 // splitHeaderParams splits a header value such as a Content-Disposition into
@@ -462,24 +545,19 @@ func isJSON(media string) bool {
 	return sub == "json" || strings.HasSuffix(sub, "+json")
 }
 
-func looksLikeJSON(body []byte) bool {
-	body = bytes.TrimLeft(bytes.TrimPrefix(body, []byte("\xef\xbb\xbf")), " \t\r\n")
-	return len(body) > 0 && (body[0] == '{' || body[0] == '[')
-}
-
 // parseJSON adds the members of a JSON body to ps: nested members under
 // dotted names, array elements as repeated values, numbers as written,
 // duplicate keys as repeated values (as a streaming parser sees them).
 func parseJSON(ps *params, body []byte, cs charset) error {
 	text, err := cs.decode(body)
 	if err != nil {
-		return fmt.Errorf("JSON body: %w", err)
+		return err
 	}
 	dec := json.NewDecoder(strings.NewReader(strings.TrimPrefix(text, "\ufeff")))
 	dec.UseNumber()
 	tok, err := dec.Token()
 	if err != nil {
-		return fmt.Errorf("JSON body: %w", err)
+		return err
 	}
 	switch tok {
 	case json.Delim('{'):
@@ -488,13 +566,13 @@ func parseJSON(ps *params, body []byte, cs charset) error {
 		ps.arrays++
 		err = jsonArray(ps, dec, "", ps.arrays, 1)
 	default:
-		return errors.New("JSON body is neither an object nor an array")
+		return errors.New("neither an object nor an array")
 	}
 	if err != nil {
-		return fmt.Errorf("JSON body: %w", err)
+		return err
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("JSON body: data after the top-level value")
+		return errors.New("data after the top-level value")
 	}
 	return nil
 }
