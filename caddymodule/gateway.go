@@ -67,12 +67,12 @@ func (g *Gateway) serveConfirm(w http.ResponseWriter, r *http.Request, next cadd
 	if err != nil {
 		return g.inputError(w, r, err)
 	}
-	code := strings.TrimSpace(in["otp"])
-	if !allDigits(code) {
+	code, ok := g.otpInput(in)
+	if !ok {
 		if wantsJSON(r) {
-			return writeJSON(w, http.StatusBadRequest, map[string]any{"error": "otp_format", "message": "otpgate: enter the digits the token app shows"})
+			return writeJSON(w, http.StatusBadRequest, map[string]any{"error": "otp_format", "message": errOTPFormat.Error()})
 		}
-		return g.confirmPage(w, r, id, "otp_format", 0, http.StatusOK)
+		return g.confirmPage(w, r, id, "otp_format", 0, http.StatusBadRequest)
 	}
 	res, err := g.challenges.Confirm(r.Context(), id, who.Session, code, clientIP(r))
 	log := g.logger.With(zap.String("challenge", id), zap.String("service", who.Service), zap.String("user", who.User))
@@ -144,12 +144,7 @@ func (g *Gateway) confirmPage(w http.ResponseWriter, r *http.Request, id, errID 
 	p := pages.ConfirmPage{
 		Common: g.common(w, r, who.Session), ChallengeID: op.ID, Kind: op.Kind, Method: op.Method, Path: pathOf(op.RequestURI),
 		Expires: op.Expires, AttemptsLeft: attemptsLeft, Error: errID, RenewOpen: st.RenewOpen, RenewDaysLeft: st.DaysLeft,
-		Action: pathOf(op.RequestURI) + confirmMarker + op.ID,
-	}
-	if op.Rule == revokeRule {
-		// Confirmed at the gateway's own page: there is no bank page whose
-		// relative links need the operation's URL.
-		p.Action = ""
+		Action: confirmAction(op),
 	}
 	for _, f := range op.Fields {
 		p.Fields = append(p.Fields, pages.Field{Label: f.Label, LabelEn: f.LabelEn, Value: f.Value})
@@ -186,7 +181,9 @@ var (
 
 // input reads a gateway form: JSON (Content-Type application/json, which
 // a cross-site form cannot send) or a form carrying the CSRF token of
-// session.
+// session. Only JSON strings are read: a number or any other type is left
+// out, so that each page refuses it as a missing or malformed field rather
+// than reading a code or PIN whose leading zeros JSON has dropped.
 func (g *Gateway) input(r *http.Request, session string) (map[string]string, error) {
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	body := http.MaxBytesReader(nil, r.Body, 64<<10)
@@ -198,11 +195,8 @@ func (g *Gateway) input(r *http.Request, session string) (map[string]string, err
 		}
 		in := make(map[string]string, len(raw))
 		for k, v := range raw {
-			switch v := v.(type) {
-			case string:
+			if v, ok := v.(string); ok {
 				in[k] = v
-			case float64:
-				in[k] = fmt.Sprint(v)
 			}
 		}
 		return in, nil
@@ -279,7 +273,7 @@ func (g *Gateway) message(w http.ResponseWriter, r *http.Request, status int, ti
 // the customer's language to browsers. logMsg is for the operator's log.
 func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, status int, code, logMsg string) error {
 	if ce := g.logger.Check(zap.DebugLevel, "refused"); ce != nil {
-		ce.Write(zap.Int("status", status), zap.String("error", code), zap.String("reason", logMsg), zap.String("path", r.URL.EscapedPath()))
+		ce.Write(zap.Int("status", status), zap.String("error", code), zap.String("reason", logMsg), zap.String("path", challenge.RedactSessionIDs(r.URL.EscapedPath())))
 	}
 	if wantsJSON(r) {
 		return writeJSON(w, status, map[string]any{"error": code, "message": "otpgate: " + pages.T(pages.English, code)})
@@ -320,21 +314,42 @@ func wantsJSON(r *http.Request) bool {
 	return strings.Contains(a, "application/json") && !strings.Contains(a, "text/html")
 }
 
-func allDigits(s string) bool {
-	if s == "" || len(s) > 10 {
-		return false
+// otpInput is the "otp" field of a gateway form, if it has the only form a
+// token app shows: exactly the configured number of ASCII digits (spaces
+// around them are dropped). Anything else, such as a wrong length or
+// fullwidth or Arabic-Indic digits, is a format error rather than a wrong
+// code, so it never counts towards the lock.
+func (g *Gateway) otpInput(in map[string]string) (string, bool) {
+	code := strings.TrimSpace(in["otp"])
+	if len(code) != g.tokens.Config().Digits {
+		return "", false
 	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
+	for i := 0; i < len(code); i++ {
+		if code[i] < '0' || code[i] > '9' {
+			return "", false
 		}
 	}
-	return true
+	return code, true
 }
 
 func pathOf(requestURI string) string {
 	p, _, _ := strings.Cut(requestURI, "?")
 	return p
+}
+
+// confirmAction is where the confirm form posts: the operation's own path
+// with the confirm marker, so that the bank's answer lands at a URL where
+// its relative links resolve. The action must stay on this origin: a path
+// that a browser would read as another host ("//host/…", "/\host/…") or
+// that is not absolute falls back to the gateway's own confirm URL (the
+// empty action), as does the gateway's own revocation, which has no bank
+// page at all.
+func confirmAction(op *challenge.Operation) string {
+	p := pathOf(op.RequestURI)
+	if op.Rule == revokeRule || !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, `/\`) {
+		return ""
+	}
+	return p + confirmMarker + op.ID
 }
 
 func tokenUser(w who) token.User { return token.User{Service: w.Service, ID: w.User} }

@@ -142,7 +142,7 @@ var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy
 // protect pauses a protected operation, or says what the customer must do
 // first.
 func (g *Gateway) protect(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, m *policy.Match, body []byte) error {
-	log := g.logger.With(zap.String("rule", m.Rule.Name), zap.String("kind", string(m.Kind)), zap.String("method", r.Method), zap.String("path", r.URL.EscapedPath()))
+	log := g.logger.With(zap.String("rule", m.Rule.Name), zap.String("kind", string(m.Kind)), zap.String("method", r.Method), zap.String("path", challenge.RedactSessionIDs(r.URL.EscapedPath())))
 	if m.Doubt {
 		log.Warn("protected path with an unreadable request; holding it", zap.Error(m.Err))
 	}
@@ -188,7 +188,7 @@ func (g *Gateway) protect(w http.ResponseWriter, r *http.Request, next caddyhttp
 	case token.PassLegacy:
 		log.Info("service does not require OTP: protected operation passed through unchanged")
 		g.logErr(g.appendAudit(r, audit.Record{Event: audit.PassThrough, Service: id.Service, User: id.User, Kind: op.Kind, Rule: op.Rule,
-			Request: op.Method + " " + op.RequestURI, Digest: op.ComputeDigest(), Fields: op.FieldMap()}), "auditing legacy pass-through")
+			Request: op.LogRequest(), Digest: op.ComputeDigest(), Fields: op.FieldMap()}), "auditing legacy pass-through")
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		return next.ServeHTTP(w, r)
 	case token.NeedCode:

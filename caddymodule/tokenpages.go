@@ -67,8 +67,8 @@ func (g *Gateway) tokenAction(w http.ResponseWriter, r *http.Request, action str
 		}
 		return g.tokenPage(w, r, http.StatusOK, "", "issue_sent")
 	case "confirm", "renew":
-		code := strings.TrimSpace(in["otp"])
-		if !allDigits(code) {
+		code, ok := g.otpInput(in)
+		if !ok {
 			return g.tokenError(w, r, errOTPFormat)
 		}
 		var expires time.Time
