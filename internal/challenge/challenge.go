@@ -35,6 +35,12 @@ type Field struct {
 }
 
 // Operation is a paused request.
+//
+// Doubt, when set, says why Fields are not the request's values as sent, as
+// a policy.Verdict code: "conflicting_values" (a shown field has several
+// values the bank may choose among, so no field is kept) or
+// "escaped_characters" (values holding characters that display misleadingly
+// are kept escaped). The confirm page and its JSON view say so.
 type Operation struct {
 	ID       string    `json:"id"`
 	Service  string    `json:"service"`
@@ -44,6 +50,7 @@ type Operation struct {
 	Rule     string    `json:"rule"`
 	Kind     string    `json:"kind"`
 	Fields   []Field   `json:"fields,omitempty"`
+	Doubt    string    `json:"doubt,omitempty"` // see Operation
 	Created  time.Time `json:"created"`
 	Expires  time.Time `json:"expires"`
 
