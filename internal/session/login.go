@@ -203,7 +203,11 @@ func readForm(r *Request, body []byte) (params []formParam, queryOK bool, err er
 	if len(body) == 0 && len(cts) == 0 {
 		return params, queryOK, nil
 	}
-	if len(cts) != 1 {
+	switch len(cts) {
+	case 0:
+		return nil, false, unreadable("body without a Content-Type")
+	case 1:
+	default:
 		return nil, false, unreadable("%d Content-Type headers", len(cts))
 	}
 	media, mp, err := mime.ParseMediaType(cts[0])
