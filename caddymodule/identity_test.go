@@ -72,6 +72,8 @@ func TestIdentityConfigErrors(t *testing.T) {
 	for _, id := range []*Identity{
 		{Source: "cookie"},
 		{Source: "header", Service: "{http.request.header.X-S}"},
+		{Source: "login_form", LoginPath: "login"},
+		{Source: "login_form", LogoutPath: "/logout/**"},
 	} {
 		if err := id.provision(caddy.NewReplacer()); err == nil {
 			t.Errorf("%+v accepted", id)

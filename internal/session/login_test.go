@@ -384,3 +384,22 @@ func FuzzLoginDecision(f *testing.F) {
 		}
 	})
 }
+
+// The decision runs on every request that names a session: it must cost
+// little next to proxying.
+func BenchmarkLoginInspect(b *testing.B) {
+	f := testForm(b)
+	for _, c := range []struct{ name, path, query string }{
+		{"clean", "/transfer/input", "page=2"},
+		{"encoded", "/transfer;jsessionid=ABC/%E6%8C%AF%E8%BE%BC", "q=%E3%81%82"},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			r := &Request{Path: c.path, RawQuery: c.query, Header: http.Header{}, Session: bound, Sessions: old}
+			b.ReportAllocs()
+			for b.Loop() {
+				w, _ := f.Inspect(r, nil)
+				f.Decide(w, plain)
+			}
+		})
+	}
+}
