@@ -164,6 +164,10 @@ var catalogue = map[string]message{
 		"お取引を送信しましたが、インターネットバンキングから応答がありませんでした。このお取引は再送信していません。二重のお取引を防ぐため、やり直す前に必ず取引履歴で結果をご確認ください。",
 		"The operation was sent, but internet banking did not answer. It was NOT sent again. To avoid a duplicate, check your transaction history before you try again.",
 	},
+	"unshowable_request": {
+		"このお取引は、確認画面に内容を正確に表示できない形式で送信されたため、受け付けられません（%s）。お取引は実行されていません。メニューから操作をやり直してください。",
+		"This operation was sent in a form whose details cannot be shown exactly for confirmation, so it was refused (%s). Your operation was not executed. Please start again from the banking menu.",
+	},
 	"upstream_not_sent": {
 		"インターネットバンキングに接続できなかったため、このお取引は送信されておらず、実行されていません。お手数ですが、メニューから操作をやり直してください。",
 		"Internet banking could not be reached, so the operation was not sent and has not been executed. Please start it again from the banking menu.",
@@ -198,6 +202,20 @@ var catalogue = map[string]message{
 	"renew_soon_one":      {"トークンの有効期限まであと%d日です。お早めに更新してください。", "Your token expires in %d day. Please renew it soon."},
 	"renew_soon_link":     {"トークンを更新する", "Renew the token"},
 	"your_mobile_address": {"ご登録の携帯メールアドレス", "your registered mobile address"},
+	// Why the details are not shown as sent (ConfirmPage.Doubt, prefixed
+	// "doubt_"; "doubt_other" for a reason the catalogue does not know).
+	"doubt_conflicting_values": {
+		"ご注意：このお取引は、同じ項目に異なる値が複数送信されたため、インターネットバンキングがどの値で実行するかを確認できません。そのため、お取引の内容を表示できません。ご自身で今この操作を行い、内容を把握している場合を除き、実行せずに取り消してください。",
+		"Caution: this operation was sent with several different values for the same item, so which one internet banking will execute cannot be known, and its details cannot be shown. Unless you have just made this operation yourself and know its details, do not execute it: cancel it.",
+	},
+	"doubt_escaped_characters": {
+		"ご注意：表示内容に、見えない文字、表示の順序を変える文字、または紛らわしい数字（全角数字など）が含まれています。これらの文字は \\uXXXX の形（文字番号）で表示しています。特に金額と振込先が意図したとおりか、よくご確認ください。",
+		"Caution: the details contain invisible characters, characters that change the display order, or look-alike digits (such as fullwidth digits). These characters are shown as \\uXXXX (their code numbers). Check carefully that the amount and the payee are what you intend.",
+	},
+	"doubt_other": {
+		"ご注意：このお取引の内容は、インターネットバンキングが実行する内容と同じであることを確認できないため、正確に表示できていない可能性があります。",
+		"Caution: the details of this operation could not be checked against what internet banking will execute, and may not be shown exactly.",
+	},
 
 	// Token page.
 	"state":             {"状態", "Status"},

@@ -125,6 +125,11 @@ type ConfirmPage struct {
 	// Base+"/confirm/"+ChallengeID: the gateway passes the operation's own
 	// path, so the bank's answer lands where its relative links resolve.
 	Action string
+	// Doubt, if set, is why Fields are not the request's values as sent
+	// (challenge.Operation.Doubt): "conflicting_values" (no fields: the
+	// details cannot be shown) or "escaped_characters" (values shown with
+	// \uXXXX escapes). The page says so in a notice above the details.
+	Doubt string
 }
 
 // TokenPage shows the user's token and the actions that apply to its state.

@@ -85,7 +85,7 @@ var gatewayIDs = []string{
 	"enrollment_required", "token_expired", "token_revoked", "csrf", "store_unavailable",
 	"body_too_large", "bad_request", "cancelled", "pin_format", "email_format", "issue_sent",
 	"mail_failed", "active_token", "setup_failed", "link_gone", "activated", "renewed",
-	"renew_too_early", "not_issued", "revoked", "upstream_failed",
+	"renew_too_early", "not_issued", "revoked", "upstream_failed", "unshowable_request",
 	"title_confirm", "title_token", "title_setup", "title_error", "title_notice", "title_locked",
 	"title_challenge_gone", "title_login_required", "title_unavailable", "title_cancelled",
 	"title_upstream_failed", "title_bad_request",

@@ -28,6 +28,7 @@ type confirmView struct {
 	layout
 	Action, CancelAction string
 	Kind                 string
+	Doubt                string // notice: why the details are not shown as sent
 	Fields               []fieldView
 	Request              string // "POST /transfer/execute"
 	Expires              string // "15:04", Japan time; "" when unknown
@@ -142,6 +143,7 @@ func confirmOf(p *ConfirmPage) confirmView {
 	}
 	v.TokenPage = base + "/token"
 	v.Kind = kindName(lang, p.Kind)
+	v.Doubt = DoubtText(lang, p.Doubt)
 	for _, f := range p.Fields {
 		v.Fields = append(v.Fields, fieldView{Label: fieldLabel(lang, f), Value: f.Value})
 	}
@@ -159,6 +161,20 @@ func confirmOf(p *ConfirmPage) confirmView {
 		v.Renew = T(lang, "renew_soon", p.RenewDaysLeft)
 	}
 	return v
+}
+
+// DoubtText is the notice for a ConfirmPage.Doubt code in lang ("" for
+// none), for the confirm page and its JSON view alike. A code the catalogue
+// does not know still gets a notice: the details may not be exact.
+func DoubtText(lang Lang, doubt string) string {
+	if doubt == "" {
+		return ""
+	}
+	id := "doubt_" + doubt
+	if _, ok := catalogue[id]; !ok {
+		id = "doubt_other"
+	}
+	return T(lang, id)
 }
 
 // kindName is the localised name of an operation kind; a kind the catalogue
