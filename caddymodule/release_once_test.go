@@ -28,13 +28,26 @@ import (
 // onceDropPath is the operation the bank executes and then hangs up on.
 const onceDropPath = "/transfer/execute"
 
-// onceConnKey holds, in a bank connection's context, how many requests
-// the connection has carried.
+// onceSlowPath is an operation the bank takes onceSlow to answer.
+const (
+	onceSlowPath = "/profile/update"
+	onceSlow     = 500 * time.Millisecond
+)
+
+// onceConnKey holds, in a bank connection's context, its *onceConn.
 type onceConnKey struct{}
 
-// onceBank stands in front of the demo bank. A request to onceDropPath is
-// executed (counted, its body read) and answered by closing the connection;
-// everything else goes to the demo bank.
+// onceConn is one connection to the bank and how many requests it has
+// carried.
+type onceConn struct {
+	net.Conn
+	requests atomic.Int32
+}
+
+// onceBank stands in front of the demo bank, speaking HTTP/1.1 and h2c. A
+// request to onceDropPath is executed (counted, its body read) and answered
+// by closing the connection (hijacked on HTTP/1.1; on HTTP/2 the whole
+// connection); everything else goes to the demo bank.
 type onceBank struct {
 	next http.Handler
 	mu   sync.Mutex
@@ -43,20 +56,28 @@ type onceBank struct {
 
 // onceRun is one execution of the dropped operation.
 type onceRun struct {
-	Method, RequestURI string
-	Reused             bool // the connection had carried a request before
+	Method, RequestURI, Proto string
+	Reused                    bool // the connection had carried a request before
 }
 
 func (b *onceBank) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	n := r.Context().Value(onceConnKey{}).(*atomic.Int32).Add(1)
+	c := r.Context().Value(onceConnKey{}).(*onceConn)
+	n := c.requests.Add(1)
+	if r.URL.Path == onceSlowPath {
+		time.Sleep(onceSlow)
+	}
 	if r.URL.Path != onceDropPath {
 		b.next.ServeHTTP(w, r)
 		return
 	}
 	io.Copy(io.Discard, r.Body)
 	b.mu.Lock()
-	b.runs = append(b.runs, onceRun{Method: r.Method, RequestURI: r.RequestURI, Reused: n > 1})
+	b.runs = append(b.runs, onceRun{Method: r.Method, RequestURI: r.RequestURI, Proto: r.Proto, Reused: n > 1})
 	b.mu.Unlock()
+	if r.ProtoMajor == 2 {
+		c.Close()
+		return
+	}
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		panic(err)
@@ -74,9 +95,12 @@ func (b *onceBank) executed() []onceRun {
 func newOnceBank(e *env) (*onceBank, *httptest.Server) {
 	b := &onceBank{next: e.bank}
 	srv := httptest.NewUnstartedServer(b)
-	srv.Config.ConnContext = func(ctx context.Context, _ net.Conn) context.Context {
-		return context.WithValue(ctx, onceConnKey{}, new(atomic.Int32))
+	srv.Config.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		return context.WithValue(ctx, onceConnKey{}, &onceConn{Conn: c})
 	}
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetHTTP1(true)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
 	srv.Start()
 	e.t.Cleanup(srv.Close)
 	return b, srv
@@ -95,11 +119,14 @@ func onceLoad(e *env, bankURL, lb string) {
 	gwLoad(e.t, cf)
 }
 
-// The three ways a release could be sent again below the gateway.
-var onceProxies = []struct{ name, lb string }{
-	{"default reverse_proxy", ""},
-	{"lb_retries", "\t\tlb_retries 3\n\t\tlb_retry_match {\n\t\t\tmethod POST GET\n\t\t}\n"},
-	{"lb_try_duration", "\t\tlb_try_duration 5s\n\t\tlb_retry_match {\n\t\t\tmethod POST GET\n\t\t}\n"},
+// The ways a release could be sent again below the gateway, and the
+// protocol each speaks to the bank. On HTTP/2 a retry is a new stream,
+// which the guard stops by closing the connection it was to go out on.
+var onceProxies = []struct{ name, lb, proto string }{
+	{"default reverse_proxy", "", "HTTP/1.1"},
+	{"lb_retries", "\t\tlb_retries 3\n\t\tlb_retry_match {\n\t\t\tmethod POST GET\n\t\t}\n", "HTTP/1.1"},
+	{"lb_try_duration", "\t\tlb_try_duration 5s\n\t\tlb_retry_match {\n\t\t\tmethod POST GET\n\t\t}\n", "HTTP/1.1"},
+	{"h2c lb_retries", "\t\ttransport http {\n\t\t\tversions h2c\n\t\t}\n\t\tlb_retries 3\n\t\tlb_retry_match {\n\t\t\tmethod POST GET\n\t\t}\n", "HTTP/2.0"},
 }
 
 // onceOps are operations paused and released through each proxy: what Go's
@@ -155,8 +182,8 @@ func TestReleaseOnceOnTheWire(t *testing.T) {
 				if !runs[0].Reused {
 					t.Errorf("the release went out on a fresh connection; the test needs a reused one")
 				}
-				if runs[0].Method != op.method || runs[0].RequestURI != onceDropPath+op.query {
-					t.Errorf("the bank executed %s %s; want %s %s", runs[0].Method, runs[0].RequestURI, op.method, onceDropPath+op.query)
+				if runs[0].Method != op.method || runs[0].RequestURI != onceDropPath+op.query || runs[0].Proto != px.proto {
+					t.Errorf("the bank executed %s %s over %s; want %s %s over %s", runs[0].Method, runs[0].RequestURI, runs[0].Proto, op.method, onceDropPath+op.query, px.proto)
 				}
 				onceWantUnknown(t, res, body, op.json)
 				if took > 4500*time.Millisecond {
@@ -208,6 +235,42 @@ func TestReleaseBankUnreachable(t *testing.T) {
 		t.Errorf("the bank executed %+v", runs)
 	}
 	onceWantAudit(t, gwAudit(e)[trail:], audit.ReleaseError, "not executed")
+}
+
+// A customer who leaves while the bank is still working does not cancel
+// the release: the bank executes it once, and the audit trail records the
+// bank's own answer, not the 499 of a client that went away.
+func TestReleaseOutlivesCustomer(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	_, srv := newOnceBank(e)
+	onceLoad(e, srv.URL, "")
+	c := gwEnrolled(e, "S001", "U001")
+	id := oncePause(c, http.MethodPost, onceSlowPath, url.Values{"email": {"new@example.jp"}, "phone": {"03-0000-0000"}}.Encode(), nil)
+	ledger := len(e.ledger())
+	trail := len(gwAudit(e))
+
+	impatient := *c.c
+	impatient.Timeout = onceSlow / 5
+	req, _ := http.NewRequest(http.MethodPost, gatewayURL+"/.otpgate/confirm/"+id, strings.NewReader(`{"otp":"`+c.code()+`"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	if res, err := impatient.Do(req); err == nil {
+		res.Body.Close()
+		t.Fatalf("the customer waited for the answer (%d); the test needs one who leaves first", res.StatusCode)
+	}
+
+	var rel []audit.Record
+	for deadline := time.Now().Add(10 * onceSlow); len(rel) == 0 && time.Now().Before(deadline); time.Sleep(onceSlow / 10) {
+		for _, r := range gwAudit(e)[trail:] {
+			if r.Event == audit.Released || r.Event == audit.ReleaseError {
+				rel = append(rel, r)
+			}
+		}
+	}
+	onceWantAudit(t, rel, audit.Released, "upstream status 200")
+	if n := len(e.ledger()) - ledger; n != 1 {
+		t.Errorf("the bank executed the change %d times, want once", n)
+	}
 }
 
 // oncePause sends a protected operation to target (path and query) as a
