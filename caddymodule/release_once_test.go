@@ -273,6 +273,29 @@ func TestReleaseOutlivesCustomer(t *testing.T) {
 	}
 }
 
+// A bank that does not answer within releaseTimeout leaves the outcome
+// unknown: the customer and the audit trail are told so, and the release
+// does not wait for ever.
+func TestReleaseTimeout(t *testing.T) {
+	prev := releaseTimeout
+	releaseTimeout = onceSlow / 2
+	t.Cleanup(func() { releaseTimeout = prev })
+	e := newEnv(t, envOptions{})
+	_, srv := newOnceBank(e)
+	onceLoad(e, srv.URL, "")
+	c := gwEnrolled(e, "S001", "U001")
+	id := oncePause(c, http.MethodPost, onceSlowPath, url.Values{"email": {"new@example.jp"}, "phone": {"03-0000-0000"}}.Encode(), nil)
+	trail := len(gwAudit(e))
+
+	start := time.Now()
+	res, body, _ := gwConfirmForm(c, id, c.code(), nil)
+	if took := time.Since(start); took >= onceSlow {
+		t.Errorf("the release took %v; want it ended after %v", took, releaseTimeout)
+	}
+	onceWantUnknown(t, res, body, false)
+	onceWantAudit(t, gwAudit(e)[trail:], audit.ReleaseError, "outcome unknown")
+}
+
 // oncePause sends a protected operation to target (path and query) as a
 // browser and returns the challenge ID it was paused under.
 func oncePause(c *customer, method, target, body string, header http.Header) string {
@@ -326,6 +349,9 @@ func onceWantAudit(t *testing.T, recs []audit.Record, ev audit.Event, detail str
 		if r.Event == audit.Released || r.Event == audit.ReleaseError {
 			rel = append(rel, r)
 		}
+	}
+	for _, r := range rel {
+		t.Logf("audit: %s %s", r.Event, r.Detail)
 	}
 	if len(rel) != 1 || rel[0].Event != ev || !strings.HasPrefix(rel[0].Detail, detail) || strings.Contains(rel[0].Detail, "499") {
 		t.Errorf("release records %s; want one %s %q…", fmt.Sprint(rel), ev, detail)
