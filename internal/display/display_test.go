@@ -78,15 +78,15 @@ func TestFormatAccount(t *testing.T) {
 		{"12", "12", "12", false},
 		// Refused: what the bank might read otherwise, or not at all.
 		{"", "", "", true},
-		{"3", "", "", true},             // 納税準備預金: not a transfer target
-		{"5 1234567", "", "", true},     // unknown code
-		{"12345678", "", "", true},      // 8 digits
-		{"1 12345678", "", "", true},    // 8 digits
-		{"1  1234567", "", "", true},    // two separators
-		{"1 1234-567", "", "", true},    // separator in the number
-		{"1 ", "", "", true},            // no number
-		{" 1234567", "", "", true},      // no type
-		{"1\t1234567", "", "", true},    // tab is not a separator
+		{"3", "", "", true},          // 納税準備預金: not a transfer target
+		{"5 1234567", "", "", true},  // unknown code
+		{"12345678", "", "", true},   // 8 digits
+		{"1 12345678", "", "", true}, // 8 digits
+		{"1  1234567", "", "", true}, // two separators
+		{"1 1234-567", "", "", true}, // separator in the number
+		{"1 ", "", "", true},         // no number
+		{" 1234567", "", "", true},   // no type
+		{"1\t1234567", "", "", true}, // tab is not a separator
 		{"普通 １２３４５６７", "", "", true}, // fullwidth digits
 		{"ふつう 1234567", "", "", true},
 		{"Ordinary 1234567", "", "", true},
