@@ -21,6 +21,8 @@ import (
 	"testing"
 	"text/template"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 )
@@ -293,24 +295,32 @@ func (p tcProbe) raw(host, sid, tag string) string {
 	return b.String()
 }
 
-// tcSend writes raw to addr on a new connection and returns the answer's
-// status, 0 when there was none (the server closed the connection).
-func tcSend(addr, method, raw string) int {
+// tcExchange writes raw to addr on a new connection and reads the answer.
+func tcExchange(addr, method, raw string) (*http.Response, string, error) {
 	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
-		return -1
+		return nil, "", err
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(15 * time.Second))
 	if _, err := io.WriteString(conn, raw); err != nil {
-		return 0
+		return nil, "", err
 	}
 	res, err := http.ReadResponse(bufio.NewReader(conn), &http.Request{Method: method})
 	if err != nil {
+		return nil, "", err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	return res, string(b), err
+}
+
+// tcSend is tcExchange's status: 0 when there was no answer.
+func tcSend(addr, method, raw string) int {
+	res, _, err := tcExchange(addr, method, raw)
+	if res == nil || err != nil {
 		return 0
 	}
-	io.Copy(io.Discard, io.LimitReader(res.Body, 1<<20))
-	res.Body.Close()
 	return res.StatusCode
 }
 
@@ -355,22 +365,26 @@ func executed(ledger []tcEntry, prefix string) map[int]tcEntry {
 	return out
 }
 
-func TestTomcatCorpusNeverExecutesWithoutCode(t *testing.T) {
+// tomcatRuns runs f against a stock and a loosened Tomcat, on ports first
+// and first+1.
+func tomcatRuns(t *testing.T, first int, f func(t *testing.T, tc *tomcat, loose bool)) {
 	tomcatRequired(t)
 	for i, run := range []struct {
 		name  string
 		loose bool
 	}{{"stock", false}, {"loose", true}} {
 		t.Run(run.name, func(t *testing.T) {
-			tomcatCorpusRun(t, tomcatPort+i, run.loose)
+			f(t, startTomcat(t, tomcatPort+first+i, run.loose), run.loose)
 		})
 	}
 }
 
-func tomcatCorpusRun(t *testing.T, port int, loose bool) {
+func TestTomcatCorpusNeverExecutesWithoutCode(t *testing.T) {
+	tomcatRuns(t, 0, tomcatCorpusRun)
+}
+
+func tomcatCorpusRun(t *testing.T, tc *tomcat, loose bool) {
 	start := time.Now()
-	tc := startTomcat(t, port, loose)
-	started := time.Since(start)
 	e := newTomcatEnv(t, tc)
 	// The attacker knows U001's password and has no code; require_otp all
 	// means every protected operation needs one.
@@ -442,8 +456,8 @@ func tomcatCorpusRun(t *testing.T, port int, loose bool) {
 		}
 		byMutation[mut][outcome]++
 	}
-	t.Logf("%d probes generated; Tomcat executed %d directly; through the gateway: %v; Tomcat started in %v, whole run %v",
-		len(probes), len(toGateway), counts, started.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	t.Logf("%d probes generated; Tomcat executed %d directly; through the gateway: %v; %v",
+		len(probes), len(toGateway), counts, time.Since(start).Round(time.Millisecond))
 	for _, mut := range slices.Sorted(maps.Keys(byMutation)) {
 		t.Logf("  %-28s %v", mut, byMutation[mut])
 	}
@@ -867,4 +881,345 @@ func tomcatControls(loose bool) []tcControl {
 		{idx("multipart"), loose},
 		{idx("text-plain"), false},
 	}
+}
+
+// Login binding against Tomcat (issue 6, classes 2 and 5). The attacker has
+// an account and a token of their own, and the victim's password. A login of
+// the victim that Tomcat accepts but the gateway does not read as one, sent
+// with the attacker's bound cookie, must not leave the new session bound to
+// the attacker: otherwise the attacker's code releases an operation that
+// Tomcat executes as the victim.
+
+// tcVictim and tcAttacker are login fields of the two customers.
+const (
+	tcVictim   = "service_id=S001&user_id=U002&password=demo"
+	tcAttacker = "service_id=S001&user_id=U001&password=demo"
+)
+
+// tomcatLoginVariants are logins of the victim in the ways a servlet's
+// getParameter reads them on any method.
+func tomcatLoginVariants() []tcProbe {
+	const form = "application/x-www-form-urlencoded"
+	mpType := "multipart/form-data; boundary=" + tcBoundary
+	multipart := func(name func(string) string) string {
+		var b strings.Builder
+		for _, kv := range strings.Split(tcVictim, "&") {
+			k, v, _ := strings.Cut(kv, "=")
+			fmt.Fprintf(&b, "--%s\r\nContent-Disposition: form-data; %s\r\n\r\n%s\r\n", tcBoundary, name(k), v)
+		}
+		return b.String() + "--" + tcBoundary + "--\r\n"
+	}
+	v := []tcProbe{
+		{class: "get-query", method: "GET", target: "/login?" + tcVictim},
+		{class: "head-query", method: "HEAD", target: "/login?" + tcVictim},
+		{class: "options-query", method: "OPTIONS", target: "/login?" + tcVictim},
+		{class: "lowercase-method-query", method: "get", target: "/login?" + tcVictim},
+		{class: "post-query-empty-body", method: "POST", target: "/login?" + tcVictim, ctype: form},
+		{class: "post-query-text-body", method: "POST", target: "/login?" + tcVictim, ctype: "text/plain", body: "x"},
+		{class: "post-form", method: "POST", target: "/login", ctype: form, body: tcVictim},
+		{class: "put-form", method: "PUT", target: "/login", ctype: form, body: tcVictim},
+		{class: "patch-form", method: "PATCH", target: "/login", ctype: form, body: tcVictim},
+		{class: "delete-form", method: "DELETE", target: "/login", ctype: form, body: tcVictim},
+		{class: "form-ctype-case", method: "POST", target: "/login", ctype: "Application/X-WWW-Form-URLEncoded", body: tcVictim},
+		{class: "form-ctype-charset", method: "POST", target: "/login", ctype: form + "; charset=UTF-8", body: tcVictim},
+		{class: "form-no-ctype", method: "POST", target: "/login", body: tcVictim},
+		{class: "form-text-plain", method: "POST", target: "/login", ctype: "text/plain", body: tcVictim},
+		{class: "form-chunked", method: "POST", target: "/login", ctype: form, body: tcVictim, chunked: true},
+		{class: "form-override-header", method: "POST", target: "/login", ctype: form, body: tcVictim, headers: []string{"X-HTTP-Method-Override: GET"}},
+		{class: "form-method-param", method: "POST", target: "/login", ctype: form, body: tcVictim + "&_method=PUT"},
+		{class: "form-encoded-names", method: "POST", target: "/login", ctype: form, body: "%73ervice_id=S001&%75ser_id=U002&password=demo"},
+		{class: "json", method: "POST", target: "/login", ctype: "application/json", body: `{"service_id":"S001","user_id":"U002","password":"demo"}`},
+		{class: "multipart", method: "POST", target: "/login", ctype: mpType, body: multipart(func(n string) string { return `name="` + n + `"` })},
+		{class: "multipart-put", method: "PUT", target: "/login", ctype: mpType, body: multipart(func(n string) string { return `name="` + n + `"` })},
+		{class: "multipart-rfc2231", method: "POST", target: "/login", ctype: mpType, body: multipart(func(n string) string { return `name*=UTF-8''` + n })},
+		{class: "split-query-body", method: "POST", target: "/login?service_id=S001", ctype: form, body: "user_id=U002&password=demo"},
+		{class: "query-victim-body-attacker", method: "POST", target: "/login?" + tcVictim, ctype: form, body: tcAttacker},
+		{class: "body-victim-query-attacker", method: "POST", target: "/login?" + tcAttacker, ctype: form, body: tcVictim},
+		{class: "body-victim-then-attacker", method: "POST", target: "/login", ctype: form, body: tcVictim + "&" + tcAttacker},
+		{class: "body-attacker-user-last", method: "POST", target: "/login", ctype: form, body: tcVictim + "&user_id=U001"},
+	}
+	for _, path := range []string{"/login;x=1", "/login;jsessionid={sid}", "/./login", "/x/../login", "//login", "/%6cogin", "/login%3b", "/LOGIN", "/login/", "http://{host}/login", "/x/.../../../login"} {
+		v = append(v,
+			tcProbe{class: "path " + path + " form", method: "POST", target: path, ctype: form, body: tcVictim},
+			tcProbe{class: "path " + path + " query", method: "GET", target: path + "?" + tcVictim})
+	}
+	for i := range v {
+		v[i].id = i
+	}
+	return v
+}
+
+func TestTomcatLoginVariantsNeverRebindToVictim(t *testing.T) {
+	tomcatRuns(t, 2, tomcatLoginRun)
+}
+
+func tomcatLoginRun(t *testing.T, tc *tomcat, loose bool) {
+	e := newTomcatEnv(t, tc)
+	attacker := e.customer("S001", "U001")
+	tomcatLogin(attacker)
+	attacker.json = true
+	attacker.enrol()
+	attacker.json = false
+	gw := gwAddr(gatewayURL)
+	gwURL, _ := url.Parse(gatewayURL)
+
+	// Which variants log the victim in when sent straight to Tomcat?
+	direct := map[string]bool{}
+	for _, v := range tomcatLoginVariants() {
+		res, _, err := tcExchange(tc.addr, v.method, v.raw(tc.addr, "none", "direct-login"))
+		if err != nil {
+			t.Fatalf("%s: %v", v.class, err)
+		}
+		if tc.whoIs(t, tcSessionSet(res, "")) == "S001/U002" {
+			direct[v.class] = true
+		}
+	}
+	for _, want := range []struct {
+		class string
+		logs  bool
+	}{{"get-query", true}, {"post-form", true}, {"put-form", loose}, {"multipart", loose}, {"json", false}} {
+		if direct[want.class] != want.logs {
+			t.Fatalf("%s logs the victim in at Tomcat: %v, want %v: the JSP bank or the run's settings do not work as the test assumes", want.class, direct[want.class], want.logs)
+		}
+	}
+
+	outcomes := map[string]int{}
+	for _, v := range tomcatLoginVariants() {
+		bound := tomcatLogin(attacker)
+		res, _, err := tcExchange(gw, v.method, v.raw(gw, bound, "login"))
+		if err != nil {
+			t.Fatalf("%s: %v", v.class, err)
+		}
+		sid := tcSessionSet(res, bound)
+		victim := tc.whoIs(t, sid) == "S001/U002"
+
+		// A transfer in the session the browser now has, as an API client,
+		// confirmed with the attacker's code when the gateway asks for one.
+		tag := fmt.Sprintf("login-transfer-%d", v.id)
+		transfer := tcProbe{method: "POST", target: "/transfer/execute", ctype: "application/x-www-form-urlencoded",
+			body: "to_bank=0009&to_account=7777777&amount=990000", headers: []string{"Accept: application/json"}}
+		tres, tbody, err := tcExchange(gw, "POST", transfer.raw(gw, sid, tag))
+		if err != nil {
+			t.Fatal(err)
+		}
+		outcome := fmt.Sprintf("login %d, transfer %d", res.StatusCode, tres.StatusCode)
+		var out map[string]any
+		json.Unmarshal([]byte(tbody), &out)
+		if id, _ := out["challenge"].(string); tres.StatusCode == http.StatusUnauthorized && id != "" {
+			attacker.c.Jar.SetCookies(gwURL, []*http.Cookie{{Name: "JSESSIONID", Value: sid, Path: "/"}})
+			cres, _, _ := gwConfirmJSON(attacker, id, attacker.code())
+			outcome += fmt.Sprintf(", confirmed %d", cres.StatusCode)
+		}
+		if victim {
+			outcome += " (victim's session at Tomcat)"
+		}
+		outcomes[outcome]++
+		for _, en := range tc.ledger(t) {
+			switch {
+			case en.Probe != tag:
+			case tres.StatusCode != http.StatusUnauthorized:
+				t.Errorf("login %s %s (%s, answered %d): the next transfer executed at Tomcat as %s/%s without a code (gateway %d)",
+					v.method, v.target, v.class, res.StatusCode, en.Service, en.User, tres.StatusCode)
+			case en.User != "U001":
+				t.Errorf("login %s %s (%s, answered %d): the attacker's code released a transfer that Tomcat executed as %s/%s",
+					v.method, v.target, v.class, res.StatusCode, en.Service, en.User)
+			}
+		}
+	}
+	t.Logf("%d login variants of the victim; straight to Tomcat %d log the victim in (%v); through the gateway, with the attacker's session: %v",
+		len(tomcatLoginVariants()), len(direct), slices.Sorted(maps.Keys(direct)), outcomes)
+}
+
+// tcSessionSet is the JSESSIONID a response sets, or def.
+func tcSessionSet(res *http.Response, def string) string {
+	for _, c := range res.Cookies() {
+		if c.Name == "JSESSIONID" && c.Value != "" {
+			return c.Value
+		}
+	}
+	return def
+}
+
+// whoIs asks Tomcat directly whom session sid is logged in as ("S001/U002"),
+// "" for nobody.
+func (tc *tomcat) whoIs(t *testing.T, sid string) string {
+	t.Helper()
+	if sid == "" {
+		return ""
+	}
+	res, page, err := tcExchange(tc.addr, "GET", fmt.Sprintf("GET /menu HTTP/1.1\r\nHost: %s\r\nCookie: JSESSIONID=%s\r\nConnection: close\r\n\r\n", tc.addr, sid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusOK {
+		return ""
+	}
+	_, rest, _ := strings.Cut(page, "<p>")
+	who, _, _ := strings.Cut(rest, "</p>")
+	return who
+}
+
+// What you see is what you confirm, against Tomcat (issue 6, classes 3 and
+// 5). Bodies that Tomcat reads in its own way (RFC 2231 and RFC 2047 part
+// names, repeated parts and fields, query before body, charsets, invisible
+// and look-alike characters) are sent through the gateway; each one it holds
+// is confirmed with the customer's code, and Tomcat's ledger must then hold
+// exactly the values the confirm view showed, unless the view said that it
+// could not show them ("doubt"). Refusing the body (400) is fine too.
+
+// tcShownCase is one protected request whose shown fields are checked.
+type tcShownCase struct {
+	name   string
+	target string
+	ctype  string
+	body   string
+	// control: a plain browser request that must be held, shown exactly
+	// and executed (no legitimate request refused).
+	control bool
+}
+
+func tomcatShownCases() []tcShownCase {
+	const form = "application/x-www-form-urlencoded"
+	mp := "multipart/form-data; boundary=" + tcBoundary
+	part := func(disposition, content string) string {
+		return "--" + tcBoundary + "\r\nContent-Disposition: form-data; " + disposition + "\r\n\r\n" + content + "\r\n"
+	}
+	end := "--" + tcBoundary + "--\r\n"
+	const csv = "1,0001,001,1234567,ﾔﾏﾀﾞ ﾀﾛｳ,250000\r\n"
+	bulk := func(name, body string) tcShownCase {
+		return tcShownCase{name: "bulk " + name, target: "/bulk/execute", ctype: mp, body: body + end}
+	}
+	transfer := func(name, target, ctype, body string) tcShownCase {
+		return tcShownCase{name: "transfer " + name, target: target, ctype: ctype, body: body}
+	}
+	const rest = "&to_account=1234567&amount=50000"
+	cases := []tcShownCase{
+		{name: "bulk plain upload", target: "/bulk/execute", ctype: mp, body: part(`name="file"; filename="sogo.csv"`, csv) + end, control: true},
+		{name: "transfer plain form", target: "/transfer/execute", ctype: form, body: "to_bank=0001" + rest, control: true},
+		bulk("name* then name", part(`name*=UTF-8''file; filename="star.csv"`, csv)+part(`name="file"; filename="plain.csv"`, csv)),
+		bulk("name then name*", part(`name="file"; filename="plain.csv"`, csv)+part(`name*=UTF-8''file; filename="star.csv"`, csv)),
+		bulk("name* only", part(`name*=UTF-8''file; filename="star.csv"`, csv)),
+		bulk("filename and filename*", part(`name="file"; filename="plain.csv"; filename*=UTF-8''star.csv`, csv)),
+		bulk("filename* and filename", part(`name="file"; filename*=UTF-8''star.csv; filename="plain.csv"`, csv)),
+		bulk("two Content-Disposition headers", "--"+tcBoundary+"\r\nContent-Disposition: form-data; name=\"file\"; filename=\"first.csv\"\r\nContent-Disposition: form-data; name=\"file\"; filename=\"second.csv\"\r\n\r\n"+csv+"\r\n"),
+		bulk("name twice in one header", part(`name="x"; name="file"; filename="a.csv"`, csv)),
+		bulk("upper-case parameter names", part(`NAME="file"; FILENAME="upper.csv"`, csv)),
+		bulk("empty filename then a file", part(`name="file"; filename=""`, "")+part(`name="file"; filename="second.csv"`, csv)),
+		bulk("two files", part(`name="file"; filename="shown.csv"`, csv)+part(`name="file"; filename="other.csv"`, csv)),
+		bulk("FORM-DATA in upper case", "--"+tcBoundary+"\r\nContent-Disposition: FORM-DATA; name=\"file\"; filename=\"fd.csv\"\r\n\r\n"+csv+"\r\n"),
+		bulk("unquoted filename with ;", part(`name=file; filename=a;b.csv`, csv)),
+		bulk("escaped quote in filename", part(`name="file"; filename="a\"b.csv"`, csv)),
+		bulk("RFC 2047 filename", part(`name="file"; filename="=?UTF-8?B?ZXZpbC5jc3Y=?="`, csv)),
+		bulk("bidi override in filename", part("name=\"file\"; filename=\"kyuyo\u202Evsc.exe\"", csv)),
+		transfer("repeated field", "/transfer/execute", form, "to_bank=0001&to_account=1111111&to_account=2222222&amount=50000"),
+		transfer("query before body", "/transfer/execute?amount=1", form, "to_bank=0001"+rest),
+		transfer("Latin-1 charset, UTF-8 bytes", "/transfer/execute", form+"; charset=ISO-8859-1", "to_bank=%E3%81%BF%E3%81%9A%E3%81%BB"+rest),
+		transfer("Shift_JIS charset", "/transfer/execute", form+"; charset=Shift_JIS", "to_bank=%82%DD%82%B8%82%D9"+rest),
+		transfer("encoded names", "/transfer/execute", form, "to_bank=0001&%74o_account=7654321&to_account=1234567&amount=50000"),
+		transfer("invalid UTF-8", "/transfer/execute", form, "to_bank=%FF%FE"+rest),
+		transfer("NUL in value", "/transfer/execute", form, "to_bank=0001&to_account=1234567%00999&amount=50000"),
+		transfer("bidi override", "/transfer/execute", form, "to_bank=0001&to_account=%E2%80%AE7654321&amount=50000"),
+		transfer("zero-width space", "/transfer/execute", form, "to_bank=0001&to_account=1234%E2%80%8B567&amount=50000"),
+		transfer("full-width digits", "/transfer/execute", form, "to_bank=0001&to_account=1234567&amount=%EF%BC%99%EF%BC%99%EF%BC%90%EF%BC%90%EF%BC%90%EF%BC%90"),
+		transfer("semicolon separator", "/transfer/execute", form, "to_bank=0001;amount=1"+rest),
+		transfer("multipart repeated field", "/transfer/execute", mp, part(`name="to_bank"`, "0001")+part(`name="to_account"`, "1111111")+part(`name="to_account"`, "2222222")+part(`name="amount"`, "50000")+end),
+		transfer("multipart name* and name", "/transfer/execute", mp, part(`name="to_bank"`, "0001")+part(`name*=UTF-8''to_account`, "2222222")+part(`name="to_account"`, "1111111")+part(`name="amount"`, "50000")+end),
+		transfer("multipart charset part", "/transfer/execute", mp, "--"+tcBoundary+"\r\nContent-Disposition: form-data; name=\"to_bank\"\r\nContent-Type: text/plain; charset=Shift_JIS\r\n\r\n\x82\xdd\x82\xb8\x82\xd9\r\n"+part(`name="to_account"`, "1234567")+part(`name="amount"`, "50000")+end),
+		{name: "profile CR LF in e-mail", target: "/profile/update", ctype: form, body: "email=a%40example.jp%0D%0ABcc%3A%20b%40evil.example&phone=090"},
+	}
+	return cases
+}
+
+func TestTomcatConfirmShowsWhatTomcatExecutes(t *testing.T) {
+	tomcatRuns(t, 4, tomcatShownRun)
+}
+
+func tomcatShownRun(t *testing.T, tc *tomcat, loose bool) {
+	e := newTomcatEnv(t, tc)
+	c := e.customer("S001", "U001")
+	sid := tomcatLogin(c)
+	c.json = true
+	c.enrol()
+	c.json = false
+	gw := gwAddr(gatewayURL)
+
+	outcomes := map[string]int{}
+	for i, sc := range tomcatShownCases() {
+		tag := fmt.Sprintf("shown-%d", i)
+		p := tcProbe{method: "POST", target: sc.target, ctype: sc.ctype, body: sc.body, headers: []string{"Accept: application/json"}}
+		res, body, err := tcExchange(gw, "POST", p.raw(gw, sid, tag))
+		if err != nil {
+			t.Fatalf("%s: %v", sc.name, err)
+		}
+		var out map[string]any
+		json.Unmarshal([]byte(body), &out)
+		id, _ := out["challenge"].(string)
+		var view struct {
+			Fields []struct{ Name, Value string }
+			Doubt  string
+		}
+		held := res.StatusCode == http.StatusUnauthorized && id != ""
+		if held {
+			req, _ := http.NewRequest(http.MethodGet, gatewayURL+"/.otpgate/confirm/"+id, nil)
+			req.Header.Set("Accept", "application/json")
+			vres, vbody := c.do(req)
+			if vres.StatusCode != http.StatusOK || json.Unmarshal([]byte(vbody), &view) != nil {
+				t.Fatalf("%s: confirm view %d\n%s", sc.name, vres.StatusCode, vbody)
+			}
+			if cres, cbody, _ := gwConfirmJSON(c, id, c.code()); cres.StatusCode >= 500 {
+				t.Fatalf("%s: confirming: %d\n%s", sc.name, cres.StatusCode, cbody)
+			}
+		}
+		var ran *tcEntry
+		for _, en := range tc.ledger(t) {
+			if en.Probe == tag {
+				ran = &en
+			}
+		}
+		outcome := fmt.Sprintf("gateway %d", res.StatusCode)
+		switch {
+		case held && view.Doubt != "":
+			outcome = "held, doubt " + view.Doubt
+		case held:
+			outcome = "held, shown"
+		}
+		if ran == nil {
+			outcome += ", not executed"
+		}
+		outcomes[outcome]++
+		if sc.control && (!held || view.Doubt != "" || ran == nil) {
+			t.Errorf("%s: a plain browser request was not held, shown and executed: gateway %d, doubt %q, executed %v\n%s", sc.name, res.StatusCode, view.Doubt, ran != nil, body)
+		}
+		switch {
+		case ran == nil:
+		case !held:
+			t.Errorf("%s: Tomcat executed it without a code (gateway %d)", sc.name, res.StatusCode)
+		case view.Doubt == "":
+			shown := map[string][]string{}
+			for _, f := range view.Fields {
+				shown[f.Name] = append(shown[f.Name], f.Value)
+			}
+			for name, vals := range shown {
+				got := ran.Params[name]
+				if len(slices.Compact(slices.Clone(vals))) != 1 || vals[0] != got {
+					t.Errorf("%s: the confirm view showed %s=%q; Tomcat executed %s=%q", sc.name, name, vals, name, got)
+				} else if misleading(got) {
+					t.Errorf("%s: the confirm view showed %s=%q with invisible or look-alike characters and no doubt", sc.name, name, got)
+				}
+			}
+		}
+	}
+	t.Logf("%d bodies (%s Tomcat): %v", len(tomcatShownCases()), map[bool]string{false: "stock", true: "loose"}[loose], outcomes)
+}
+
+// misleading tells whether s holds characters a customer cannot see for what
+// they are: controls, format characters (bidi overrides, zero-width), digits
+// other than ASCII, the replacement character.
+func misleading(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == utf8.RuneError || unicode.Is(unicode.Cf, r) || (r > 0x7f && unicode.IsDigit(r)) {
+			return true
+		}
+	}
+	return false
 }

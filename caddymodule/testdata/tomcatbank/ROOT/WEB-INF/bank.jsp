@@ -34,7 +34,11 @@
     public void service(ServletRequest sreq, ServletResponse sres) throws ServletException, IOException {
         HttpServletRequest req = (HttpServletRequest) sreq;
         HttpServletResponse res = (HttpServletResponse) sres;
-        req.setCharacterEncoding("UTF-8");
+        // Tomcat's SetCharacterEncodingFilter as legacy sites configured it:
+        // UTF-8 unless the request names its charset.
+        if (req.getCharacterEncoding() == null) {
+            req.setCharacterEncoding("UTF-8");
+        }
         res.setHeader("Cache-Control", "no-store");
         // Exact mappings give the whole path here; "/otp/*" and "/token/*" give
         // "/otp" and "/token" and the rest in getPathInfo().
