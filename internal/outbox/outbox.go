@@ -141,11 +141,34 @@ func Enqueue(tx store.Tx, n Notice) error {
 	if err := n.check(); err != nil {
 		return err
 	}
-	b, err := json.Marshal(record{Notice: n})
+	return save(tx, queuedPrefix+newID(n.At), &record{Notice: n})
+}
+
+// errDamaged: a stored record does not decode.
+var errDamaged = errors.New("outbox: damaged record")
+
+// load reads the record at key, nil if there is none.
+func load(tx store.Tx, key string) (*record, error) {
+	v, err := tx.Get(store.Outbox, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var r record
+	if err := json.Unmarshal(v, &r); err != nil {
+		return nil, fmt.Errorf("%w: %v", errDamaged, err)
+	}
+	return &r, nil
+}
+
+func save(tx store.Tx, key string, r *record) error {
+	b, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("outbox: encoding notice: %w", err)
 	}
-	return tx.Put(store.Outbox, queuedPrefix+newID(n.At), b)
+	return tx.Put(store.Outbox, key, b)
 }
 
 // errStop ends a ForEach early; it never leaves this package.
@@ -243,27 +266,19 @@ func Requeue(ctx context.Context, st store.Store, id string) error {
 		return ErrUnknown
 	}
 	return st.Update(ctx, func(tx store.Tx) error {
-		v, err := tx.Get(store.Outbox, deadPrefix+id)
-		if errors.Is(err, store.ErrNotFound) {
-			return ErrUnknown
-		}
+		r, err := load(tx, deadPrefix+id)
 		if err != nil {
-			return err
+			return fmt.Errorf("reading dead notice %s: %w", id, err)
 		}
-		var r record
-		if err := json.Unmarshal(v, &r); err != nil {
-			return fmt.Errorf("outbox: decoding dead notice %s: %w", id, err)
+		if r == nil {
+			return ErrUnknown
 		}
 		if err := r.Notice.check(); err != nil {
 			return fmt.Errorf("outbox: dead notice %s cannot be sent again: %w", id, err)
 		}
-		b, err := json.Marshal(record{Notice: r.Notice})
-		if err != nil {
-			return fmt.Errorf("outbox: encoding notice: %w", err)
-		}
 		if err := tx.Delete(store.Outbox, deadPrefix+id); err != nil {
 			return err
 		}
-		return tx.Put(store.Outbox, queuedPrefix+id, b)
+		return save(tx, queuedPrefix+id, &record{Notice: r.Notice})
 	})
 }

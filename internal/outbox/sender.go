@@ -5,7 +5,6 @@ import (
 	crand "crypto/rand"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"strings"
 	"sync/atomic"
@@ -247,31 +246,20 @@ func (s *Sender) claim(ctx context.Context, id string) (*record, string, error) 
 	err := s.Store.Update(ctx, func(tx store.Tx) error {
 		got, damaged = nil, Entry{}
 		now := s.Now()
-		v, err := tx.Get(store.Outbox, queuedPrefix+id)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		var r record
-		if derr := json.Unmarshal(v, &r); derr != nil {
-			dead := record{LastError: "damaged record: " + derr.Error(), DeadAt: now}
+		r, err := load(tx, queuedPrefix+id)
+		if errors.Is(err, errDamaged) {
+			dead := record{LastError: err.Error(), DeadAt: now}
 			damaged = dead.entry(id)
 			got = &dead
 			return bury(tx, id, &dead)
 		}
-		if !r.due(now) {
-			return nil
+		if err != nil || r == nil || !r.due(now) {
+			return err
 		}
 		r.Attempts++
 		r.Claim, r.LeaseUntil = claim, now.Add(s.Lease)
-		b, err := json.Marshal(r)
-		if err != nil {
-			return fmt.Errorf("outbox: encoding notice: %w", err)
-		}
-		got = &r
-		return tx.Put(store.Outbox, queuedPrefix+id, b)
+		got = r
+		return save(tx, queuedPrefix+id, r)
 	})
 	if err != nil || got == nil {
 		return nil, "", err
@@ -300,15 +288,11 @@ func (s *Sender) settle(ctx context.Context, id string, claimed *record, claim s
 			e.LastError = errorText(derr)
 		}
 		now := s.Now()
-		v, err := tx.Get(store.Outbox, queuedPrefix+id)
-		if errors.Is(err, store.ErrNotFound) {
-			return nil
-		}
-		if err != nil {
+		r, err := load(tx, queuedPrefix+id)
+		if err != nil && !errors.Is(err, errDamaged) {
 			return err
 		}
-		var r record
-		if err := json.Unmarshal(v, &r); err != nil || r.Claim != claim {
+		if r == nil || r.Claim != claim {
 			// Not ours any more; whoever holds it now settles it.
 			return nil
 		}
@@ -323,30 +307,22 @@ func (s *Sender) settle(ctx context.Context, id string, claimed *record, claim s
 		case errors.As(derr, &p) || r.Attempts >= s.MaxAttempts:
 			r.DeadAt = now
 			e = r.entry(id)
-			return bury(tx, id, &r)
+			return bury(tx, id, r)
 		default:
 			r.NextAt = now.Add(max(s.Backoff(r.Attempts), time.Second))
 		}
 		e = r.entry(id)
-		b, err := json.Marshal(r)
-		if err != nil {
-			return fmt.Errorf("outbox: encoding notice: %w", err)
-		}
-		return tx.Put(store.Outbox, queuedPrefix+id, b)
+		return save(tx, queuedPrefix+id, r)
 	})
 	return e, err
 }
 
 // bury moves a notice from the queue to the dead letters.
 func bury(tx store.Tx, id string, r *record) error {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return fmt.Errorf("outbox: encoding notice: %w", err)
-	}
 	if err := tx.Delete(store.Outbox, queuedPrefix+id); err != nil {
 		return err
 	}
-	return tx.Put(store.Outbox, deadPrefix+id, b)
+	return save(tx, deadPrefix+id, r)
 }
 
 // errorText keeps a stored error short: a relay's answer can be long, and
