@@ -119,6 +119,7 @@ func (f *LoginForm) Inspect(r *Request, readBody func() ([]byte, error)) (Watch,
 		w.Shape = Login
 	case w.atLogin:
 		w.Shape = LoginPage
+		return w, nil
 	case fields:
 		w.Shape, w.Why = Login, "login fields outside the login path"
 		return w, nil
@@ -127,9 +128,6 @@ func (f *LoginForm) Inspect(r *Request, readBody func() ([]byte, error)) (Watch,
 		return w, nil
 	default:
 		w.Shape = CannotBeLogin
-		return w, nil
-	}
-	if w.Shape == LoginPage {
 		return w, nil
 	}
 	var body []byte
@@ -360,7 +358,7 @@ type Decision struct {
 // Decide says what the bank's answer to the inspected request does to the
 // bindings.
 func (f *LoginForm) Decide(w Watch, resp Response) Decision {
-	set, deleted := ResponseCookie(resp.Header, f.Cookie)
+	set, deleted := responseCookie(resp.Header, f.Cookie)
 	fresh := set != "" && !slices.Contains(w.sessions, set)
 	switch w.Shape {
 	case Login:
@@ -379,7 +377,7 @@ func (f *LoginForm) Decide(w Watch, resp Response) Decision {
 		}
 	case LoginPage, MaybeLogin:
 		if len(w.sessions) > 0 && (deleted || fresh || w.logout) {
-			return Decision{Action: Drop, Drop: w.sessions, Reason: "new or deleted session cookie in answer to a request that may be a login (" + w.Shape.String() + ")"}
+			return Decision{Action: Drop, Drop: w.sessions, Reason: "logout, or a new or deleted session cookie in answer to a request that may be a login (" + w.Shape.String() + ")"}
 		}
 	case CannotBeLogin:
 		switch {
@@ -415,9 +413,9 @@ func (f *LoginForm) succeeded(resp Response) bool {
 	return err == nil && strings.HasPrefix(loc.Path, f.SuccessLocation)
 }
 
-// ResponseCookie finds the session cookie in a response: the value it is
+// responseCookie finds the session cookie in a response: the value it is
 // set to, or whether it is deleted.
-func ResponseCookie(h http.Header, name string) (set string, deleted bool) {
+func responseCookie(h http.Header, name string) (set string, deleted bool) {
 	if len(h.Values("Set-Cookie")) == 0 {
 		return "", false
 	}
