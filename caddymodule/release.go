@@ -157,15 +157,11 @@ func (o *onceGuard) gotConn(info httptrace.GotConnInfo) {
 func (g *Gateway) releaseRevoke(w http.ResponseWriter, r *http.Request, op *challenge.Operation) error {
 	ctx := context.WithoutCancel(r.Context())
 	u := tokenUser(who{Service: op.Service, User: op.User})
-	err := g.tokens.Revoke(ctx, u, clientIP(r))
-	status := http.StatusOK
-	if err != nil {
-		status = http.StatusConflict
-	}
-	g.logErr(g.challenges.RecordRelease(ctx, op, clientIP(r), status, err), "auditing release")
-	if err != nil {
+	if err := g.tokens.Revoke(ctx, u, clientIP(r)); err != nil {
+		g.logErr(g.challenges.RecordRelease(ctx, op, clientIP(r), 0, fmt.Errorf("%w: revoking the token: %w", challenge.ErrNotSent, err)), "auditing release")
 		return g.tokenError(w, r, err)
 	}
+	g.logErr(g.challenges.RecordRelease(ctx, op, clientIP(r), http.StatusOK, nil), "auditing release")
 	if wantsJSON(r) {
 		return writeJSON(w, http.StatusOK, map[string]any{"status": "revoked"})
 	}

@@ -273,9 +273,10 @@ func (m *Manager) Cancel(ctx context.Context, id, session, clientIP string) erro
 	})
 }
 
-// ErrNotSent marks a release whose request never reached the bank (no
-// connection to it could be made): the operation was not executed.
-var ErrNotSent = errors.New("the released request did not reach the bank")
+// ErrNotSent marks a release of which nothing reached the bank (no
+// connection to it could be made, or the operation is the gateway's own and
+// failed): the operation was not executed.
+var ErrNotSent = errors.New("nothing reached the bank")
 
 // RecordRelease writes the outcome of handing a released operation to the
 // bank: its digest and fields, and what the bank did as far as the gateway
