@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/otpgate/otpgate/internal/challenge"
 	"github.com/otpgate/otpgate/internal/session"
 	"github.com/otpgate/otpgate/policy"
 )
@@ -212,7 +213,7 @@ func (g *Gateway) watchSession(w http.ResponseWriter, r *http.Request, next cadd
 		return body, err
 	})
 	if ue := (*session.UnreadableError)(nil); errors.As(err, &ue) {
-		g.logger.Info("login refused: its body could not be read as the bank reads it", zap.String("reason", ue.Reason), zap.String("method", r.Method), zap.String("path", p.Path))
+		g.logger.Info("login refused: its body could not be read as the bank reads it", zap.String("reason", ue.Reason), zap.String("method", r.Method), zap.String("path", challenge.RedactSessionIDs(p.Path)))
 		return true, g.refuse(w, r, http.StatusBadRequest, "login_unreadable", ue.Reason)
 	}
 	if err != nil {
