@@ -13,12 +13,12 @@ type ProblemCode string
 
 // The problems.
 const (
-	ProblemEmpty            ProblemCode = "empty"             // the file has no bytes
-	ProblemRecordLength     ProblemCode = "record_length"     // a record is shorter than 120 bytes
-	ProblemSeparator        ProblemCode = "line_break"        // a record is not followed by the file's line break
-	ProblemRecordType       ProblemCode = "record_type"       // データ区分 not 1, 2, 8 or 9
-	ProblemNoHeader         ProblemCode = "no_header"         // the file does not start with a header
-	ProblemSecondHeader     ProblemCode = "second_header"     // more than one header: more than one batch
+	ProblemEmpty            ProblemCode = "empty"         // the file has no bytes
+	ProblemRecordLength     ProblemCode = "record_length" // a record is shorter than 120 bytes
+	ProblemSeparator        ProblemCode = "line_break"    // a record is not followed by the file's line break
+	ProblemRecordType       ProblemCode = "record_type"   // データ区分 not 1, 2, 8 or 9
+	ProblemNoHeader         ProblemCode = "no_header"     // the file does not start with a header
+	ProblemSecondHeader     ProblemCode = "second_header" // more than one header: more than one batch
 	ProblemDataAfterTrailer ProblemCode = "data_after_trailer"
 	ProblemSecondTrailer    ProblemCode = "second_trailer"
 	ProblemAfterEnd         ProblemCode = "after_end" // a record after the end record
