@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -137,6 +139,16 @@ type charset struct {
 	enc  encoding.Encoding // nil: UTF-8
 }
 
+// same reports whether cs and o decode alike.
+func (cs charset) same(o charset) bool { return cs.encoding() == o.encoding() }
+
+func (cs charset) encoding() encoding.Encoding {
+	if cs.enc == nil {
+		return unicode.UTF8
+	}
+	return cs.enc
+}
+
 func (cs charset) String() string {
 	if cs.name == "" {
 		return "utf-8"
@@ -224,7 +236,7 @@ func parseParams(r *Request, ct contentType, body []byte, fallback charset) *par
 	}
 	query, err := parseURLEncoded(r.RawQuery)
 	if err != nil {
-		ps.fail(refusef("the query string cannot be read (%v); encode \"%%\" as %%25", err))
+		ps.fail(refusef("the query string cannot be read (%v); send a literal \"%%\" as %%25", err))
 	}
 
 	var form []rawParam
@@ -240,7 +252,7 @@ func parseParams(r *Request, ct contentType, body []byte, fallback charset) *par
 	case media == "application/x-www-form-urlencoded":
 		form, err = parseURLEncoded(string(body))
 		if err != nil {
-			ps.failBody(refusef("the form body cannot be read (%v); encode \"%%\" as %%25", err))
+			ps.failBody(refusef("the form body cannot be read (%v); send a literal \"%%\" as %%25", err))
 		}
 	case media == "multipart/form-data":
 		form, err = parseMultipart(body, ct.params["boundary"])
@@ -273,13 +285,17 @@ func parseParams(r *Request, ct contentType, body []byte, fallback charset) *par
 			}
 		}
 	}
+	for _, p := range form {
+		if p.charset.name != "" && !p.charset.same(cs) {
+			// Go servers decode a part in its own charset, Tomcat in the
+			// request's: they read different text.
+			ps.failBody(refusef("the multipart part %q declares the charset %q, not the form's %s; send every field in the form's charset", p.name, p.charset.name, cs))
+			break
+		}
+	}
 	ps.addQuery(query, cs)
 	for _, p := range form {
-		pcs := cs
-		if p.charset.name != "" {
-			pcs = p.charset
-		}
-		ps.add(p, pcs)
+		ps.add(p, cs)
 	}
 	ps.checkNames()
 	return ps
@@ -320,7 +336,7 @@ func (ps *params) add(p rawParam, cs charset) {
 // rawParam is a parameter before charset decoding.
 type rawParam struct {
 	name, value []byte
-	charset     charset // the multipart part's own charset, if it declares one
+	charset     charset // the multipart part's own charset, if it declares one: refused unless the form's
 }
 
 // parseURLEncoded splits a query string or form body. Servlets split on "&"
@@ -445,7 +461,7 @@ func partName(cds []string) (name, filename string, isFile bool, err error) {
 		return "", "", false, fmt.Errorf("Content-Disposition %q is not form-data", disp)
 	}
 	_, raw := splitHeaderParams(cds[0])
-	for k := range raw {
+	for _, k := range slices.Sorted(maps.Keys(raw)) {
 		if strings.Contains(k, "*") {
 			return "", "", false, fmt.Errorf("RFC 2231 parameter %q", k)
 		}

@@ -69,7 +69,7 @@ func TestWYSIWYC(t *testing.T) {
 		{"invalid Shift_JIS", transfer("", formType+"; charset=shift_jis"), "amount=1&payee=%82", Refused, `"payee" is not valid shift_jis`},
 		{"invalid UTF-8 in a name", transfer("", formType), "amount=1&%FF=x", Refused, "parameter name is not valid"},
 		{"invalid UTF-8 JSON", transfer("", "Content-Type: application/json"), "{\"payee\":\"\xff\"}", Refused, "JSON body cannot be read"},
-		{"bad % in the body", transfer("", formType), "amount=1%&payee=x", Refused, `form body cannot be read (invalid % escape in parameter "amount"); encode "%" as %25`},
+		{"bad % in the body", transfer("", formType), "amount=1%&payee=x", Refused, `form body cannot be read (invalid % escape in parameter "amount"); send a literal "%" as %25`},
 		{"bad % in the query", transfer("?amount=%zz", formType), "payee=x", Refused, "query string cannot be read"},
 		{"bad JSON", transfer("", "Content-Type: application/json"), `{"amount":1,}`, Refused, "send one well-formed JSON object"},
 
@@ -99,6 +99,7 @@ func TestWYSIWYC(t *testing.T) {
 		{"MSIE path in a filename", bulk(mpType), mp("Content-Disposition: form-data; name=\"file\"; filename=\"C:\\data\\sogo.csv\"\n\n1"), Refused, "filename parameter read in two ways"},
 		{"unquoted non-ASCII name", transfer("", mpType), mp("Content-Disposition: form-data; name=金額\n\n1000000"), Refused, "does not parse"},
 		{"quoted-printable part", transfer("", mpType), mp("Content-Disposition: form-data; name=\"amount\"\nContent-Transfer-Encoding: quoted-printable\n\n=31"), Refused, "Content-Transfer-Encoding"},
+		{"part charset other than the form's", transfer("", mpType), mp("Content-Disposition: form-data; name=\"payee\"\nContent-Type: text/plain; charset=Shift_JIS\n\n\x82\xdd"), Refused, `declares the charset "Shift_JIS", not the form's utf-8`},
 		{"unknown part charset", transfer("", mpType), mp("Content-Disposition: form-data; name=\"payee\"\nContent-Type: text/plain; charset=x-klingon\n\nx"), Refused, `unknown charset "x-klingon"`},
 
 		// Read, but the bank may take any of several values: held, not shown.
@@ -136,6 +137,7 @@ func TestWYSIWYC(t *testing.T) {
 		{"variation selector on a kanji", transfer("", formType), "amount=" + formEscape("葛\U000E0100"), Exact, "葛\U000E0100"},
 		{"emoji", transfer("", formType), "amount=" + formEscape("🙂"), Exact, "🙂"},
 		{"Go's escaped Windows path", bulk(mpType), mp("Content-Disposition: form-data; name=\"file\"; filename=\"C:\\\\data\\\\sogo.csv\"\n\n1"), Exact, `C:\data\sogo.csv`},
+		{"part charset the form's own", transfer("", mpType), mp("Content-Disposition: form-data; name=\"amount\"\nContent-Type: text/plain; charset=UTF-8\n\n1"), Exact, "1"},
 		{"quoted semicolon in a file name", bulk(mpType), mp("Content-Disposition: form-data; name=\"file\"; filename=\"a;b.csv\"\n\n1"), Exact, "a;b.csv"},
 		{"JSON array: one list", transfer("", "Content-Type: application/json"), `{"amount":["1","2"]}`, Exact, "1"},
 		{"text/plain without a body", transfer("?amount=1"+"&payee=x", "Content-Type: text/plain"), "", Exact, "1"},
