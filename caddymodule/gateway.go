@@ -134,8 +134,8 @@ func (g *Gateway) confirmPage(w http.ResponseWriter, r *http.Request, id, errID 
 		return g.refuse(w, r, http.StatusServiceUnavailable, "store_unavailable", "loading challenge: "+err.Error())
 	}
 	if wantsJSON(r) {
-		return writeJSON(w, http.StatusOK, map[string]any{"challenge": op.ID, "kind": op.Kind, "fields": op.Fields,
-			"method": op.Method, "path": pathOf(op.RequestURI), "expires": op.Expires})
+		return writeJSON(w, http.StatusOK, withDoubt(op, map[string]any{"challenge": op.ID, "kind": op.Kind, "fields": op.Fields,
+			"method": op.Method, "path": pathOf(op.RequestURI), "expires": op.Expires}))
 	}
 	st, err := g.tokens.Status(r.Context(), tokenUser(who))
 	if err != nil {
@@ -144,7 +144,7 @@ func (g *Gateway) confirmPage(w http.ResponseWriter, r *http.Request, id, errID 
 	p := pages.ConfirmPage{
 		Common: g.common(w, r, who.Session), ChallengeID: op.ID, Kind: op.Kind, Method: op.Method, Path: pathOf(op.RequestURI),
 		Expires: op.Expires, AttemptsLeft: attemptsLeft, Error: errID, RenewOpen: st.RenewOpen, RenewDaysLeft: st.DaysLeft,
-		Action: confirmAction(op),
+		Action: confirmAction(op), Doubt: op.Doubt,
 	}
 	for _, f := range op.Fields {
 		p.Fields = append(p.Fields, pages.Field{Label: f.Label, LabelEn: f.LabelEn, Value: f.Value})

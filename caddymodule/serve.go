@@ -143,8 +143,16 @@ var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy
 // first.
 func (g *Gateway) protect(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, m *policy.Match, body []byte) error {
 	log := g.logger.With(zap.String("rule", m.Rule.Name), zap.String("kind", string(m.Kind)), zap.String("method", r.Method), zap.String("path", challenge.RedactSessionIDs(r.URL.EscapedPath())))
-	if m.Doubt {
-		log.Warn("protected path with an unreadable request; holding it", zap.Error(m.Err))
+	// What you see is what you confirm (policy/wysiwyc.go): a request that
+	// cannot be read as the bank reads it is refused before anything is
+	// looked up or stored; one with conflicting values is held showing none.
+	switch m.Verdict {
+	case policy.Exact:
+	case policy.Refused:
+		log.Warn("protected operation refused: its request cannot be read as the bank reads it", zap.Error(m.Err))
+		return g.refuseUnshowable(w, r, m.Err)
+	default:
+		log.Warn("protected operation held with a doubt", zap.String("doubt", string(m.Verdict)), zap.Error(m.Err))
 	}
 	id, ok, err := g.identify(r)
 	if err != nil {
@@ -166,12 +174,17 @@ func (g *Gateway) protect(w http.ResponseWriter, r *http.Request, next caddyhttp
 	}
 	op := &challenge.Operation{
 		Service: id.Service, User: id.User, Session: id.Session, ClientIP: clientIP(r),
-		Rule: m.Rule.Name, Kind: string(m.Kind),
+		Rule: m.Rule.Name, Kind: string(m.Kind), Doubt: string(m.Verdict),
 		Method: r.Method, RequestURI: r.URL.RequestURI(), Host: r.Host, Header: header, Body: body,
 	}
-	for _, f := range m.Fields {
-		// A field sent more than once is shown with every value: the bank
-		// may act on any of them, and the customer confirms what it might do.
+	fields := m.Fields
+	if m.Verdict == policy.Conflicting {
+		// The bank may act on any of the values: none is shown, and the
+		// audit records no displayed field.
+		fields = nil
+	}
+	for _, f := range fields {
+		// The elements of a JSON array are one list the bank reads whole.
 		value := f.Value
 		if len(f.Values) > 1 {
 			value = strings.Join(f.Values, " / ")
@@ -194,10 +207,10 @@ func (g *Gateway) protect(w http.ResponseWriter, r *http.Request, next caddyhttp
 	case token.NeedCode:
 		log.Info("operation paused for a code", zap.String("challenge", op.ID))
 		if wantsJSON(r) {
-			return writeJSON(w, http.StatusUnauthorized, map[string]any{
+			return writeJSON(w, http.StatusUnauthorized, withDoubt(op, map[string]any{
 				"error": "otp_required", "challenge": op.ID, "kind": op.Kind, "fields": op.Fields,
 				"confirm_url": g.BasePath + "/confirm/" + op.ID, "expires": op.Expires,
-			})
+			}))
 		}
 		return redirect(w, g.BasePath+"/confirm/"+op.ID)
 	case token.NeedEnrolment:
@@ -210,6 +223,27 @@ func (g *Gateway) protect(w http.ResponseWriter, r *http.Request, next caddyhttp
 		log.Info("customer locked: operation refused")
 		return g.refuse(w, r, http.StatusLocked, "locked", "customer locked after too many wrong codes")
 	}
+}
+
+// refuseUnshowable answers a protected operation whose request cannot be
+// read as the bank reads it: 400, with the policy's message saying what
+// could not be read and what to send instead.
+func (g *Gateway) refuseUnshowable(w http.ResponseWriter, r *http.Request, refusal error) error {
+	if wantsJSON(r) {
+		return writeJSON(w, http.StatusBadRequest, map[string]any{"error": "unshowable_request", "message": refusal.Error()})
+	}
+	return g.render(w, http.StatusBadRequest, pages.MessagePage{Common: g.common(w, r, ""), Status: http.StatusBadRequest,
+		Title: "title_error", Body: "unshowable_request", Args: []any{strings.TrimPrefix(refusal.Error(), "otpgate: ")},
+		Links: []pages.Link{{Href: g.Home, Text: "back_to_menu"}}})
+}
+
+// withDoubt adds to a JSON view of op why its fields are not shown as sent,
+// if they are not: "doubt" is the code, "doubt_message" the notice.
+func withDoubt(op *challenge.Operation, v map[string]any) map[string]any {
+	if op.Doubt != "" {
+		v["doubt"], v["doubt_message"] = op.Doubt, pages.DoubtText(pages.English, op.Doubt)
+	}
+	return v
 }
 
 func (g *Gateway) toTokenPage(w http.ResponseWriter, r *http.Request, code string) error {
