@@ -184,12 +184,7 @@ func (g *Gateway) protect(w http.ResponseWriter, r *http.Request, next caddyhttp
 		fields = nil
 	}
 	for _, f := range fields {
-		// The elements of a JSON array are one list the bank reads whole.
-		value := f.Value
-		if len(f.Values) > 1 {
-			value = strings.Join(f.Values, " / ")
-		}
-		op.Fields = append(op.Fields, challenge.Field{Name: f.Name, Label: f.Label, LabelEn: f.LabelEn, Value: value})
+		op.Fields = append(op.Fields, challenge.Field{Name: f.Name, Label: f.Label, LabelEn: f.LabelEn, Value: f.Value})
 	}
 	log = log.With(zap.String("service", id.Service), zap.String("user", id.User))
 	req, err := g.challenges.Pause(r.Context(), op)

@@ -138,17 +138,19 @@ func TestWysiwycConflictingHeld(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	c := gwEnrolled(e, "S001", "U001")
 	for _, tc := range []struct {
-		name, target, body string
-		executed           string // the amount the bank executes
+		name, target, ctype, body string
+		executed                  string // the amount the bank executes
 	}{
-		{"repeated field", "/transfer/execute", "to_bank=0001&to_account=1234567&amount=100&amount=1000000", "100"},
-		{"query and body", "/transfer/execute?amount=1000000", "to_bank=0001&to_account=1234567&amount=100", "1000000"},
-		{"other letter case", "/transfer/execute", "to_bank=0001&to_account=1234567&AMOUNT=1000000&amount=100", "100"},
+		{"repeated field", "/transfer/execute", gwForm, "to_bank=0001&to_account=1234567&amount=100&amount=1000000", "100"},
+		{"query and body", "/transfer/execute?amount=1000000", gwForm, "to_bank=0001&to_account=1234567&amount=100", "1000000"},
+		{"other letter case", "/transfer/execute", gwForm, "to_bank=0001&to_account=1234567&AMOUNT=1000000&amount=100", "100"},
+		{"JSON array", "/transfer/execute", "application/json", `{"to_bank":"0001","to_account":"1234567","amount":["100","1000000"]}`, "100"},
+		{"duplicate JSON key", "/transfer/execute", "application/json", `{"to_bank":"0001","to_account":"1234567","amount":"100","amount":"1000000"}`, "100"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(e.ledger())
 			req, _ := http.NewRequest(http.MethodPost, e.bankURL+tc.target, strings.NewReader(tc.body))
-			req.Header.Set("Content-Type", gwForm)
+			req.Header.Set("Content-Type", tc.ctype)
 			req.Header.Set("Cookie", "JSESSIONID="+gwSession(c))
 			res, err := http.DefaultClient.Do(req)
 			if err != nil {
@@ -161,7 +163,7 @@ func TestWysiwycConflictingHeld(t *testing.T) {
 			executed := len(e.ledger())
 
 			req, _ = http.NewRequest(http.MethodPost, gatewayURL+tc.target, strings.NewReader(tc.body))
-			req.Header.Set("Content-Type", gwForm)
+			req.Header.Set("Content-Type", tc.ctype)
 			req.Header.Set("Accept", "application/json")
 			res, body := c.do(req)
 			var paused struct {
@@ -175,7 +177,7 @@ func TestWysiwycConflictingHeld(t *testing.T) {
 				t.Errorf("API client: %d %s; want 401 otp_required with the doubt and no fields", res.StatusCode, body)
 			}
 			req, _ = http.NewRequest(http.MethodPost, gatewayURL+tc.target, strings.NewReader(tc.body))
-			req.Header.Set("Content-Type", gwForm)
+			req.Header.Set("Content-Type", tc.ctype)
 			res, _ = c.do(req)
 			id := strings.TrimPrefix(res.Header.Get("Location"), "/.otpgate/confirm/")
 			if res.StatusCode != http.StatusSeeOther || id == "" {

@@ -59,10 +59,10 @@ type ShownField struct {
 	// field is absent or could not be read.
 	Value string
 	// Values holds every distinct value, in the same order and escaped
-	// alike, when there is more than one; nil otherwise. The elements of one
-	// JSON array are a list; any other repetition (a repeated form field, a
-	// duplicate JSON key, the same name in another letter case) may be read
-	// as any one of them by the bank, so the Verdict is Conflicting.
+	// alike, when there is more than one; nil otherwise. The bank may read
+	// any one of them (a repeated form field, a duplicate JSON key, the
+	// elements of a JSON array, the same name in another letter case), so
+	// the Verdict is then Conflicting.
 	Values []string
 }
 

@@ -24,16 +24,11 @@ type param struct {
 	// valueless marks a JSON object or array: present, with no value of
 	// its own.
 	valueless bool
-	// array numbers the outermost JSON array holding the value, 0 if none:
-	// the elements of one array are a list the bank reads as a whole, not
-	// alternatives.
-	array int
 }
 
 // params are a request's query and body parameters together.
 type params struct {
-	list   []param
-	arrays int // JSON arrays numbered so far
+	list []param
 	// err is the first thing that could not be read as the bank reads it,
 	// a *Refusal.
 	err error
@@ -84,33 +79,25 @@ func (ps *params) has(c Condition) bool {
 // show returns the distinct values of a shown field in the order the bank
 // reads them: those under exactly this name (servlets compare names
 // exactly), then those whose name differs only in case (IIS does not). It
-// reports a conflict when there are several and they are not the elements of
-// one JSON array: repeated form fields and duplicate JSON keys are read as
-// the first value by some servers and as the last or all of them by others.
+// reports a conflict when there are several: repeated form fields,
+// duplicate JSON keys and the elements of a JSON array are read as the
+// first value by some servers (the demo bank among them), as the last or
+// all of them by others.
 func (ps *params) show(name string) (values []string, conflict bool) {
 	var other []string
-	array := -1 // the array holding every value so far; 0: no single one
 	for _, p := range ps.list {
 		switch {
 		case p.valueless:
-			continue
 		case p.name == name:
 			values = appendNew(values, p.value)
 		case strings.EqualFold(p.name, name):
 			other = appendNew(other, p.value)
-		default:
-			continue
-		}
-		if array == -1 {
-			array = p.array
-		} else if array != p.array {
-			array = 0
 		}
 	}
 	for _, v := range other {
 		values = appendNew(values, v)
 	}
-	return values, len(values) > 1 && array == 0
+	return values, len(values) > 1
 }
 
 func appendNew(vs []string, v string) []string {
@@ -443,7 +430,8 @@ func parseMultipart(body []byte, boundary string) ([]rawParam, error) {
 // values without undoing backslash escapes in names, decodes RFC 2231
 // "name*=" and "filename*=" where Go lets them override the plain
 // parameter, and accepts any disposition starting with "form-data". RFC 2047
-// encoded words are decoded by some frameworks (Spring) and not others.
+// encoded words are decoded by some frameworks (Spring) and not others, and
+// a file name with a directory is cut to its last element by some.
 // A part with no Content-Disposition has no name for any of them.
 func partName(cds []string) (name, filename string, isFile bool, err error) {
 	switch len(cds) {
@@ -479,6 +467,12 @@ func partName(cds []string) (name, filename string, isFile bool, err error) {
 	}
 	if hasEscape(cds[0], "name") {
 		return "", "", false, errors.New(`backslash in the name parameter`)
+	}
+	if strings.ContainsAny(goParams["filename"], `/\`) {
+		// Go's FileName and the demo bank keep the last element, Tomcat
+		// the whole: the file would be shown under another name. Only old
+		// Internet Explorer sent a directory.
+		return "", "", false, errors.New("a directory in the filename parameter (send the file name only)")
 	}
 	_, isFile = goParams["filename"]
 	return goParams["name"], goParams["filename"], isFile, nil
@@ -577,10 +571,9 @@ func parseJSON(ps *params, body []byte, cs charset) error {
 	}
 	switch tok {
 	case json.Delim('{'):
-		err = jsonObject(ps, dec, "", 0, 1)
+		err = jsonObject(ps, dec, "", 1)
 	case json.Delim('['):
-		ps.arrays++
-		err = jsonArray(ps, dec, "", ps.arrays, 1)
+		err = jsonArray(ps, dec, "", 1)
 	default:
 		return errors.New("neither an object nor an array")
 	}
@@ -597,7 +590,7 @@ func parseJSON(ps *params, body []byte, cs charset) error {
 // million "[" would otherwise cost seconds of recursion.
 const maxJSONDepth = 64
 
-func jsonObject(ps *params, dec *json.Decoder, prefix string, array, depth int) error {
+func jsonObject(ps *params, dec *json.Decoder, prefix string, depth int) error {
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
@@ -607,7 +600,7 @@ func jsonObject(ps *params, dec *json.Decoder, prefix string, array, depth int) 
 		if prefix != "" {
 			key = prefix + "." + key
 		}
-		if err := jsonValue(ps, dec, key, array, depth); err != nil {
+		if err := jsonValue(ps, dec, key, depth); err != nil {
 			return err
 		}
 	}
@@ -615,9 +608,9 @@ func jsonObject(ps *params, dec *json.Decoder, prefix string, array, depth int) 
 	return err
 }
 
-func jsonArray(ps *params, dec *json.Decoder, name string, array, depth int) error {
+func jsonArray(ps *params, dec *json.Decoder, name string, depth int) error {
 	for dec.More() {
-		if err := jsonValue(ps, dec, name, array, depth); err != nil {
+		if err := jsonValue(ps, dec, name, depth); err != nil {
 			return err
 		}
 	}
@@ -625,7 +618,7 @@ func jsonArray(ps *params, dec *json.Decoder, name string, array, depth int) err
 	return err
 }
 
-func jsonValue(ps *params, dec *json.Decoder, name string, array, depth int) error {
+func jsonValue(ps *params, dec *json.Decoder, name string, depth int) error {
 	tok, err := dec.Token()
 	if err != nil {
 		return err
@@ -636,24 +629,20 @@ func jsonValue(ps *params, dec *json.Decoder, name string, array, depth int) err
 			return fmt.Errorf("nested deeper than %d", maxJSONDepth)
 		}
 		if name != "" {
-			ps.list = append(ps.list, param{name: name, valueless: true, array: array})
+			ps.list = append(ps.list, param{name: name, valueless: true})
 		}
 		if v == '{' {
-			return jsonObject(ps, dec, name, array, depth+1)
+			return jsonObject(ps, dec, name, depth+1)
 		}
-		if array == 0 {
-			ps.arrays++
-			array = ps.arrays
-		}
-		return jsonArray(ps, dec, name, array, depth+1)
+		return jsonArray(ps, dec, name, depth+1)
 	case string:
-		ps.list = append(ps.list, param{name: name, value: v, array: array})
+		ps.list = append(ps.list, param{name: name, value: v})
 	case json.Number:
-		ps.list = append(ps.list, param{name: name, value: v.String(), array: array})
+		ps.list = append(ps.list, param{name: name, value: v.String()})
 	case bool:
-		ps.list = append(ps.list, param{name: name, value: fmt.Sprint(v), array: array})
+		ps.list = append(ps.list, param{name: name, value: fmt.Sprint(v)})
 	case nil:
-		ps.list = append(ps.list, param{name: name, array: array})
+		ps.list = append(ps.list, param{name: name})
 	}
 	return nil
 }
