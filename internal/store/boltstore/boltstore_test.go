@@ -6,22 +6,39 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/otpgate/otpgate/internal/store"
+	"github.com/otpgate/otpgate/internal/store/storetest"
 )
 
 var ctx = context.Background()
+
+// TestConformance holds bbolt to the contract every store keeps, with the
+// transaction limits an etcd store has turned on.
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, now func() time.Time) store.Store {
+		return openWith(t, Options{Now: now, TxnLimits: true})
+	})
+}
 
 // open opens a fresh database in a temporary folder and closes it when the
 // test ends.
 func open(t *testing.T) *DB {
 	t.Helper()
-	db, err := Open(filepath.Join(t.TempDir(), "otpgate.db"), time.Second)
+	return openWith(t, Options{})
+}
+
+func openWith(t *testing.T, o Options) *DB {
+	t.Helper()
+	o.Timeout = time.Second
+	db, err := OpenWith(filepath.Join(t.TempDir(), "otpgate.db"), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,29 +199,6 @@ func TestGetPutDelete(t *testing.T) {
 	}
 }
 
-func TestGetSeesOwnWritesInUpdate(t *testing.T) {
-	db := open(t)
-	err := db.Update(ctx, func(tx store.Tx) error {
-		if err := tx.Put(store.Tokens, "k", []byte("v")); err != nil {
-			return err
-		}
-		v, err := tx.Get(store.Tokens, "k")
-		if err != nil || string(v) != "v" {
-			return fmt.Errorf("Get after Put in the same transaction: %q, %v", v, err)
-		}
-		if err := tx.Delete(store.Tokens, "k"); err != nil {
-			return err
-		}
-		if _, err := tx.Get(store.Tokens, "k"); !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("Get after Delete in the same transaction: %v", err)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestForEachInKeyOrder(t *testing.T) {
 	db := open(t)
 	for _, k := range []string{"m", "a", "z", "b", "aa"} {
@@ -232,137 +226,6 @@ func TestForEachInKeyOrder(t *testing.T) {
 	})
 	if err != errStop || n != 2 {
 		t.Errorf("ForEach stopped after %d calls with %v; want 2 calls and errStop", n, err)
-	}
-}
-
-func TestAppendKeysSortNumerically(t *testing.T) {
-	db := open(t)
-	const n = 150 // sequences 1…150: past 9→10 and 99→100
-	// Transactions of several appends and of one, the single ones landing
-	// on sequences 1, 10 and 100.
-	i := 0
-	for _, size := range []int{1, 8, 1, 40, 49, 1, 50} {
-		err := db.Update(ctx, func(tx store.Tx) error {
-			for j := range size {
-				if err := tx.Append(store.Audit, []byte(strconv.Itoa(i+j))); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		i += size
-	}
-	// Another bucket's appends neither disturb nor share the sequence.
-	if err := db.Update(ctx, func(tx store.Tx) error { return tx.Append(store.Pending, []byte("x")) }); err != nil {
-		t.Fatal(err)
-	}
-
-	keys, values := entries(t, db, store.Audit)
-	if len(values) != n {
-		t.Fatalf("%d records, want %d", len(values), n)
-	}
-	for i, v := range values {
-		if v != strconv.Itoa(i) {
-			t.Fatalf("record %d is %q: appends out of order (keys %q…)", i, v, keys[:min(len(keys), 12)])
-		}
-	}
-	for i := 1; i < len(keys); i++ {
-		if keys[i-1] >= keys[i] || len(keys[i]) != len(keys[0]) {
-			t.Fatalf("keys %q and %q do not sort in append order", keys[i-1], keys[i])
-		}
-	}
-	for _, i := range []int{8, 9, 98, 99} { // the keys either side of 10 and 100
-		if a, b := keys[i], keys[i+1]; a >= b {
-			t.Errorf("key %q sorts after %q", a, b)
-		}
-	}
-}
-
-func TestUpdateRollsBackWhenFnFails(t *testing.T) {
-	db := open(t)
-	put(t, db, store.Tokens, "kept", "before")
-	errBoom := errors.New("boom")
-	wrapped := fmt.Errorf("checking: %w", store.ErrNotFound)
-
-	for _, fnErr := range []error{errBoom, wrapped} {
-		t.Run(fnErr.Error(), func(t *testing.T) {
-			err := db.Update(ctx, func(tx store.Tx) error {
-				if err := tx.Put(store.Tokens, "new", []byte("x")); err != nil {
-					return err
-				}
-				if err := tx.Put(store.Tokens, "kept", []byte("changed")); err != nil {
-					return err
-				}
-				if err := tx.Delete(store.Tokens, "kept"); err != nil {
-					return err
-				}
-				if err := tx.Append(store.Audit, []byte("record")); err != nil {
-					return err
-				}
-				return fnErr
-			})
-			if err != fnErr {
-				t.Errorf("Update returned %v, want fn's own error %v as it is", err, fnErr)
-			}
-			if errors.Is(err, store.ErrUnavailable) {
-				t.Error("fn's error was reported as the store being unavailable")
-			}
-			if _, err := get(t, db, store.Tokens, "new"); !errors.Is(err, store.ErrNotFound) {
-				t.Errorf("a Put of the failed transaction was kept: %v", err)
-			}
-			if v, err := get(t, db, store.Tokens, "kept"); err != nil || v != "before" {
-				t.Errorf("a change of the failed transaction was kept: %q, %v", v, err)
-			}
-			if keys, _ := entries(t, db, store.Audit); len(keys) != 0 {
-				t.Errorf("an Append of the failed transaction was kept: %q", keys)
-			}
-		})
-	}
-
-	// View hands fn's error back the same way.
-	if err := db.View(ctx, func(store.Tx) error { return errBoom }); err != errBoom {
-		t.Errorf("View returned %v, want %v", err, errBoom)
-	}
-}
-
-func TestCancelledContextRunsNothing(t *testing.T) {
-	db := open(t)
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	ran := false
-	fn := func(store.Tx) error { ran = true; return nil }
-	if err := db.Update(cctx, fn); !errors.Is(err, context.Canceled) {
-		t.Errorf("Update: %v", err)
-	}
-	if err := db.View(cctx, fn); !errors.Is(err, context.Canceled) {
-		t.Errorf("View: %v", err)
-	}
-	if ran {
-		t.Error("fn ran under a cancelled context")
-	}
-}
-
-func TestUnavailableAfterClose(t *testing.T) {
-	db, err := Open(filepath.Join(t.TempDir(), "otpgate.db"), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	ran := false
-	fn := func(tx store.Tx) error { ran = true; return tx.Put(store.Tokens, "k", []byte("v")) }
-	if err := db.Update(ctx, fn); !errors.Is(err, store.ErrUnavailable) {
-		t.Errorf("Update after Close: %v, want ErrUnavailable", err)
-	}
-	if err := db.View(ctx, func(tx store.Tx) error { ran = true; return nil }); !errors.Is(err, store.ErrUnavailable) {
-		t.Errorf("View after Close: %v, want ErrUnavailable", err)
-	}
-	if ran {
-		t.Error("fn ran on a closed database")
 	}
 }
 
@@ -404,79 +267,296 @@ func TestSecondOpenFailsFastWithClearMessage(t *testing.T) {
 	}
 }
 
-// incr is a read-modify-write of a decimal counter.
-func incr(tx store.Tx, key string) error {
+// clock is a settable clock for expiry.
+type clock struct{ ns atomic.Int64 }
+
+func newClock() *clock {
+	c := &clock{}
+	c.ns.Store(time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC).UnixNano())
+	return c
+}
+
+func (c *clock) now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *clock) advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// raw counts the entries of a bucket as bbolt holds them, expired or not.
+func raw(t *testing.T, db *DB, name []byte) int {
+	t.Helper()
 	n := 0
-	v, err := tx.Get(store.Pending, key)
-	switch {
-	case err == nil:
-		if n, err = strconv.Atoi(string(v)); err != nil {
-			return err
-		}
-	case !errors.Is(err, store.ErrNotFound):
-		return err
+	err := db.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(name).ForEach(func(_, _ []byte) error { n++; return nil })
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	return tx.Put(store.Pending, key, []byte(strconv.Itoa(n+1)))
+	return n
 }
 
-func TestConcurrentUpdatesEachAppliedOnce(t *testing.T) {
-	db := open(t)
-	const n = 50
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for range n {
-		wg.Go(func() {
-			errs <- db.Update(ctx, func(tx store.Tx) error {
-				if err := incr(tx, "counter"); err != nil {
-					return err
-				}
-				return tx.Append(store.Audit, []byte("+1"))
-			})
-		})
+func update(t *testing.T, db *DB, fn func(tx store.Tx) error) {
+	t.Helper()
+	if err := db.Update(ctx, fn); err != nil {
+		t.Fatal(err)
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+}
+
+// Sweep deletes what has expired, limit keys per transaction, and leaves no
+// index entry behind; the rest stays.
+func TestSweepInBoundedBatches(t *testing.T) {
+	c := newClock()
+	db := openWith(t, Options{Now: c.now})
+	update(t, db, func(tx store.Tx) error {
+		for i := range 25 {
+			if err := store.PutTTL(tx, store.Sessions, fmt.Sprintf("short%02d", i), []byte("v"), time.Minute); err != nil {
+				return err
+			}
+		}
+		for i := range 5 {
+			if err := store.PutTTL(tx, store.Sessions, fmt.Sprintf("long%02d", i), []byte("v"), time.Hour); err != nil {
+				return err
+			}
+		}
+		return tx.Put(store.Sessions, "permanent", []byte("v"))
+	})
+	c.advance(time.Minute)
+	var got []int
+	for range 5 {
+		n, err := db.Sweep(ctx, 10)
 		if err != nil {
-			t.Error(err)
+			t.Fatal(err)
 		}
+		got = append(got, n)
 	}
-	if v, err := get(t, db, store.Pending, "counter"); err != nil || v != strconv.Itoa(n) {
-		t.Errorf("counter = %q, %v; want %d", v, err, n)
+	if want := []int{10, 10, 5, 0, 0}; !slices.Equal(got, want) {
+		t.Errorf("sweeps removed %v, want %v", got, want)
 	}
-	if keys, _ := entries(t, db, store.Audit); len(keys) != n {
-		t.Errorf("%d audit appends, want %d", len(keys), n)
+	if n := raw(t, db, []byte(store.Sessions)); n != 6 {
+		t.Errorf("%d keys left in the file, want the 5 long ones and the permanent one", n)
+	}
+	if a, b := raw(t, db, expiryByKey), raw(t, db, expiryByTime); a != 5 || b != 5 {
+		t.Errorf("expiry entries %d by key, %d by time; want 5 each", a, b)
 	}
 }
 
-// In a grouped commit a failing fn must neither take its companions' writes
-// down with it nor get its own kept, and it gets its own error back.
-func TestConcurrentUpdatesWithFailuresInTheBatch(t *testing.T) {
-	db := open(t)
-	const n = 50
-	errOdd := errors.New("odd caller refuses")
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i := range n {
-		wg.Go(func() {
-			errs[i] = db.Update(ctx, func(tx store.Tx) error {
-				if err := incr(tx, "counter"); err != nil {
+// Every write keeps the expiry index exact: one entry per expiring key,
+// none for a key rewritten without expiry or deleted.
+func TestExpiryIndexFollowsWrites(t *testing.T) {
+	c := newClock()
+	db := openWith(t, Options{Now: c.now})
+	steps := []struct {
+		name  string
+		write func(tx store.Tx) error
+		want  int // entries in each index bucket
+	}{
+		{"PutTTL", func(tx store.Tx) error { return store.PutTTL(tx, store.Pending, "k", []byte("v"), time.Minute) }, 1},
+		{"PutTTL again", func(tx store.Tx) error { return store.PutTTL(tx, store.Pending, "k", []byte("v"), time.Hour) }, 1},
+		{"Put", func(tx store.Tx) error { return tx.Put(store.Pending, "k", []byte("v")) }, 0},
+		{"PutTTL over a plain key", func(tx store.Tx) error { return store.PutTTL(tx, store.Pending, "k", []byte("v"), time.Minute) }, 1},
+		{"same key in another bucket", func(tx store.Tx) error { return store.PutTTL(tx, store.Sessions, "k", []byte("v"), time.Minute) }, 2},
+		{"Delete", func(tx store.Tx) error { return tx.Delete(store.Pending, "k") }, 1},
+		{"Delete the other", func(tx store.Tx) error { return tx.Delete(store.Sessions, "k") }, 0},
+	}
+	for _, s := range steps {
+		update(t, db, s.write)
+		if a, b := raw(t, db, expiryByKey), raw(t, db, expiryByTime); a != s.want || b != s.want {
+			t.Errorf("after %s: %d expiry entries by key, %d by time; want %d", s.name, a, b, s.want)
+		}
+	}
+	// The second PutTTL's hour counts, not the first one's minute.
+	update(t, db, func(tx store.Tx) error { return store.PutTTL(tx, store.Pending, "k", []byte("v"), time.Minute) })
+	update(t, db, func(tx store.Tx) error { return store.PutTTL(tx, store.Pending, "k", []byte("v"), time.Hour) })
+	c.advance(2 * time.Minute)
+	if n, err := db.Sweep(ctx, 10); err != nil || n != 0 {
+		t.Errorf("Sweep after the first expiry passed: %d, %v; want nothing removed", n, err)
+	}
+	if _, err := get(t, db, store.Pending, "k"); err != nil {
+		t.Errorf("k after its first expiry passed: %v", err)
+	}
+}
+
+// The etcd transaction limits are off by default, so that callers still
+// doing bulk work in one Update keep working, and refuse with ErrTooLarge
+// when on.
+func TestTxnLimits(t *testing.T) {
+	keys := func(n int) []string {
+		var out []string
+		for i := range n {
+			out = append(out, fmt.Sprintf("k%03d", i))
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		fn   func(tx store.Tx) error
+	}{
+		{"writes past MaxTxnKeys", func(tx store.Tx) error {
+			for _, k := range keys(store.MaxTxnKeys + 1) {
+				if err := tx.Put(store.Pending, k, []byte("v")); err != nil {
 					return err
 				}
-				if i%2 == 1 {
-					return errOdd
+			}
+			return nil
+		}},
+		{"deletes past MaxTxnKeys", func(tx store.Tx) error {
+			for _, k := range keys(store.MaxTxnKeys + 1) {
+				if err := tx.Delete(store.Pending, k); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"reads past MaxTxnKeys", func(tx store.Tx) error {
+			for _, k := range keys(store.MaxTxnKeys + 1) {
+				if _, err := tx.Get(store.Pending, k); err != nil && !errors.Is(err, store.ErrNotFound) {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"ForEach past MaxTxnKeys", func(tx store.Tx) error {
+			return tx.ForEach(store.Services, func(string, []byte) error { return nil })
+		}},
+		{"bytes past MaxTxnBytes", func(tx store.Tx) error {
+			if err := tx.Put(store.Pending, "a", make([]byte, store.MaxValueSize)); err != nil {
+				return err
+			}
+			return tx.Put(store.Pending, "b", make([]byte, store.MaxTxnBytes-store.MaxValueSize))
+		}},
+	}
+	for _, limits := range []bool{false, true} {
+		db := openWith(t, Options{TxnLimits: limits})
+		for chunk := range slices.Chunk(keys(store.MaxTxnKeys+1), 100) {
+			update(t, db, func(tx store.Tx) error {
+				for _, k := range chunk {
+					if err := tx.Put(store.Services, k, []byte("v")); err != nil {
+						return err
+					}
 				}
 				return nil
 			})
-		})
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if want := map[bool]error{true: errOdd, false: nil}[i%2 == 1]; err != want {
-			t.Errorf("caller %d: %v, want %v", i, err, want)
+		}
+		for _, tc := range tests {
+			err := db.Update(ctx, tc.fn)
+			if limits && !errors.Is(err, store.ErrTooLarge) || !limits && err != nil {
+				t.Errorf("limits %v, %s: %v", limits, tc.name, err)
+			}
+		}
+		// Views are not bounded: an etcd View reads at one revision
+		// without a transaction.
+		if err := db.View(ctx, func(tx store.Tx) error {
+			return tx.ForEach(store.Services, func(string, []byte) error { return nil })
+		}); err != nil {
+			t.Errorf("limits %v, View over every key: %v", limits, err)
 		}
 	}
-	if v, err := get(t, db, store.Pending, "counter"); err != nil || v != strconv.Itoa(n/2) {
-		t.Errorf("counter = %q, %v; want %d", v, err, n/2)
+}
+
+// A file written before expiry, chunks and time-ordered keys existed opens
+// and reads as before, and the old sequence-keyed audit records sort before
+// the new ones.
+func TestOldFileReadsAsBefore(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "otpgate.db")
+	old, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = old.Update(func(tx *bolt.Tx) error {
+		for _, b := range []string{"services", "tokens", "setup_links", "sessions", "pending", "audit"} {
+			if _, err := tx.CreateBucket([]byte(b)); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket([]byte("tokens")).Put([]byte("SVC01\x1ftaro"), []byte(`{"state":"active"}`)); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte("audit")).Put([]byte(fmt.Sprintf("%020d", 7)), []byte("old record"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db, err := Open(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if v, err := get(t, db, store.Tokens, "SVC01\x1ftaro"); err != nil || v != `{"state":"active"}` {
+		t.Errorf("old token record: %q, %v", v, err)
+	}
+	update(t, db, func(tx store.Tx) error { return tx.Append(store.Audit, []byte("new record")) })
+	update(t, db, func(tx store.Tx) error {
+		_, err := store.AppendAt(tx, store.Audit, time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), []byte("newer record"))
+		return err
+	})
+	_, values := entries(t, db, store.Audit)
+	if got := strings.Join(values, ", "); got != "old record, newer record, new record" {
+		t.Errorf("audit order %s", got)
+	}
+}
+
+// The legacy Append keeps its promise, keys after every earlier one of
+// this process, when the clock goes back.
+func TestAppendOrderSurvivesClockGoingBack(t *testing.T) {
+	c := newClock()
+	db := openWith(t, Options{Now: c.now})
+	update(t, db, func(tx store.Tx) error { return tx.Append(store.Audit, []byte("a")) })
+	c.advance(-time.Hour)
+	update(t, db, func(tx store.Tx) error {
+		if err := tx.Append(store.Audit, []byte("b")); err != nil {
+			return err
+		}
+		return tx.Append(store.Audit, []byte("c"))
+	})
+	c.advance(2 * time.Hour)
+	update(t, db, func(tx store.Tx) error { return tx.Append(store.Audit, []byte("d")) })
+	keys, values := entries(t, db, store.Audit)
+	if got := strings.Join(values, ""); got != "abcd" {
+		t.Errorf("appended in order abcd, read back %s (keys %q)", got, keys)
+	}
+}
+
+// A Scan page is bounded by the keys it visits, expired ones included, and
+// by the bytes it copies, so neither unswept keys nor large values make one
+// page unbounded.
+func TestScanPageBounds(t *testing.T) {
+	c := newClock()
+	db := openWith(t, Options{Now: c.now})
+	for i := range 6 {
+		update(t, db, func(tx store.Tx) error {
+			return tx.Put(store.Pending, fmt.Sprintf("big%d", i), make([]byte, store.MaxValueSize))
+		})
+	}
+	page, next, err := db.Scan(ctx, store.Pending, "", store.MaxScanLimit)
+	if err != nil || len(page) != scanPageBytes/store.MaxValueSize || next == "" {
+		t.Errorf("page of 1 MiB values: %d entries, next %q, %v; want %d and more to come", len(page), next, err, scanPageBytes/store.MaxValueSize)
+	}
+
+	update(t, db, func(tx store.Tx) error {
+		for i := range 20 {
+			if err := store.PutTTL(tx, store.Sessions, fmt.Sprintf("k%02d", i), []byte("v"), time.Minute); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	c.advance(time.Minute)
+	page, next, err = db.Scan(ctx, store.Sessions, "", 5)
+	if err != nil || len(page) != 0 || next != "k04" {
+		t.Errorf("page over expired keys: %d entries, next %q, %v; want none and next k04", len(page), next, err)
+	}
+}
+
+// The store's own buckets are not the caller's.
+func TestExpiryBucketsUnreachable(t *testing.T) {
+	db := open(t)
+	for _, b := range [][]byte{expiryByKey, expiryByTime} {
+		if _, err := get(t, db, store.Bucket(b), "k"); !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("Get in %q: %v, want ErrUnavailable", b, err)
+		}
+		if err := db.Update(ctx, func(tx store.Tx) error { return tx.Put(store.Bucket(b), "k", []byte("v")) }); !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("Put in %q: %v, want ErrUnavailable", b, err)
+		}
 	}
 }
