@@ -32,7 +32,9 @@
 // as protected if any reading matches a rule. When it cannot read something —
 // an unparsable body, an unknown charset, a field with conflicting values — it
 // does not guess in the customer's favour: the request stays protected and
-// the [Match] says it is in doubt.
+// the [Match]'s [Verdict] says whether to refuse it, hold it without showing
+// its fields, or show them escaped (what you see is what you confirm; the
+// rule is written out in wysiwyc.go).
 //
 // # Use
 //

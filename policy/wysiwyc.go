@@ -29,8 +29,9 @@ import (
 //     the gateway could read differently (RFC 2231 "name*=" and
 //     "filename*=", RFC 2047 encoded words, two Content-Disposition
 //     headers, a disposition other than form-data, a repeated name or
-//     filename, a backslash in a name, a Content-Transfer-Encoding); and a
-//     parameter name with control or format characters or surrounding
+//     filename, a backslash in a name, a directory in a file name, a
+//     charset of its own other than the form's, a Content-Transfer-Encoding);
+//     and a parameter name with control or format characters or surrounding
 //     space, which C-string or trimming readers take for another name. No
 //     browser form sends any of these: refusing them costs legitimate
 //     customers nothing, while holding them would ask the customer to
@@ -38,10 +39,10 @@ import (
 //   - Conflicting (held; the page says the details cannot be shown, and
 //     shows none): a shown field with several different values — a
 //     repeated form field, a field in both query and body, a duplicate JSON
-//     key, the same name in another letter case. The body was read, but the
-//     bank takes the first, the last or all of them, depending on the
-//     server. Old forms do repeat fields, so the customer may still go on,
-//     knowing that the details could not be shown.
+//     key, a JSON array, the same name in another letter case. The body was
+//     read, but the bank takes the first, the last or all of them,
+//     depending on the server. Old forms do repeat fields, so the customer
+//     may still go on, knowing that the details could not be shown.
 //   - Escaped (held and shown, with a notice): a shown value holding
 //     characters that display as something else or as nothing — bidi
 //     overrides, isolates and marks (U+202A–202E, U+2066–2069, U+200E,
