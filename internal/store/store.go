@@ -21,7 +21,8 @@
 //   - There are no range reads inside Update (STM has none, and a hand-made
 //     etcd transaction cannot see phantoms). Store.Scan reads one bounded,
 //     ordered page outside any transaction; bulk changes (sweeps, re-seal)
-//     scan, then change each page in an Update of its own.
+//     scan, then change each page in an Update of its own that reads each
+//     entry again (it may have changed since the page was read).
 //   - Writes can expire (PutTTL): etcd uses leases, bbolt records the expiry
 //     and Store.Sweep removes what has expired. Reads treat an expired key as
 //     absent from the moment it expires, sweep or not.
@@ -129,8 +130,9 @@ type Store interface {
 	// fn does not run and ctx's error is returned.
 	Update(ctx context.Context, fn func(Tx) error) error
 	// View runs fn in a read-only snapshot; writes fail with ErrReadOnly.
-	// Errors as for Update. A View is for point reads; reading a whole
-	// bucket is Scan's job.
+	// Errors as for Update. A View is not bound by MaxTxnKeys (etcd reads
+	// at one revision without a transaction) but is for point reads:
+	// reading a whole bucket is Scan's job.
 	View(ctx context.Context, fn func(Tx) error) error
 	// Scan returns up to limit (1…MaxScanLimit) entries of b whose keys sort
 	// after after ("" starts at the beginning), in byte order of the keys,
@@ -152,7 +154,7 @@ type Store interface {
 	// expired keys either way.
 	Sweep(ctx context.Context, limit int) (removed int, err error)
 	// Close releases the store; afterwards every call fails with
-	// ErrUnavailable.
+	// ErrUnavailable. Closing again is harmless.
 	Close() error
 }
 
@@ -204,9 +206,12 @@ type ExpiringTx interface {
 	// absent, and Sweep (or an etcd lease) removes it. A later Put or PutTTL
 	// of the key replaces the expiry; Delete removes both.
 	//
-	// Expiry is a bound on the key's life, not a timer: callers that need
-	// an exact lifetime keep their own expiry time in the value and check
-	// it too (nodes' clocks differ, and etcd rounds lease TTLs up).
+	// An etcd store keeps the expiry beside the value as bbolt does, and
+	// the lease only collects the garbage: etcd revokes a lease late and
+	// rounds its TTL up, so the lease alone would let Get return an expired
+	// key. Callers that need an exact lifetime still keep their own expiry
+	// time in the value and check it with their own clock (nodes' clocks
+	// differ).
 	PutTTL(b Bucket, key string, value []byte, ttl time.Duration) error
 }
 
