@@ -334,3 +334,20 @@ func TestKnownType(t *testing.T) {
 		t.Error("an unknown type has a name")
 	}
 }
+
+// BenchmarkParse reads a 10,000-transfer file with CR LF line breaks.
+func BenchmarkParse(b *testing.B) {
+	f := zengintest.Kyuyo()
+	f.LineBreak = "\r\n"
+	for len(f.Transfers) < 10_000 {
+		f.Transfers = append(f.Transfers, f.Transfers[len(f.Transfers)%4])
+	}
+	data := build(b, f)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if s := Parse(data); s.Doubtful() {
+			b.Fatal(s.Problems)
+		}
+	}
+}
