@@ -354,7 +354,7 @@ func TestCharsets(t *testing.T) {
 		{"rule charset", req("POST", "/sjis/transfer", formType), "payee=" + sjis(payee) + "&memo=" + sjis(memo)},
 		{"rule charset in query", req("GET", "/sjis/transfer?payee="+sjis(payee)+"&memo="+sjis(memo)), ""},
 		{"declared EUC-JP", req("POST", "/sjis/transfer", formType+"; charset=EUC-JP"), "payee=" + euc(payee) + "&memo=" + euc(memo)},
-		{"_charset_ field", req("POST", "/sjis/transfer", formType), "_charset_=euc-jp&payee=" + euc(payee) + "&memo=" + euc(memo)},
+		{"_charset_ field", req("POST", "/sjis/transfer", formType), "_charset_=windows-31j&payee=" + sjis(payee) + "&memo=" + sjis(memo)},
 		{"windows-31j", req("POST", "/sjis/transfer", formType+"; charset=Windows-31J"), "payee=" + sjis(payee) + "&memo=" + sjis(memo)},
 		{"utf-8 declared", req("POST", "/sjis/transfer", formType+"; charset=utf-8"), "payee=" + formEscape(payee) + "&memo=" + formEscape(memo)},
 		{"JSON in Shift_JIS", req("POST", "/sjis/transfer", "Content-Type: application/json; charset=shift_jis"), encode(t, japanese.ShiftJIS, `{"payee":"`+payee+`","memo":"`+memo+`"}`)},
@@ -381,7 +381,7 @@ func TestCharsets(t *testing.T) {
 	pw, _ := w.CreatePart(h)
 	pw.Write([]byte(encode(t, japanese.ShiftJIS, memo)))
 	w.Close()
-	pm := mustCompile(t, []Rule{{Kind: Transfer, Paths: []string{"/mp"}, Show: []Field{{Name: "振込先"}, {Name: "memo"}}}})
+	pm := mustCompile(t, []Rule{{Kind: Transfer, Paths: []string{"/mp"}, Charset: "shift_jis", Show: []Field{{Name: "振込先"}, {Name: "memo"}}}})
 	m := pm.Classify(req("POST", "/mp", "Content-Type: "+w.FormDataContentType()), buf.Bytes())
 	if m == nil || m.Doubt || m.Fields[0].Value != payee || m.Fields[1].Value != memo {
 		t.Fatalf("multipart Shift_JIS: %+v", m)

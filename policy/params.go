@@ -261,12 +261,16 @@ func parseParams(r *Request, ct contentType, body []byte, fallback charset) *par
 		ps.failBody(refusef("the request body type %q cannot be shown for confirmation; send application/x-www-form-urlencoded or multipart/form-data", media))
 	}
 	if !declared {
+		// Servlet containers ignore "_charset_", a few frameworks decode the
+		// form in it: it can only agree with the charset the form is read in.
 		for _, p := range form {
 			if string(p.name) == "_charset_" {
-				if enc, err := lookupCharset(string(p.value)); err == nil {
-					cs = charset{name: string(p.value), enc: enc}
-				} else {
+				enc, err := lookupCharset(string(p.value))
+				switch {
+				case err != nil:
 					ps.fail(refusef("the form's _charset_ field names the unknown charset %q; send UTF-8 or the charset of the bank's form", p.value))
+				case !cs.same(charset{enc: enc}):
+					ps.fail(refusef("the form's _charset_ field names %q, but the bank reads this form as %s; send it in %s, or declare the charset in the Content-Type", p.value, cs, cs))
 				}
 				break
 			}

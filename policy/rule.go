@@ -87,7 +87,8 @@ type Rule struct {
 	// Charset is the character set of query strings and form bodies that
 	// declare none, as a WHATWG or IANA name such as "shift_jis",
 	// "windows-31j", "euc-jp" or "iso-2022-jp". A charset parameter in the
-	// Content-Type or a "_charset_" form field takes precedence.
+	// Content-Type takes precedence; a "_charset_" form field naming another
+	// charset is refused, since servlet containers ignore it.
 	// Default: utf-8.
 	Charset string `json:"charset,omitempty"`
 }

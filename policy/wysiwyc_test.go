@@ -64,6 +64,7 @@ func TestWYSIWYC(t *testing.T) {
 
 		// Charsets and escapes the bank may read otherwise.
 		{"unknown charset", transfer("", formType+"; charset=x-klingon"), "amount=1", Refused, `unknown charset "x-klingon"`},
+		{"_charset_ other than the form's", transfer("", formType), "_charset_=euc-jp&amount=1&payee=%A4%A2", Refused, `_charset_ field names "euc-jp", but the bank reads this form as utf-8`},
 		{"unknown _charset_", transfer("", formType), "_charset_=x-klingon&amount=1", Refused, `_charset_ field names the unknown charset "x-klingon"`},
 		{"invalid UTF-8", transfer("", formType), "amount=1&payee=%FF%FE", Refused, `"payee" is not valid utf-8`},
 		{"invalid Shift_JIS", transfer("", formType+"; charset=shift_jis"), "amount=1&payee=%82", Refused, `"payee" is not valid shift_jis`},
