@@ -107,8 +107,10 @@ func (r *record) entry(id string) Entry {
 
 // Keys are a state prefix and the ID, which is At's big-endian nanoseconds
 // and a random suffix in hex: time-ordered and unique without a counter key
-// that every transaction would write. Queued notices sort before dead ones,
-// so a scan of the queue stops at the first dead letter.
+// that every transaction would write. (store.AppendAt makes keys of the same
+// kind but writes them bare; a notice keeps its ID when it moves between the
+// queue and the dead letters, so the prefix is part of the key.) Queued
+// notices sort before dead ones, so a scan of either reads only its own.
 const (
 	queuedPrefix = "q"
 	deadPrefix   = "x"
@@ -171,27 +173,44 @@ func save(tx store.Tx, key string, r *record) error {
 	return tx.Put(store.Outbox, key, b)
 }
 
-// errStop ends a ForEach early; it never leaves this package.
+// errStop ends a scan early; it never leaves this package.
 var errStop = errors.New("outbox: stop scan")
 
-// scan calls fn for the entries under prefix, in order, until fn returns
-// errStop. It runs in a View: the store contract keeps scans out of Update.
+// scanPage is how many entries one Store.Scan call returns.
+const scanPage = 100
+
+// scan calls fn for the entries under prefix, in key order, until fn
+// returns errStop or the prefix ends. It reads page by page outside any
+// transaction, as the store contract has range reads: each page is a
+// snapshot of its own, so a notice sent or given up on meanwhile may be
+// missed or seen in its old state. Every caller tolerates that: a claim
+// checks again in its Update, and Depth is a gauge.
 func scan(ctx context.Context, st store.Store, prefix string, fn func(id string, v []byte) error) error {
-	return st.View(ctx, func(tx store.Tx) error {
-		err := tx.ForEach(store.Outbox, func(k string, v []byte) error {
-			if !strings.HasPrefix(k, prefix) {
-				if k > prefix {
-					return errStop
-				}
+	// No key is the bare prefix, so the keys after it are the prefix's own,
+	// then those of later prefixes.
+	after := prefix
+	for {
+		page, next, err := st.Scan(ctx, store.Outbox, after, scanPage)
+		if err != nil {
+			return err
+		}
+		for _, kv := range page {
+			if !strings.HasPrefix(kv.Key, prefix) {
 				return nil
 			}
-			return fn(k[len(prefix):], v)
-		})
-		if errors.Is(err, errStop) {
+			if err := fn(kv.Key[len(prefix):], kv.Value); err != nil {
+				if errors.Is(err, errStop) {
+					return nil
+				}
+				return err
+			}
+		}
+		// Each page starts after the last, so this ends with the bucket.
+		if next == "" {
 			return nil
 		}
-		return err
-	})
+		after = next
+	}
 }
 
 // Counts is how full the outbox is, for metrics and alerts.
@@ -208,32 +227,36 @@ type Counts struct {
 	Oldest time.Time
 }
 
-// Depth counts the outbox.
+// Depth counts the outbox. Its two scans are not one snapshot: a notice
+// given up on between them may be counted in both or neither.
 func Depth(ctx context.Context, st store.Store) (Counts, error) {
 	var c Counts
-	err := st.View(ctx, func(tx store.Tx) error {
-		c = Counts{}
-		return tx.ForEach(store.Outbox, func(k string, v []byte) error {
-			if strings.HasPrefix(k, deadPrefix) {
-				c.Dead++
-				return nil
-			}
-			c.Queued++
-			var r record
-			if json.Unmarshal(v, &r) != nil {
-				// Damaged: the next drain moves it to the dead letters.
-				return nil
-			}
-			if r.Attempts > 0 {
-				c.Retrying++
-			}
-			if c.Oldest.IsZero() {
-				c.Oldest = r.Notice.At
-			}
+	err := scan(ctx, st, queuedPrefix, func(_ string, v []byte) error {
+		c.Queued++
+		var r record
+		if json.Unmarshal(v, &r) != nil {
+			// Damaged: the next drain moves it to the dead letters.
 			return nil
-		})
+		}
+		if r.Attempts > 0 {
+			c.Retrying++
+		}
+		if c.Oldest.IsZero() {
+			c.Oldest = r.Notice.At
+		}
+		return nil
 	})
-	return c, err
+	if err != nil {
+		return Counts{}, err
+	}
+	err = scan(ctx, st, deadPrefix, func(string, []byte) error {
+		c.Dead++
+		return nil
+	})
+	if err != nil {
+		return Counts{}, err
+	}
+	return c, nil
 }
 
 // Dead returns up to limit notices given up on, oldest first.

@@ -18,10 +18,11 @@ var (
 	t0  = time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
 )
 
-// openStore opens a fresh bbolt database that the test closes at its end.
+// openStore opens a fresh bbolt database that the test closes at its end,
+// with etcd's transaction limits on, so nothing here works on bbolt alone.
 func openStore(t *testing.T) store.Store {
 	t.Helper()
-	db, err := boltstore.Open(filepath.Join(t.TempDir(), "otpgate.db"), time.Second)
+	db, err := boltstore.OpenWith(filepath.Join(t.TempDir(), "otpgate.db"), boltstore.Options{Timeout: time.Second, TxnLimits: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,8 +49,8 @@ func (c *clock) Set(t time.Time) {
 }
 
 func notice(i int) Notice {
-	return Notice{Event: "locked", Service: "S1", User: fmt.Sprintf("u%02d", i),
-		To: fmt.Sprintf("u%02d@example.jp", i), At: t0.Add(time.Duration(i) * time.Second)}
+	return Notice{Event: "locked", Service: "S1", User: fmt.Sprintf("u%03d", i),
+		To: fmt.Sprintf("u%03d@example.jp", i), At: t0.Add(time.Duration(i) * time.Second)}
 }
 
 func enqueue(t *testing.T, st store.Store, ns ...Notice) {
@@ -191,6 +192,38 @@ func TestDrainInEventOrder(t *testing.T) {
 	for i, n := range got {
 		if n.User != notice(i+1).User {
 			t.Errorf("delivery %d is %s, want %s", i, n.User, notice(i+1).User)
+		}
+	}
+}
+
+// A queue longer than a scan page is counted and drained whole, in order.
+func TestQueueLongerThanAPage(t *testing.T) {
+	st := openStore(t)
+	const total = 2*scanPage + 50
+	for first := 0; first < total; first += scanPage {
+		err := st.Update(ctx, func(tx store.Tx) error {
+			for i := first; i < min(first+scanPage, total); i++ {
+				if err := Enqueue(tx, notice(i)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := depth(t, st); c.Queued != total || !c.Oldest.Equal(notice(0).At) {
+		t.Errorf("depth %+v, want %d queued, oldest %v", c, total, notice(0).At)
+	}
+	rec := &recorder{}
+	s := newSender(st, &clock{t: t0}, rec.deliver)
+	if sent, _, err := s.DrainOnce(ctx, 2*total); sent != total || err != nil {
+		t.Fatalf("%d sent, %v", sent, err)
+	}
+	for i, n := range rec.notices() {
+		if n != notice(i) {
+			t.Fatalf("delivery %d is %s, want %s", i, n.User, notice(i).User)
 		}
 	}
 }

@@ -181,7 +181,7 @@ func (s *Sender) DrainOnce(ctx context.Context, limit int) (sent, failed int, er
 	return sent, failed, nil
 }
 
-// due lists up to limit due notices in key order, in a View.
+// due lists up to limit due notices in key order.
 func (s *Sender) due(ctx context.Context, limit int) ([]string, error) {
 	now := s.Now()
 	var ids []string
