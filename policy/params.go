@@ -247,7 +247,7 @@ func parseParams(r *Request, ct contentType, body []byte, fallback charset) *par
 			ps.failBody(refusef("the multipart body cannot be read as the bank reads it (%v); send form-data parts with plain name=\"…\" and filename=\"…\" parameters, as browsers do", err))
 		}
 	case isJSON(media):
-		ps.addQuery(query, cs)
+		ps.addQuery(query, fallback, cs)
 		if err := parseJSON(ps, body, jsonCS); err != nil {
 			ps.failBody(refusef("the JSON body cannot be read (%v); send one well-formed JSON object", err))
 		}
@@ -284,7 +284,7 @@ func parseParams(r *Request, ct contentType, body []byte, fallback charset) *par
 			break
 		}
 	}
-	ps.addQuery(query, cs)
+	ps.addQuery(query, fallback, cs)
 	for _, p := range form {
 		ps.add(p, cs)
 	}
@@ -303,10 +303,27 @@ func (ps *params) checkNames() {
 	}
 }
 
-func (ps *params) addQuery(query []rawParam, cs charset) {
+// addQuery decodes the query in the rule's charset, as a servlet
+// container set up for the bank's pages reads URLs (Tomcat's URIEncoding).
+// Some containers read it in the body's charset instead
+// (useBodyEncodingForURI), so non-ASCII text in it is refused when the body
+// declares another.
+func (ps *params) addQuery(query []rawParam, url, body charset) {
 	for _, p := range query {
-		ps.add(p, cs)
+		if !url.same(body) && (hasHighByte(p.name) || hasHighByte(p.value)) {
+			ps.fail(refusef("the query string holds non-ASCII text, which servers read in the URL's charset (%s) or the body's (%s); send it in the body", url, body))
+		}
+		ps.add(p, url)
 	}
+}
+
+func hasHighByte(b []byte) bool {
+	for _, c := range b {
+		if c >= utf8.RuneSelf {
+			return true
+		}
+	}
+	return false
 }
 
 // add decodes p. Bytes not valid in the charset are refused: the bank,

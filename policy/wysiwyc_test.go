@@ -71,6 +71,7 @@ func TestWYSIWYC(t *testing.T) {
 		{"invalid UTF-8 in a name", transfer("", formType), "amount=1&%FF=x", Refused, "parameter name is not valid"},
 		{"invalid UTF-8 JSON", transfer("", "Content-Type: application/json"), "{\"payee\":\"\xff\"}", Refused, "JSON body cannot be read"},
 		{"bad % in the body", transfer("", formType), "amount=1%&payee=x", Refused, `form body cannot be read (invalid % escape in parameter "amount"); send a literal "%" as %25`},
+		{"non-ASCII query, body in another charset", transfer("?payee=%82%A0", formType+"; charset=shift_jis"), "amount=1", Refused, "the query string holds non-ASCII text, which servers read in the URL's charset (utf-8) or the body's (shift_jis)"},
 		{"bad % in the query", transfer("?amount=%zz", formType), "payee=x", Refused, "query string cannot be read"},
 		{"bad JSON", transfer("", "Content-Type: application/json"), `{"amount":1,}`, Refused, "send one well-formed JSON object"},
 
@@ -143,6 +144,7 @@ func TestWYSIWYC(t *testing.T) {
 		{"part charset the form's own", transfer("", mpType), mp("Content-Disposition: form-data; name=\"amount\"\nContent-Type: text/plain; charset=UTF-8\n\n1"), Exact, "1"},
 		{"quoted semicolon in a file name", bulk(mpType), mp("Content-Disposition: form-data; name=\"file\"; filename=\"a;b.csv\"\n\n1"), Exact, "a;b.csv"},
 		{"JSON array of one value", transfer("", "Content-Type: application/json"), `{"amount":["1"],"payee":["a","a"]}`, Exact, "1"},
+		{"non-ASCII query, body in the same charset", transfer("?payee=%E3%81%82", formType+"; charset=UTF-8"), "amount=1", Exact, "1"},
 		{"text/plain without a body", transfer("?amount=1"+"&payee=x", "Content-Type: text/plain"), "", Exact, "1"},
 		{"nothing of the body shown", req("POST", "/token/revoke", "Content-Type: text/plain"), "anything", Exact, ""},
 	} {
