@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/text/encoding"
+	"golang.org/x/text/encoding/ianaindex"
 	"golang.org/x/text/encoding/unicode"
 )
 
@@ -159,6 +160,14 @@ func (cs charset) decode(b []byte) (string, error) {
 	}
 	if bytes.ContainsRune(out, utf8.RuneError) {
 		return string(out), fmt.Errorf("not valid %s", cs)
+	}
+	// Browsers name charsets by WHATWG labels, Java servers by IANA names,
+	// and some labels differ: "iso-8859-1" is windows-1252 to a browser and
+	// Latin-1 to Java, which reads 0x80 as a control character, not "€".
+	if alt, err := ianaindex.IANA.Encoding(cs.name); err == nil && alt != nil && alt != cs.enc {
+		if other, err := alt.NewDecoder().Bytes(b); err != nil || !bytes.Equal(other, out) {
+			return string(out), fmt.Errorf("read one way in %s by browsers and another by Java servers", cs)
+		}
 	}
 	return string(out), nil
 }
