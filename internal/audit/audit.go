@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/otpgate/otpgate/internal/store"
@@ -59,27 +60,132 @@ type Record struct {
 	Detail   string            `json:"detail,omitempty"`
 }
 
-// Append adds r to the trail within tx.
+// Append adds r to the trail within tx, under a key made from r.Time
+// (store.AppendAt): the trail is in time order without a counter key that
+// every transaction would write. r.Time is required, since it places the
+// record; a record without one is refused and fails tx.
 func Append(tx store.Tx, r Record) error {
+	if r.Time.IsZero() {
+		return fmt.Errorf("audit: %s record without a time", r.Event)
+	}
 	b, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encoding audit record: %w", err)
 	}
-	return tx.Append(store.Audit, b)
+	_, err = store.AppendAt(tx, store.Audit, r.Time, b)
+	return err
 }
 
-// Export calls fn for every record at or after since, oldest first.
-func Export(ctx context.Context, s store.Store, since time.Time, fn func(Record) error) error {
-	return s.View(ctx, func(tx store.Tx) error {
-		return tx.ForEach(store.Audit, func(_ string, v []byte) error {
-			var r Record
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("decoding audit record: %w", err)
+// Filter selects records for Query. A zero field selects every record.
+type Filter struct {
+	// Since: records at or after it.
+	Since time.Time
+	// Until: records before it.
+	Until time.Time
+	// Service and User: records about this service, and this user of it.
+	Service, User string
+	// Events: records of any of these events.
+	Events []Event
+}
+
+func (f *Filter) match(r *Record) bool {
+	switch {
+	case r.Time.Before(f.Since),
+		!f.Until.IsZero() && !r.Time.Before(f.Until),
+		f.Service != "" && r.Service != f.Service,
+		f.User != "" && r.User != f.User:
+		return false
+	}
+	return len(f.Events) == 0 || slices.Contains(f.Events, r.Event)
+}
+
+// pageSize is how many records one read of the trail returns.
+const pageSize = 200
+
+// Query calls fn for every record f selects, oldest first, and stops at
+// fn's first error, which it returns.
+//
+// It reads the trail a page at a time, each page in a read of its own, and
+// calls fn between reads: a slow consumer (an export streamed to an
+// administrator's client) holds no transaction open, and the trail's size
+// bounds no read. Records appended while it runs may or may not be
+// included; none is included twice.
+func Query(ctx context.Context, s store.Store, f Filter, fn func(Record) error) error {
+	after := store.TimeCursor(f.Since)
+	if after != "" {
+		// Records that versions before time-ordered keys wrote under a
+		// 20-digit counter sort before every time key, where the cursor
+		// would skip them: they are read first, and filtered by their Time.
+		err := pages(ctx, s, "", func(k string, r *Record) (bool, error) {
+			if !legacyKey(k) {
+				return false, nil
 			}
-			if r.Time.Before(since) {
-				return nil
-			}
-			return fn(r)
+			return true, call(f, r, fn)
 		})
+		if err != nil {
+			return err
+		}
+	}
+	return pages(ctx, s, after, func(k string, r *Record) (bool, error) {
+		// Time keys sort by time, so the first record at or after Until
+		// ends the query. (Legacy keys come here only when Since is zero;
+		// their order is the counter's, so they are filtered one by one.)
+		if !f.Until.IsZero() && !legacyKey(k) && !r.Time.Before(f.Until) {
+			return false, nil
+		}
+		return true, call(f, r, fn)
 	})
+}
+
+// Export calls fn for every record at or after since, oldest first, as
+// Query does.
+func Export(ctx context.Context, s store.Store, since time.Time, fn func(Record) error) error {
+	return Query(ctx, s, Filter{Since: since}, fn)
+}
+
+func call(f Filter, r *Record, fn func(Record) error) error {
+	if !f.match(r) {
+		return nil
+	}
+	return fn(*r)
+}
+
+// legacyKey: a key of the counter the trail was keyed by before AppendAt.
+func legacyKey(k string) bool {
+	if len(k) != 20 {
+		return false
+	}
+	for i := range len(k) {
+		if k[i] < '0' || k[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// pages decodes the trail's records after after, in key order, and hands
+// each to visit until visit says to stop or returns an error. No read is
+// open while visit runs.
+func pages(ctx context.Context, s store.Store, after string, visit func(key string, r *Record) (more bool, err error)) error {
+	for {
+		page, next, err := s.Scan(ctx, store.Audit, after, pageSize)
+		if err != nil {
+			return err
+		}
+		for _, kv := range page {
+			var r Record
+			if err := json.Unmarshal(kv.Value, &r); err != nil {
+				return fmt.Errorf("decoding audit record %s: %w", kv.Key, err)
+			}
+			more, err := visit(kv.Key, &r)
+			if err != nil || !more {
+				return err
+			}
+		}
+		// Every page starts after the last, so this ends with the trail.
+		if next == "" {
+			return nil
+		}
+		after = next
+	}
 }

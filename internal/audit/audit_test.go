@@ -2,10 +2,13 @@ package audit_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,11 +176,163 @@ func TestExportStopsOnCallbackError(t *testing.T) {
 
 func TestExportRefusesCorruptRecord(t *testing.T) {
 	db := open(t)
-	if err := db.Update(ctx, func(tx store.Tx) error { return tx.Append(store.Audit, []byte("{not json")) }); err != nil {
+	err := db.Update(ctx, func(tx store.Tx) error {
+		_, err := store.AppendAt(tx, store.Audit, t0, []byte("{not json"))
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	err := audit.Export(ctx, db, time.Time{}, func(audit.Record) error { return nil })
+	err = audit.Export(ctx, db, time.Time{}, func(audit.Record) error { return nil })
 	if err == nil {
 		t.Error("Export of a corrupt record succeeded")
+	}
+}
+
+// A record is placed by its time, so one without a time is refused: the
+// change it was written with does not commit either.
+func TestAppendRefusesZeroTime(t *testing.T) {
+	db := open(t)
+	err := db.Update(ctx, func(tx store.Tx) error {
+		if err := tx.Put(store.Services, "SVC01", []byte("{}")); err != nil {
+			return err
+		}
+		return audit.Append(tx, audit.Record{Event: audit.RequireOTP, Service: "SVC01"})
+	})
+	if err == nil || !strings.Contains(err.Error(), "without a time") {
+		t.Fatalf("Update: %v; want the record refused for want of a time", err)
+	}
+	if got := export(t, db, time.Time{}); len(got) != 0 {
+		t.Errorf("trail %q", details(got))
+	}
+	err = db.View(ctx, func(tx store.Tx) error {
+		_, err := tx.Get(store.Services, "SVC01")
+		return err
+	})
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the change written beside the refused record: %v; want it rolled back", err)
+	}
+}
+
+// scanCounter counts the store's page reads.
+type scanCounter struct {
+	store.Store
+	scans, maxLimit int
+}
+
+func (s *scanCounter) Scan(ctx context.Context, b store.Bucket, after string, limit int) ([]store.KV, string, error) {
+	s.scans++
+	s.maxLimit = max(s.maxLimit, limit)
+	return s.Store.Scan(ctx, b, after, limit)
+}
+
+// A trail longer than a page is read page by page, in order, with every
+// filter applied, on a store that keeps etcd's transaction limits.
+func TestQueryPaginatesWithFilters(t *testing.T) {
+	db, err := boltstore.OpenWith(filepath.Join(t.TempDir(), "otpgate.db"), boltstore.Options{TxnLimits: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	const n = 1100 // five and a half pages
+	users := []string{"taro", "jiro", "hanako"}
+	events := []audit.Event{audit.CodeOK, audit.CodeInvalid, audit.Locked, audit.Unlocked}
+	rec := func(i int) audit.Record {
+		// Seconds apart, written out of order within each transaction:
+		// the key is the time, not the order of writing.
+		return audit.Record{Time: t0.Add(time.Duration(i) * time.Second), Event: events[i%len(events)],
+			Service: fmt.Sprintf("SVC%02d", i%2), User: users[i%len(users)], Detail: fmt.Sprint(i)}
+	}
+	for from := 0; from < n; from += 100 {
+		err := db.Update(ctx, func(tx store.Tx) error {
+			for i := from + 99; i >= from; i-- {
+				if err := audit.Append(tx, rec(i)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name string
+		f    audit.Filter
+	}{
+		{"everything", audit.Filter{}},
+		{"since", audit.Filter{Since: t0.Add(317 * time.Second)}},
+		{"since and until", audit.Filter{Since: t0.Add(250 * time.Second), Until: t0.Add(901 * time.Second)}},
+		{"service", audit.Filter{Service: "SVC01"}},
+		{"service and user", audit.Filter{Service: "SVC00", User: "hanako"}},
+		{"events", audit.Filter{Events: []audit.Event{audit.Locked, audit.Unlocked}}},
+		{"all at once", audit.Filter{Since: t0.Add(100 * time.Second), Until: t0.Add(1000 * time.Second),
+			Service: "SVC01", User: "jiro", Events: []audit.Event{audit.CodeInvalid}}},
+		{"nothing matches", audit.Filter{User: "nobody"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var want []string
+			for i := range n {
+				r := rec(i)
+				if !r.Time.Before(tc.f.Since) && (tc.f.Until.IsZero() || r.Time.Before(tc.f.Until)) &&
+					(tc.f.Service == "" || r.Service == tc.f.Service) && (tc.f.User == "" || r.User == tc.f.User) &&
+					(len(tc.f.Events) == 0 || slices.Contains(tc.f.Events, r.Event)) {
+					want = append(want, r.Detail)
+				}
+			}
+			sc := &scanCounter{Store: db}
+			var got []string
+			err := audit.Query(ctx, sc, tc.f, func(r audit.Record) error {
+				got = append(got, r.Detail)
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("got %d records %q…; want %d %q…", len(got), head(got), len(want), head(want))
+			}
+			if tc.f.Since.IsZero() && tc.f.Until.IsZero() && sc.scans < n/200 {
+				t.Errorf("%d reads of at most %d records for a trail of %d; want one per page", sc.scans, sc.maxLimit, n)
+			}
+		})
+	}
+}
+
+func head(s []string) []string { return s[:min(len(s), 5)] }
+
+// Records that earlier versions keyed by a counter sort before every
+// time-keyed record; a query since a time still finds them by their time.
+func TestQueryFindsRecordsUnderLegacyKeys(t *testing.T) {
+	db := open(t)
+	err := db.Update(ctx, func(tx store.Tx) error {
+		for i, r := range []audit.Record{record(1), record(5)} {
+			b, _ := json.Marshal(r)
+			if err := tx.Put(store.Audit, fmt.Sprintf("%020d", i+1), b); err != nil {
+				return err
+			}
+		}
+		return audit.Append(tx, record(9))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		f    audit.Filter
+		want []string
+	}{
+		{audit.Filter{}, []string{"record 1", "record 5", "record 9"}},
+		{audit.Filter{Since: t0.Add(2 * time.Minute)}, []string{"record 5", "record 9"}},
+		{audit.Filter{Since: t0.Add(2 * time.Minute), Until: t0.Add(9 * time.Minute)}, []string{"record 5"}},
+		{audit.Filter{Until: t0.Add(2 * time.Minute)}, []string{"record 1"}},
+	} {
+		var got []string
+		if err := audit.Query(ctx, db, tc.f, func(r audit.Record) error { got = append(got, r.Detail); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%+v: got %q, want %q", tc.f, got, tc.want)
+		}
 	}
 }
