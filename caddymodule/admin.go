@@ -30,7 +30,8 @@ func init() {
 //	POST /otpgate/unlock   {"service","user","by"}
 //	POST /otpgate/require  {"service","by"}
 //	POST /otpgate/rekey    {"by"}   re-seal secrets under the current key
-//	GET  /otpgate/audit?since=2026-01-02T00:00:00Z   JSON lines
+//	GET  /otpgate/audit?since=2026-01-02T00:00:00Z   JSON lines; also until=,
+//	     service=, user=, event= (repeatable) to filter
 //
 // With several otpgate handlers on different databases, add ?db=<path>.
 type adminAPI struct{}
@@ -160,17 +161,25 @@ func (adminAPI) rekey(w http.ResponseWriter, r *http.Request, g *Gateway) error 
 }
 
 func (adminAPI) audit(w http.ResponseWriter, r *http.Request, g *Gateway) error {
-	var since time.Time
-	if s := r.URL.Query().Get("since"); s != "" {
-		t, err := time.Parse(time.RFC3339, s)
-		if err != nil {
-			return apiErr(http.StatusBadRequest, "since %q: want an RFC 3339 time such as 2026-01-02T00:00:00+09:00", s)
+	q := r.URL.Query()
+	f := audit.Filter{Service: q.Get("service"), User: q.Get("user")}
+	for name, t := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
+		if s := q.Get(name); s != "" {
+			v, err := time.Parse(time.RFC3339, s)
+			if err != nil {
+				return apiErr(http.StatusBadRequest, "%s %q: want an RFC 3339 time such as 2026-01-02T00:00:00+09:00", name, s)
+			}
+			*t = v
 		}
-		since = t
+	}
+	for _, ev := range q["event"] {
+		f.Events = append(f.Events, audit.Event(ev))
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
-	err := audit.Export(r.Context(), g.store, since, func(rec audit.Record) error { return enc.Encode(rec) })
+	// Query reads the trail in pages and holds no read transaction while a
+	// slow client takes the lines.
+	err := audit.Query(r.Context(), g.store, f, func(rec audit.Record) error { return enc.Encode(rec) })
 	if err != nil {
 		return apiErr(http.StatusServiceUnavailable, "exporting audit trail: %v", err)
 	}

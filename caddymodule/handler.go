@@ -285,8 +285,8 @@ func (g *Gateway) sweep(ctx context.Context) {
 		if _, err := g.challenges.Sweep(ctx); err != nil {
 			g.logger.Warn("sweeping paused operations", zap.Error(err))
 		}
-		if _, err := g.sessions.Sweep(ctx); err != nil {
-			g.logger.Warn("sweeping session bindings", zap.Error(err))
+		if err := sweepStore(ctx, g.store); err != nil {
+			g.logger.Warn("sweeping expired keys", zap.Error(err))
 		}
 		if n, err := g.tokens.Sweep(ctx); err != nil {
 			g.logger.Warn("sweeping tokens", zap.Error(err))

@@ -1,11 +1,13 @@
 package caddymodule
 
 import (
+	"context"
 	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/otpgate/otpgate/internal/store"
 	"github.com/otpgate/otpgate/internal/store/boltstore"
 )
 
@@ -80,3 +82,22 @@ func currentInstance(db string) (*Gateway, []string) {
 	}
 	return list[len(list)-1], names
 }
+
+// sweepStore removes what has expired in st (session bindings, setup
+// links), a bounded batch at a time and at most sweepRounds batches a
+// call, so one call neither holds one long write transaction nor runs
+// unbounded behind a flood of expired keys.
+func sweepStore(ctx context.Context, st store.Store) error {
+	for range sweepRounds {
+		n, err := st.Sweep(ctx, sweepBatch)
+		if err != nil || n < sweepBatch {
+			return err
+		}
+	}
+	return nil
+}
+
+const (
+	sweepBatch  = 500
+	sweepRounds = 100
+)

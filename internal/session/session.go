@@ -73,9 +73,9 @@ func (m *Manager) Bind(ctx context.Context, cookieValue, service, user, clientIP
 	if _, err := rand.Read(raw); err != nil {
 		return fmt.Errorf("reading random login ID: %w", err)
 	}
-	b, _ := json.Marshal(Binding{ID: hex.EncodeToString(raw), Service: service, User: user, Created: now, Seen: now})
+	b := Binding{ID: hex.EncodeToString(raw), Service: service, User: user, Created: now, Seen: now}
 	return m.store.Update(ctx, func(tx store.Tx) error {
-		if err := tx.Put(store.Sessions, Hash(cookieValue), b); err != nil {
+		if err := m.put(tx, Hash(cookieValue), b, now); err != nil {
 			return err
 		}
 		return audit.Append(tx, audit.Record{Time: now, Event: audit.Login, Service: service, User: user, ClientIP: clientIP, Actor: "customer"})
@@ -135,9 +135,9 @@ func (m *Manager) Lookup(ctx context.Context, cookieValue string) (Binding, bool
 			if cur.Seen.Before(now) {
 				cur.Seen = now
 			}
-			found, b = true, cur
-			enc, _ := json.Marshal(cur)
-			return tx.Put(store.Sessions, key, enc)
+			// put deletes a binding that has aged out; it is not found.
+			found, b = !m.expired(cur, now), cur
+			return m.put(tx, key, cur, now)
 		})
 		if err != nil || !found {
 			return Binding{}, false, err
@@ -147,7 +147,30 @@ func (m *Manager) Lookup(ctx context.Context, cookieValue string) (Binding, bool
 }
 
 func (m *Manager) expired(b Binding, now time.Time) bool {
-	return now.Sub(b.Seen) >= m.Idle || now.Sub(b.Created) >= m.MaxAge
+	return m.left(b, now) <= 0
+}
+
+// left is how long b lives from now on: until it idles out or ages out,
+// whichever comes first.
+func (m *Manager) left(b Binding, now time.Time) time.Duration {
+	return min(m.Idle-now.Sub(b.Seen), m.MaxAge-now.Sub(b.Created))
+}
+
+// put writes b at key to expire when it idles or ages out, so the store
+// removes bindings nobody looks up again (etcd with a lease, bbolt in its
+// sweep). The store's clock is not the one that counts, though (nodes'
+// clocks differ, and a lease is revoked late): every read still checks
+// expired by the manager's. A binding with no time left is deleted.
+func (m *Manager) put(tx store.Tx, key string, b Binding, now time.Time) error {
+	ttl := m.left(b, now)
+	if ttl <= 0 {
+		return tx.Delete(store.Sessions, key)
+	}
+	enc, err := json.Marshal(b)
+	if err != nil {
+		return fmt.Errorf("encoding session binding: %w", err)
+	}
+	return store.PutTTL(tx, store.Sessions, key, enc, ttl)
 }
 
 // Rotate moves the binding of oldValue to newValue, when the bank replaces
@@ -174,8 +197,7 @@ func (m *Manager) Rotate(ctx context.Context, oldValue, newValue string) error {
 			return tx.Delete(store.Sessions, Hash(oldValue))
 		}
 		b.Seen = now
-		enc, _ := json.Marshal(b)
-		if err := tx.Put(store.Sessions, Hash(newValue), enc); err != nil {
+		if err := m.put(tx, Hash(newValue), b, now); err != nil {
 			return err
 		}
 		return tx.Delete(store.Sessions, Hash(oldValue))
@@ -188,31 +210,4 @@ func (m *Manager) Drop(ctx context.Context, cookieValue string) error {
 		return nil
 	}
 	return m.store.Update(ctx, func(tx store.Tx) error { return tx.Delete(store.Sessions, Hash(cookieValue)) })
-}
-
-// Sweep removes expired bindings.
-func (m *Manager) Sweep(ctx context.Context) (int, error) {
-	now := m.Now()
-	var n int
-	err := m.store.Update(ctx, func(tx store.Tx) error {
-		var gone []string
-		err := tx.ForEach(store.Sessions, func(k string, v []byte) error {
-			var b Binding
-			if json.Unmarshal(v, &b) != nil || m.expired(b, now) {
-				gone = append(gone, k)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, k := range gone {
-			if err := tx.Delete(store.Sessions, k); err != nil {
-				return err
-			}
-		}
-		n = len(gone)
-		return nil
-	})
-	return n, err
 }

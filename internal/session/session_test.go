@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -51,14 +52,17 @@ type env struct {
 	now time.Time
 }
 
+// newEnv opens a store on the test's clock, with etcd's transaction limits.
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	db, err := boltstore.Open(filepath.Join(t.TempDir(), "otpgate.db"), time.Second)
+	e := &env{t: t, now: t0}
+	db, err := boltstore.OpenWith(filepath.Join(t.TempDir(), "otpgate.db"),
+		boltstore.Options{Now: func() time.Time { return e.now }, TxnLimits: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	e := &env{t: t, db: db, cs: &countingStore{Store: db}, now: t0}
+	e.db, e.cs = db, &countingStore{Store: db}
 	e.m = New(e.cs, idle, maxAge)
 	e.m.Now = func() time.Time { return e.now }
 	return e
@@ -110,14 +114,16 @@ func (e *env) put(cookie string, v []byte) {
 	}
 }
 
+// keys lists the bindings the store holds and has not expired.
 func (e *env) keys() []string {
 	e.t.Helper()
+	page, next, err := e.db.Scan(ctx, store.Sessions, "", store.MaxScanLimit)
+	if err != nil || next != "" {
+		e.t.Fatalf("Scan: %v, next %q", err, next)
+	}
 	var out []string
-	err := e.db.View(ctx, func(tx store.Tx) error {
-		return tx.ForEach(store.Sessions, func(k string, _ []byte) error { out = append(out, k); return nil })
-	})
-	if err != nil {
-		e.t.Fatal(err)
+	for _, kv := range page {
+		out = append(out, kv.Key)
 	}
 	return out
 }
@@ -255,7 +261,11 @@ func TestIdleTimeoutAndMaxAge(t *testing.T) {
 				if k := e.keys(); len(k) != 0 {
 					t.Errorf("expired binding was not removed: %q", k)
 				}
-				// And it does not come back.
+				// And once the store has swept it, it does not come back
+				// even to a clock set back.
+				if _, err := e.db.Sweep(ctx, 100); err != nil {
+					t.Fatal(err)
+				}
 				e.now = t0.Add(time.Second)
 				if _, ok := e.lookup("cookie"); ok {
 					t.Error("expired binding found again")
@@ -398,37 +408,46 @@ func TestDrop(t *testing.T) {
 	}
 }
 
-func TestSweepRemovesOnlyExpired(t *testing.T) {
+// The store expires a binding when it idles or ages out, as the manager
+// judges it, so bindings nobody looks up again are removed without a sweep
+// of the session's own: a binding kept alive by use still ends at its max
+// age, and so does one rotated to a new cookie value.
+func TestBindingsExpireInTheStore(t *testing.T) {
 	e := newEnv(t)
-	e.now = t0.Add(3 * time.Hour)
-	now := e.now
-	enc := func(created, seen time.Duration) []byte {
-		b, _ := json.Marshal(Binding{ID: "0123456789abcdef0123456789abcdef", Service: "SVC01", User: "taro",
-			Created: now.Add(-created), Seen: now.Add(-seen)})
-		return b
-	}
-	e.put("fresh", enc(10*time.Minute, time.Minute))
-	e.put("just-alive", enc(maxAge-time.Second, idle-time.Second))
-	e.put("idle", enc(idle, idle))
-	e.put("too-old", enc(maxAge, time.Minute))
-	e.put("corrupt", []byte("{"))
-
-	n, err := e.m.Sweep(ctx)
-	if err != nil || n != 3 {
-		t.Fatalf("Sweep = %d, %v; want 3", n, err)
-	}
-	want := map[string]bool{Hash("fresh"): true, Hash("just-alive"): true}
-	got := e.keys()
-	if len(got) != len(want) {
-		t.Errorf("left %d bindings, want 2", len(got))
-	}
-	for _, k := range got {
-		if !want[k] {
-			t.Errorf("unexpected binding %s left", k)
+	e.bind("idle", "SVC01", "taro")
+	e.bind("busy", "SVC01", "jiro")
+	e.bind("rotated", "SVC01", "hanako")
+	at := func(d time.Duration, want ...string) {
+		t.Helper()
+		e.now = t0.Add(d)
+		var hashes []string
+		for _, c := range want {
+			hashes = append(hashes, Hash(c))
+		}
+		slices.Sort(hashes)
+		if got := e.keys(); !slices.Equal(got, hashes) {
+			t.Errorf("at +%v the store holds %d bindings, want those of %q", d, len(got), want)
 		}
 	}
-	if n, err := e.m.Sweep(ctx); err != nil || n != 0 {
-		t.Errorf("second Sweep = %d, %v; want 0", n, err)
+	at(idle-time.Second, "idle", "busy", "rotated")
+	for d := 20 * time.Minute; d < maxAge; d += 20 * time.Minute {
+		e.now = t0.Add(d)
+		if _, ok := e.lookup("busy"); !ok {
+			t.Fatalf("busy binding gone at +%v", d)
+		}
+		if d == 20*time.Minute {
+			if err := e.m.Rotate(ctx, "rotated", "rotated-2"); err != nil {
+				t.Fatal(err)
+			}
+		} else if _, ok := e.lookup("rotated-2"); !ok {
+			t.Fatalf("rotated binding gone at +%v", d)
+		}
+	}
+	at(idle, "busy", "rotated-2")
+	at(maxAge-time.Second, "busy", "rotated-2")
+	at(maxAge)
+	if n, err := e.db.Sweep(ctx, 100); err != nil || n != 3 {
+		t.Errorf("store Sweep = %d, %v; want the 3 expired bindings (idle, busy, rotated-2)", n, err)
 	}
 }
 
