@@ -59,7 +59,8 @@ const (
 func (d decision) String() string { return [...]string{"", "refused", "held", "passed"}[d] }
 
 // gatewayDecision is what caddymodule's ServeHTTP decides for r, before
-// identity: refuse an ambiguous path, hold a protected operation, or pass.
+// identity: refuse an ambiguous path or a body it cannot show, hold a
+// protected operation, or pass.
 func gatewayDecision(p *policy.Policy, r *http.Request, body []byte) (decision, *policy.Match) {
 	view := &policy.Request{Method: r.Method, Path: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery, Header: r.Header, NoBody: r.ContentLength == 0}
 	if policy.CheckPath(view.Path) != nil {
@@ -69,6 +70,9 @@ func gatewayDecision(p *policy.Policy, r *http.Request, body []byte) (decision, 
 		return passed, nil
 	}
 	if m := p.Classify(view, body); m != nil {
+		if m.Verdict == policy.Refused {
+			return refused, m // 400 unshowable_request
+		}
 		return held, m
 	}
 	return passed, nil
