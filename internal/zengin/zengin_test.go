@@ -253,12 +253,10 @@ func TestParseProblems(t *testing.T) {
 // TestParseLimits: past MaxRecords the rest is not read, and problems stop
 // being kept past MaxProblems but are still counted.
 func TestParseLimits(t *testing.T) {
-	f := zengintest.Kyuyo()
-	for len(f.Transfers) < MaxRecords {
-		f.Transfers = append(f.Transfers, f.Transfers[len(f.Transfers)%4])
-	}
-	data := build(t, f)
-	s := Parse(data)
+	one := build(t, zengintest.Kyuyo())
+	header, data, tail := one[:RecordLen], one[RecordLen:2*RecordLen], one[5*RecordLen:]
+	big := slices.Concat(header, bytes.Repeat(data, MaxRecords), tail)
+	s := Parse(big)
 	// The trailer is beyond the limit: nothing to compare with.
 	if got := codes(s); !slices.Equal(got, []ProblemCode{ProblemTooManyRecords}) {
 		t.Errorf("problems %v", got)
@@ -266,7 +264,7 @@ func TestParseLimits(t *testing.T) {
 	if s.Count() != MaxRecords-1 {
 		t.Errorf("read %d transfers", s.Count())
 	}
-	if s := parse(data, 3); s.Count() != 2 || s.Problems[0].Code != ProblemTooManyRecords || s.Problems[0].Want != "3" {
+	if s := parse(one, 3); s.Count() != 2 || s.Problems[0].Code != ProblemTooManyRecords || s.Problems[0].Want != "3" {
 		t.Errorf("parse(data, 3): %d transfers, %v", s.Count(), s.Problems)
 	}
 
