@@ -109,7 +109,31 @@ func newEnv(t *testing.T, opt envOptions) *env {
 	if t.Failed() {
 		t.FailNow()
 	}
+	waitServing(t)
 	return e
+}
+
+// waitServing waits until three requests in a row, each on a connection of
+// its own, get an answer: the server of the previous test's configuration
+// can still accept a connection while it shuts down, and close it unanswered
+// (Caddy's listener handover; see TestGwReloadUnderLoad).
+func waitServing(t *testing.T) {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 2 * time.Second}
+	deadline := time.Now().Add(5 * time.Second)
+	for ok := 0; ok < 3; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway at %s does not answer steadily after the configuration load", gatewayURL)
+		}
+		res, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/.otpgate/ready", gatewayPort))
+		if err != nil {
+			ok = 0
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		res.Body.Close()
+		ok++
+	}
 }
 
 var testKey = func() string {
