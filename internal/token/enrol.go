@@ -306,7 +306,10 @@ func (m *Manager) Issue(ctx context.Context, u User, email, pin, linkBase, clien
 		if err != nil {
 			return err
 		}
-		if err := tx.Put(store.SetupLinks, lh, lb); err != nil {
+		// The link expires in the store too, so one nobody uses is removed
+		// without a sweep; linkOwner still checks Expires by the
+		// manager's clock, the one that counts.
+		if err := store.PutTTL(tx, store.SetupLinks, lh, lb, m.cfg.LinkLifetime); err != nil {
 			return err
 		}
 		if err := save(tx, r); err != nil {
@@ -561,9 +564,9 @@ func (m *Manager) Activate(ctx context.Context, u User, code, clientIP string) e
 	}
 	now := m.Now()
 	var outcome error
-	var locked, done *Record
+	var queued bool
 	err := m.store.Update(ctx, func(tx store.Tx) error {
-		outcome, locked, done = nil, nil, nil
+		outcome, queued = nil, false
 		c, err := m.CheckInTx(tx, u, code, ForActivation, now)
 		if err != nil {
 			return err
@@ -572,7 +575,8 @@ func (m *Manager) Activate(ctx context.Context, u User, code, clientIP string) e
 			return err
 		}
 		if c.JustLocked {
-			locked = c.Record
+			queued = true
+			return EnqueueLocked(tx, c.Record)
 		}
 		if c.Outcome != CodeOK {
 			return nil
@@ -585,17 +589,17 @@ func (m *Manager) Activate(ctx context.Context, u User, code, clientIP string) e
 		if err := requireInTx(tx, u.Service, "customer:"+u.ID, now); err != nil {
 			return err
 		}
-		done = r
-		return audit.Append(tx, auditRecord(now, audit.Activated, u, clientIP, actorCustomer, "expires "+r.Expires.Format(time.DateOnly)))
+		if err := audit.Append(tx, auditRecord(now, audit.Activated, u, clientIP, actorCustomer, "expires "+r.Expires.Format(time.DateOnly))); err != nil {
+			return err
+		}
+		queued = true
+		return enqueue(tx, Notice{Event: "activated", User: u, Email: r.Email, Expires: r.Expires, At: now})
 	})
 	if err != nil {
 		return err
 	}
-	if locked != nil {
-		m.NotifyLocked(ctx, locked)
-	}
-	if done != nil {
-		m.notify(ctx, Notice{Event: "activated", User: u, Email: done.Email, Expires: done.Expires, At: now})
+	if queued {
+		m.kick()
 	}
 	return outcome
 }

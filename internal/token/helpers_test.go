@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/otpgate/otpgate/internal/audit"
+	"github.com/otpgate/otpgate/internal/outbox"
 	"github.com/otpgate/otpgate/internal/seal"
 	"github.com/otpgate/otpgate/internal/store"
 	"github.com/otpgate/otpgate/internal/store/boltstore"
@@ -99,6 +100,8 @@ type env struct {
 	mail   *fakeNotifier
 	clk    *clock
 	m      *Manager
+	// outbox delivers queued notices to mail, on the test's clock.
+	outbox *outbox.Sender
 }
 
 const linkBase = "https://bank.example/.otpgate/setup/"
@@ -120,11 +123,13 @@ func newEnv(t *testing.T, cfg Config) *env {
 	return e
 }
 
-// open (re)opens the bbolt file and builds a fresh Manager over it, as a
-// restarted process would.
+// open (re)opens the bbolt file, on the test's clock and with etcd's
+// transaction limits, and builds a fresh Manager over it, as a restarted
+// process would. Notices the Manager queues are delivered to mail when it
+// kicks the outbox, as the gateway's Sender does in the background.
 func (e *env) open() {
 	e.t.Helper()
-	db, err := boltstore.Open(e.path, time.Second)
+	db, err := boltstore.OpenWith(e.path, boltstore.Options{Timeout: time.Second, Now: e.clk.now, TxnLimits: true})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -134,8 +139,39 @@ func (e *env) open() {
 		e.t.Fatal(err)
 	}
 	m.Now = e.clk.now
-	m.OnNotifyError = func(n Notice, err error) {}
+	m.OnNotifyError = func(n Notice, err error) { e.t.Errorf("queueing %s notice: %v", n.Event, err) }
+	e.outbox = outbox.NewSender(db, func(ctx context.Context, n outbox.Notice) error {
+		return e.mail.Notify(ctx, Notice{Event: n.Event, User: User{n.Service, n.User}, Email: n.To, Expires: n.Expires, At: n.At})
+	})
+	e.outbox.Now = e.clk.now
+	m.Kick = e.drain
 	e.m = m
+}
+
+// drain delivers every due notice in the outbox.
+func (e *env) drain() {
+	e.t.Helper()
+	for range 100 {
+		sent, failed, err := e.outbox.DrainOnce(context.Background(), 32)
+		if err != nil {
+			e.t.Errorf("draining the outbox: %v", err)
+			return
+		}
+		if sent+failed < 32 {
+			return
+		}
+	}
+	e.t.Error("the outbox did not drain in 100 rounds")
+}
+
+// queued counts the notices waiting in the outbox.
+func (e *env) queued() int {
+	e.t.Helper()
+	c, err := outbox.Depth(context.Background(), e.db)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c.Queued
 }
 
 func (e *env) reopen() {
@@ -256,16 +292,14 @@ func (e *env) assertAuditClean(secrets ...string) {
 	}
 }
 
+// linkCount counts the setup links the store holds and has not expired.
 func (e *env) linkCount() int {
 	e.t.Helper()
-	n := 0
-	err := e.db.View(context.Background(), func(tx store.Tx) error {
-		return tx.ForEach(store.SetupLinks, func(string, []byte) error { n++; return nil })
-	})
-	if err != nil {
-		e.t.Fatal(err)
+	page, next, err := e.db.Scan(context.Background(), store.SetupLinks, "", store.MaxScanLimit)
+	if err != nil || next != "" {
+		e.t.Fatalf("Scan: %v, next %q", err, next)
 	}
-	return n
+	return len(page)
 }
 
 // totpCode is an independent RFC 6238 implementation (HMAC-SHA1, 6 digits,
@@ -320,6 +354,8 @@ func (m memTx) Put(b store.Bucket, k string, v []byte) error {
 	m[string(b)+"/"+k] = append([]byte(nil), v...)
 	return nil
 }
+
+func (m memTx) PutTTL(b store.Bucket, k string, v []byte, _ time.Duration) error { return m.Put(b, k, v) }
 
 func (m memTx) Delete(b store.Bucket, k string) error { delete(m, string(b)+"/"+k); return nil }
 

@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
+	"strings"
 	"time"
 
 	"github.com/otpgate/otpgate/internal/audit"
@@ -38,9 +38,10 @@ func (m *Manager) Renew(ctx context.Context, u User, code, clientIP string) (tim
 	}
 	now := m.Now()
 	var outcome error
-	var locked, done *Record
+	var expires time.Time
+	var queued bool
 	err := m.store.Update(ctx, func(tx store.Tx) error {
-		outcome, locked, done = nil, nil, nil
+		outcome, expires, queued = nil, time.Time{}, false
 		r, err := load(tx, u)
 		if err != nil {
 			return err
@@ -58,7 +59,8 @@ func (m *Manager) Renew(ctx context.Context, u User, code, clientIP string) (tim
 			return err
 		}
 		if c.JustLocked {
-			locked = c.Record
+			queued = true
+			return EnqueueLocked(tx, c.Record)
 		}
 		if c.Outcome != CodeOK {
 			return nil
@@ -69,20 +71,22 @@ func (m *Manager) Renew(ctx context.Context, u User, code, clientIP string) (tim
 		if err := save(tx, r); err != nil {
 			return err
 		}
-		done = r
-		return audit.Append(tx, auditRecord(now, audit.Renewed, u, clientIP, actorCustomer, "expires "+r.Expires.Format(time.DateOnly)))
+		if err := audit.Append(tx, auditRecord(now, audit.Renewed, u, clientIP, actorCustomer, "expires "+r.Expires.Format(time.DateOnly))); err != nil {
+			return err
+		}
+		expires, queued = r.Expires, true
+		return enqueue(tx, Notice{Event: "renewed", User: u, Email: r.Email, Expires: r.Expires, At: now})
 	})
 	if err != nil {
 		return time.Time{}, err
 	}
-	if locked != nil {
-		m.NotifyLocked(ctx, locked)
+	if queued {
+		m.kick()
 	}
 	if outcome != nil {
 		return time.Time{}, outcome
 	}
-	m.notify(ctx, Notice{Event: "renewed", User: u, Email: done.Email, Expires: done.Expires, At: now})
-	return done.Expires, nil
+	return expires, nil
 }
 
 func maxTime(a, b time.Time) time.Time {
@@ -102,7 +106,6 @@ func (m *Manager) Revoke(ctx context.Context, u User, clientIP string) error {
 		return ErrInvalidUser
 	}
 	now := m.Now()
-	var email string
 	err := m.store.Update(ctx, func(tx store.Tx) error {
 		r, err := load(tx, u)
 		if err != nil {
@@ -115,13 +118,15 @@ func (m *Manager) Revoke(ctx context.Context, u User, clientIP string) error {
 		if err := save(tx, r); err != nil {
 			return err
 		}
-		email = r.Email
-		return audit.Append(tx, auditRecord(now, audit.Revoked, u, clientIP, actorCustomer, ""))
+		if err := audit.Append(tx, auditRecord(now, audit.Revoked, u, clientIP, actorCustomer, "")); err != nil {
+			return err
+		}
+		return enqueue(tx, Notice{Event: "revoked", User: u, Email: r.Email, At: now})
 	})
 	if err != nil {
 		return err
 	}
-	m.notify(ctx, Notice{Event: "revoked", User: u, Email: email, At: now})
+	m.kick()
 	return nil
 }
 
@@ -170,12 +175,17 @@ func (m *Manager) Reset(ctx context.Context, u User, by, clientIP string) error 
 			// Nothing to reset, but the administrator's action is still recorded.
 			detail = "no token"
 		}
-		return audit.Append(tx, auditRecord(now, audit.Reset, u, clientIP, "admin:"+by, detail))
+		if err := audit.Append(tx, auditRecord(now, audit.Reset, u, clientIP, "admin:"+by, detail)); err != nil {
+			return err
+		}
+		return enqueue(tx, Notice{Event: "reset", User: u, Email: email, At: now})
 	})
 	if err != nil {
 		return err
 	}
-	m.notify(ctx, Notice{Event: "reset", User: u, Email: email, At: now})
+	if email != "" {
+		m.kick()
+	}
 	return nil
 }
 
@@ -200,14 +210,17 @@ func (m *Manager) Unlock(ctx context.Context, u User, by, clientIP string) error
 		if err := save(tx, r); err != nil {
 			return err
 		}
+		if err := audit.Append(tx, auditRecord(now, audit.Unlocked, u, clientIP, "admin:"+by, "")); err != nil {
+			return err
+		}
 		email = r.Email
-		return audit.Append(tx, auditRecord(now, audit.Unlocked, u, clientIP, "admin:"+by, ""))
+		return enqueue(tx, Notice{Event: "unlocked", User: u, Email: r.Email, At: now})
 	})
 	if err != nil {
 		return err
 	}
 	if email != "" {
-		m.notify(ctx, Notice{Event: "unlocked", User: u, Email: email, At: now})
+		m.kick()
 	}
 	return nil
 }
@@ -227,74 +240,151 @@ func (m *Manager) Get(ctx context.Context, u User) (*Record, error) {
 	return r, err
 }
 
+// scanPage is how many token records one read of List, Reseal and Sweep
+// covers; it also bounds the records one of Reseal's transactions writes
+// (store.MaxTxnKeys).
+const scanPage = 100
+
+// scanTokens calls fn with the token records of service ("" for all) a
+// page at a time, in key order, which is service then user ID. Each page is
+// a read of its own and fn runs outside any transaction, so a long run
+// holds none open; pages are not one snapshot, and a caller that changes a
+// record reads it again in its own transaction.
+func (m *Manager) scanTokens(ctx context.Context, service string, fn func(page []store.KV) error) error {
+	after, prefix := "", ""
+	if service != "" {
+		// No key is the bare prefix (user IDs are never empty): the
+		// service's keys are those right after it.
+		prefix = User{Service: service}.key()
+		after = prefix
+	}
+	for {
+		page, next, err := m.store.Scan(ctx, store.Tokens, after, scanPage)
+		if err != nil {
+			return err
+		}
+		end := len(page)
+		for i, kv := range page {
+			if !strings.HasPrefix(kv.Key, prefix) {
+				end, next = i, ""
+				break
+			}
+		}
+		if err := fn(page[:end]); err != nil {
+			return err
+		}
+		// Every page starts after the last, so this ends with the bucket.
+		if next == "" {
+			return nil
+		}
+		after = next
+	}
+}
+
+func decodeRecord(kv store.KV) (*Record, error) {
+	var r Record
+	if err := json.Unmarshal(kv.Value, &r); err != nil {
+		return nil, fmt.Errorf("decoding token record %q: %w", kv.Key, err)
+	}
+	return &r, nil
+}
+
 // List returns the token records of service ("" for all services), sorted
 // by service and user ID, with the sealed secret and the PIN hash blanked:
-// an admin listing has no use for them.
+// an admin listing has no use for them. It reads them a page at a time, so
+// a record changed meanwhile may be listed as it was before the change.
 func (m *Manager) List(ctx context.Context, service string) ([]Record, error) {
 	var out []Record
-	err := m.store.View(ctx, func(tx store.Tx) error {
-		out = nil
-		return tx.ForEach(store.Tokens, func(_ string, v []byte) error {
-			var r Record
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("decoding token record: %w", err)
-			}
-			if service != "" && r.Service != service {
-				return nil
+	err := m.scanTokens(ctx, service, func(page []store.KV) error {
+		for _, kv := range page {
+			r, err := decodeRecord(kv)
+			if err != nil {
+				return err
 			}
 			r.Secret, r.PINHash = nil, ""
-			out = append(out, r)
-			return nil
-		})
+			out = append(out, *r)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	// Key order is not record order once a store other than bbolt sorts
-	// differently, so sort explicitly.
-	slices.SortFunc(out, func(a, b Record) int {
-		return cmp.Or(cmp.Compare(a.Service, b.Service), cmp.Compare(a.User, b.User))
-	})
 	return out, nil
 }
 
 // Reseal seals again, under the current key, every secret still sealed
 // under a retired key, finishing a key rotation; by names the administrator.
 // Afterwards the retired key can be removed from the configuration.
+//
+// It goes a page of records at a time, each page in a transaction of its
+// own that reads every record again (it may have been revoked or re-sealed
+// since the page was read), so that no transaction outgrows what a store
+// takes; one audit record, written last, counts the secrets sealed again.
+// It is idempotent rather than atomic as a whole: stopped part way (a
+// secret under a key no longer configured, the store failing) it leaves
+// the pages before re-sealed, audits and returns how many, and run again
+// it re-seals what is left. A crash part way leaves those pages re-sealed
+// without the audit record.
 func (m *Manager) Reseal(ctx context.Context, by string) (int, error) {
 	now := m.Now()
-	var n int
-	err := m.store.Update(ctx, func(tx store.Tx) error {
-		n = 0
-		var stale []*Record
-		err := tx.ForEach(store.Tokens, func(_ string, v []byte) error {
-			var r Record
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("decoding token record: %w", err)
+	n := 0
+	err := m.scanTokens(ctx, "", func(page []store.KV) error {
+		var stale []User
+		for _, kv := range page {
+			r, err := decodeRecord(kv)
+			if err != nil {
+				return err
 			}
 			if len(r.Secret) > 0 && !m.sealer.Current(r.Secret) {
-				stale = append(stale, &r)
+				stale = append(stale, User{r.Service, r.User})
+			}
+		}
+		if len(stale) == 0 {
+			return nil
+		}
+		var done int
+		err := m.store.Update(ctx, func(tx store.Tx) error {
+			done = 0
+			for _, u := range stale {
+				r, err := load(tx, u)
+				if err != nil {
+					return err
+				}
+				if len(r.Secret) == 0 || m.sealer.Current(r.Secret) {
+					continue
+				}
+				ctxKey := []byte(u.key())
+				secret, err := m.sealer.Open(r.Secret, ctxKey)
+				if err != nil {
+					return fmt.Errorf("opening the secret of %s/%s: %w (is its key in retired_keys?)", r.Service, r.User, err)
+				}
+				if r.Secret, err = m.sealer.Seal(secret, ctxKey); err != nil {
+					return err
+				}
+				if err := save(tx, r); err != nil {
+					return err
+				}
+				done++
 			}
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		for _, r := range stale {
-			ctxKey := []byte(User{r.Service, r.User}.key())
-			secret, err := m.sealer.Open(r.Secret, ctxKey)
-			if err != nil {
-				return fmt.Errorf("opening the secret of %s/%s: %w (is its key in retired_keys?)", r.Service, r.User, err)
-			}
-			if r.Secret, err = m.sealer.Seal(secret, ctxKey); err != nil {
-				return err
-			}
-			if err := save(tx, r); err != nil {
-				return err
-			}
-		}
-		n = len(stale)
-		return audit.Append(tx, audit.Record{Time: now, Event: audit.Resealed, Actor: "admin:" + by, Detail: fmt.Sprintf("%d secrets sealed under the current key", n)})
+		n += done
+		return nil
 	})
-	return n, err
+	if err != nil && n == 0 {
+		return 0, err
+	}
+	detail := fmt.Sprintf("%d secrets sealed under the current key", n)
+	if err != nil {
+		detail += "; stopped: " + err.Error()
+	}
+	// Recorded even when the administrator's request has gone: the
+	// secrets were re-sealed.
+	aerr := m.store.Update(context.WithoutCancel(ctx), func(tx store.Tx) error {
+		return audit.Append(tx, audit.Record{Time: now, Event: audit.Resealed, Actor: "admin:" + by, Detail: detail})
+	})
+	return n, cmp.Or(err, aerr)
 }

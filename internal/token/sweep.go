@@ -1,79 +1,70 @@
 package token
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
-	"fmt"
+	"slices"
 	"time"
 
 	"github.com/otpgate/otpgate/internal/store"
 )
 
-// Sweep does the lifecycle's timed work, which bbolt cannot expire by
-// itself: it deletes expired and orphaned setup links (their tokens stay
-// Issued, and the customer issues again), and mails one renewal reminder per
-// expiry date to each active token whose renewal window has opened. It
-// returns the number of reminders sent.
+// linkBatch bounds the setup links one of Sweep's transactions clears: each
+// is a record read and two writes (the record, the link), so a batch stays
+// well within store.MaxTxnKeys.
+const linkBatch = 60
+
+// Sweep does the lifecycle's timed work: it clears expired setup links, and
+// the PIN hash that went with them, from their records (the tokens stay
+// Issued, and the customer issues again), and queues one renewal reminder
+// per expiry date for each active token whose renewal window has opened. It
+// returns the number of reminders queued.
 //
-// A reminder is marked sent only after the mail went out, so a mail failure
-// is retried on the next sweep (and reported to OnNotifyError); run one
-// sweeper per store, or a reminder may go out twice.
+// It reads the records a page at a time and changes them in transactions
+// of their own that read each record again, so it is safe to run in
+// several places at once: of two sweepers that both find a reminder due,
+// one queues it. Links nobody uses expire in the store by themselves
+// (PutTTL); Sweep clears the records that point to them.
+//
+// A damaged record is skipped and reported once the rest is swept, so it
+// does not stop every sweep at the same place.
 func (m *Manager) Sweep(ctx context.Context) (reminders int, err error) {
 	now := m.Now()
-	if err := m.sweepLinks(ctx, now); err != nil {
-		return 0, err
-	}
-	if m.notifier == nil {
-		return 0, nil
-	}
-	var due []Record
-	err = m.store.View(ctx, func(tx store.Tx) error {
-		due = nil
-		return tx.ForEach(store.Tokens, func(_ string, v []byte) error {
-			var r Record
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("decoding token record: %w", err)
+	var damaged error
+	err = m.scanTokens(ctx, "", func(page []store.KV) error {
+		var links, due []User
+		for _, kv := range page {
+			r, err := decodeRecord(kv)
+			if err != nil {
+				damaged = cmp.Or(damaged, err)
+				continue
 			}
-			if m.reminderDue(&r, now) {
-				due = append(due, r)
+			u := User{r.Service, r.User}
+			if linkExpired(r, now) {
+				links = append(links, u)
 			}
-			return nil
-		})
-	})
-	if err != nil {
-		return 0, err
-	}
-	for _, r := range due {
-		if err := ctx.Err(); err != nil {
-			return reminders, err
+			if m.reminderDue(r, now) {
+				due = append(due, u)
+			}
 		}
-		u := User{r.Service, r.User}
-		n := Notice{Event: "renew_reminder", User: u, Email: r.Email, Expires: r.Expires, At: now}
-		if err := m.notifier.Notify(ctx, n); err != nil {
-			if m.OnNotifyError != nil {
-				m.OnNotifyError(n, err)
+		for batch := range slices.Chunk(links, linkBatch) {
+			if err := m.clearLinks(ctx, batch, now); err != nil {
+				return err
 			}
-			continue
 		}
-		err := m.store.Update(ctx, func(tx store.Tx) error {
-			cur, err := load(tx, u)
+		for _, u := range due {
+			queued, err := m.remind(ctx, u, now)
 			if err != nil {
 				return err
 			}
-			// Renewed or revoked since the View: the mark would belong to
-			// an expiry date the token no longer has.
-			if cur.State != Active || !cur.Expires.Equal(r.Expires) {
-				return nil
+			if queued {
+				reminders++
+				m.kick()
 			}
-			cur.Reminded = r.Expires
-			return save(tx, cur)
-		})
-		if err != nil {
-			return reminders, err
 		}
-		reminders++
-	}
-	return reminders, nil
+		return nil
+	})
+	return reminders, cmp.Or(err, damaged)
 }
 
 // reminderDue: active, not yet expired (a long-expired token is not mailed
@@ -84,75 +75,49 @@ func (m *Manager) reminderDue(r *Record, now time.Time) bool {
 		!now.Before(r.Expires.Add(-m.cfg.RenewWindow)) && !r.Reminded.Equal(r.Expires)
 }
 
-type deadLink struct {
-	hash string
-	l    linkRecord // zero if the link could not be read
-}
-
-// deadLinks lists setup links that expired or that no record points to any
-// more (left behind by a re-issue or reset, or damaged).
-func deadLinks(tx store.Tx, now time.Time) ([]deadLink, error) {
-	var gone []deadLink
-	// ForEach allows no writes: collect first, delete after.
-	err := tx.ForEach(store.SetupLinks, func(k string, v []byte) error {
-		var l linkRecord
-		if json.Unmarshal(v, &l) != nil {
-			gone = append(gone, deadLink{hash: k})
-			return nil
-		}
-		if !now.Before(l.Expires) {
-			gone = append(gone, deadLink{hash: k, l: l})
-			return nil
-		}
-		u := User{l.Service, l.User}
-		if !u.valid() {
-			gone = append(gone, deadLink{hash: k})
-			return nil
-		}
+// remind queues u's renewal reminder, if it is still due, and marks the
+// expiry date it is for, in one transaction: it is queued once however many
+// sweepers found it due.
+func (m *Manager) remind(ctx context.Context, u User, now time.Time) (queued bool, err error) {
+	err = m.store.Update(ctx, func(tx store.Tx) error {
+		queued = false
 		r, err := load(tx, u)
 		if err != nil {
 			return err
 		}
-		if r.LinkHash != k {
-			gone = append(gone, deadLink{hash: k})
+		if !m.reminderDue(r, now) {
+			return nil
 		}
-		return nil
-	})
-	return gone, err
-}
-
-// sweepLinks deletes dead setup links and clears the expired ones, with the
-// PIN hash that went with them, from their records.
-func (m *Manager) sweepLinks(ctx context.Context, now time.Time) error {
-	// Most sweeps find nothing; a View first spares the single writer.
-	var found bool
-	err := m.store.View(ctx, func(tx store.Tx) error {
-		gone, err := deadLinks(tx, now)
-		found = len(gone) > 0
-		return err
-	})
-	if err != nil || !found {
-		return err
-	}
-	return m.store.Update(ctx, func(tx store.Tx) error {
-		gone, err := deadLinks(tx, now)
-		if err != nil {
+		r.Reminded = r.Expires
+		if err := save(tx, r); err != nil {
 			return err
 		}
-		for _, d := range gone {
-			if err := tx.Delete(store.SetupLinks, d.hash); err != nil {
-				return err
-			}
-			u := User{d.l.Service, d.l.User}
-			if !u.valid() {
-				continue
-			}
+		queued = true
+		return enqueue(tx, Notice{Event: "renew_reminder", User: u, Email: r.Email, Expires: r.Expires, At: now})
+	})
+	return queued, err
+}
+
+// linkExpired: r points to a setup link that has expired.
+func linkExpired(r *Record, now time.Time) bool {
+	return r.LinkHash != "" && !now.Before(r.LinkExpires)
+}
+
+// clearLinks deletes the expired setup links of users and clears them, with
+// the PIN hash that went with them, from their records, in one transaction.
+// A record issued again or set up since it was read is left alone.
+func (m *Manager) clearLinks(ctx context.Context, users []User, now time.Time) error {
+	return m.store.Update(ctx, func(tx store.Tx) error {
+		for _, u := range users {
 			r, err := load(tx, u)
 			if err != nil {
 				return err
 			}
-			if r.LinkHash != d.hash {
+			if !linkExpired(r, now) {
 				continue
+			}
+			if err := tx.Delete(store.SetupLinks, r.LinkHash); err != nil {
+				return err
 			}
 			r.LinkHash, r.LinkExpires, r.PINHash, r.SetupTries = "", time.Time{}, "", 0
 			if err := save(tx, r); err != nil {

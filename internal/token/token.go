@@ -4,7 +4,9 @@
 // and moves onto another store unchanged.
 //
 // Every state change is one store transaction that also writes its audit
-// record. Code checks happen inside the caller's transaction (CheckInTx) so
+// record and queues the notice that tells the customer (package outbox),
+// so neither can miss a change nor announce one that did not happen; the
+// mails an issue depends on go out at once instead (see Notifier). Code checks happen inside the caller's transaction (CheckInTx) so
 // that spending a time step, counting a failure and consuming the paused
 // operation commit together or not at all.
 package token
@@ -22,6 +24,7 @@ import (
 	"github.com/pquerna/otp/hotp"
 
 	"github.com/otpgate/otpgate/internal/audit"
+	"github.com/otpgate/otpgate/internal/outbox"
 	"github.com/otpgate/otpgate/internal/seal"
 	"github.com/otpgate/otpgate/internal/store"
 )
@@ -178,9 +181,10 @@ type Notice struct {
 	At          time.Time
 }
 
-// Notifier delivers notices. The setup notice, and the issued notice to the
-// previously registered address, must be delivered for an issue to succeed;
-// other notices are best effort and their failures only logged.
+// Notifier delivers the notices an issue depends on, at once: the setup
+// mail, and the issued notice to the previously registered address. Issue
+// fails if either fails. Every other notice is queued in the outbox with
+// the change it announces (see enqueue).
 type Notifier interface {
 	Notify(ctx context.Context, n Notice) error
 }
@@ -195,7 +199,10 @@ type Manager struct {
 	required map[string]bool
 	// Now is the clock; tests replace it.
 	Now func() time.Time
-	// OnNotifyError is called when a best-effort notice fails (for logging).
+	// Kick, if set, is called after a transaction that queued a notice in
+	// the outbox has committed, to send it at once (outbox.Sender.Kick).
+	Kick func()
+	// OnNotifyError is told when NotifyLocked could not queue its notice.
 	OnNotifyError func(n Notice, err error)
 }
 
@@ -458,7 +465,7 @@ const (
 type Check struct {
 	Outcome      Outcome
 	AttemptsLeft int
-	JustLocked   bool  // this check locked the user: mail them
+	JustLocked   bool  // this check locked the user: queue their notice (EnqueueLocked)
 	Step         int64 // the accepted time step
 	Record       *Record
 }
@@ -545,18 +552,48 @@ func (m *Manager) Code(secret []byte, t time.Time) (string, error) {
 	return hotp.GenerateCodeCustom(b32, uint64(t.Unix()/int64(m.cfg.Period/time.Second)), hotp.ValidateOpts{Digits: otp.Digits(m.cfg.Digits), Algorithm: m.algo})
 }
 
-// notify delivers a best-effort notice; failures go to OnNotifyError.
-func (m *Manager) notify(ctx context.Context, n Notice) {
-	if m.notifier == nil || n.Email == "" {
-		return
+// enqueue queues n in the outbox within tx, so that it is mailed exactly
+// when the change it announces commits, whether or not the customer's
+// connection stays open. A token without an address has no one to tell.
+func enqueue(tx store.Tx, n Notice) error {
+	if n.Email == "" {
+		return nil
 	}
-	if err := m.notifier.Notify(ctx, n); err != nil && m.OnNotifyError != nil {
-		m.OnNotifyError(n, err)
+	return outbox.Enqueue(tx, outbox.Notice{Event: n.Event, Service: n.User.Service, User: n.User.ID, To: n.Email,
+		Expires: n.Expires, At: n.At})
+}
+
+func (m *Manager) kick() {
+	if m.Kick != nil {
+		m.Kick()
 	}
 }
 
-// NotifyLocked mails the customer whose record a code check just locked.
-// Call it after the transaction that locked them has committed.
+// EnqueueLocked queues the lock notice for the record a code check just
+// locked (Check.JustLocked), within the transaction that locked it; call
+// Kick after it commits.
+func EnqueueLocked(tx store.Tx, r *Record) error {
+	return enqueue(tx, lockedNotice(r))
+}
+
+func lockedNotice(r *Record) Notice {
+	return Notice{Event: "locked", User: User{r.Service, r.User}, Email: r.Email, At: r.LockedAt}
+}
+
+// NotifyLocked queues the lock notice for a record a code check locked in
+// a transaction that has already committed, in a transaction of its own
+// that the caller's cancellation does not stop; a failure goes to
+// OnNotifyError. A crash between the two transactions loses the notice:
+// callers move to EnqueueLocked, in the locking transaction, and then
+// this goes.
 func (m *Manager) NotifyLocked(ctx context.Context, r *Record) {
-	m.notify(ctx, Notice{Event: "locked", User: User{r.Service, r.User}, Email: r.Email, At: r.LockedAt})
+	n := lockedNotice(r)
+	err := m.store.Update(context.WithoutCancel(ctx), func(tx store.Tx) error { return enqueue(tx, n) })
+	if err != nil {
+		if m.OnNotifyError != nil {
+			m.OnNotifyError(n, err)
+		}
+		return
+	}
+	m.kick()
 }
