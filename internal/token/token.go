@@ -330,11 +330,14 @@ func (m *Manager) status(r *Record, now time.Time) Status {
 // Requirement is what a protected operation needs from a user.
 type Requirement int
 
-// Requirements, in the order the gateway checks them.
+// Requirements. The zero value decides nothing, so a Requirement left unset
+// (an early return, a forgotten assignment) refuses rather than lets through.
 const (
+	// RequirementUnknown: no decision was made; callers refuse the operation.
+	RequirementUnknown Requirement = iota
 	// PassLegacy: the service does not require OTP and the user has no token;
 	// the operation passes unchanged, as before the gateway.
-	PassLegacy Requirement = iota
+	PassLegacy
 	// NeedCode: pause the operation and ask for a code.
 	NeedCode
 	// NeedEnrolment: OTP is required but the user has no active token.
@@ -349,7 +352,7 @@ const (
 func (m *Manager) RequirementInTx(tx store.Tx, u User, now time.Time) (Requirement, error) {
 	r, err := load(tx, u)
 	if err != nil {
-		return 0, err
+		return RequirementUnknown, err
 	}
 	if r.Locked && !m.lockExpired(r, now) {
 		return IsLocked, nil
@@ -362,7 +365,7 @@ func (m *Manager) RequirementInTx(tx store.Tx, u User, now time.Time) (Requireme
 	}
 	required, err := m.requiredInTx(tx, u.Service)
 	if err != nil {
-		return 0, err
+		return RequirementUnknown, err
 	}
 	if required {
 		return NeedEnrolment, nil
@@ -439,9 +442,11 @@ func (m *Manager) RequireOTP(ctx context.Context, service, by string) error {
 // Outcome of a code check.
 type Outcome int
 
-// Outcomes of CheckInTx.
+// Outcomes of CheckInTx. The zero value accepts nothing, so a Check left
+// unset never releases an operation.
 const (
-	CodeOK Outcome = iota
+	OutcomeUnknown Outcome = iota // no check was made; callers refuse
+	CodeOK
 	CodeInvalid
 	CodeReused
 	CodeLocked  // the user is (now) locked
