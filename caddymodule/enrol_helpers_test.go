@@ -676,7 +676,7 @@ func TestEnrolSMTPCAFileOption(t *testing.T) {
 	if err != nil {
 		t.Fatalf("notifier with a PEM ca_file: %v", err)
 	}
-	relay := n.(mailNotifier).sender.(*mail.SMTP)
+	relay := n.sender.(*mail.SMTP)
 	if relay.TLSConfig == nil || relay.TLSConfig.RootCAs == nil || relay.TLSConfig.InsecureSkipVerify {
 		t.Fatalf("TLS config %+v; want extra roots, verification on", relay.TLSConfig)
 	}

@@ -144,6 +144,7 @@ type Gateway struct {
 	tokens     *token.Manager
 	challenges *challenge.Manager
 	sessions   *session.Manager
+	mailer     mailNotifier
 	logger     *zap.Logger
 	stop       context.CancelFunc
 }
@@ -226,8 +227,7 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("otpgate: %v", err)
 	}
 
-	notifier, err := g.Mail.notifier(repl, g.Issuer)
-	if err != nil {
+	if g.mailer, err = g.Mail.notifier(repl, g.Issuer); err != nil {
 		return err
 	}
 
@@ -235,10 +235,11 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("otpgate: database path: %v", err)
 	}
-	if g.store, err = openStore(dbPath); err != nil {
+	pooled, err := openStore(dbPath)
+	if err != nil {
 		return fmt.Errorf("otpgate: opening token store: %v", err)
 	}
-	g.dbKey = dbPath
+	g.store, g.dbKey = pooled.db, dbPath
 
 	tc := token.Config{
 		Issuer: g.Issuer, Period: time.Duration(g.Period), Digits: g.Digits, Algorithm: g.Algorithm, Skew: g.Skew,
@@ -252,7 +253,7 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 			tc.RequireServices = append(tc.RequireServices, s)
 		}
 	}
-	if g.tokens, err = token.New(g.store, g.sealer, notifier, tc); err != nil {
+	if g.tokens, err = token.New(g.store, g.sealer, g.mailer, tc); err != nil {
 		g.Cleanup()
 		return fmt.Errorf("otpgate: %v", err)
 	}
@@ -263,16 +264,18 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	g.sessions = session.New(g.store, time.Duration(g.Identity.IdleTimeout), time.Duration(g.Identity.MaxAge))
 	clock := func() time.Time { return now() }
 	g.tokens.Now, g.challenges.Now, g.sessions.Now = clock, clock, clock
+	g.tokens.Kick = pooled.sender.Kick
 
 	registerInstance(g)
+	pooled.startSender()
 	sweepCtx, cancel := context.WithCancel(ctx)
 	g.stop = cancel
 	go g.sweep(sweepCtx)
 	return nil
 }
 
-// sweep removes expired paused operations, sessions and setup links, and
-// mails renewal reminders; bbolt has no expiry of its own.
+// sweep removes expired paused operations and what has expired in the
+// store (sessions, setup links), and queues renewal reminders.
 func (g *Gateway) sweep(ctx context.Context) {
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
@@ -291,7 +294,7 @@ func (g *Gateway) sweep(ctx context.Context) {
 		if n, err := g.tokens.Sweep(ctx); err != nil {
 			g.logger.Warn("sweeping tokens", zap.Error(err))
 		} else if n > 0 {
-			g.logger.Info("renewal reminders mailed", zap.Int("count", n))
+			g.logger.Info("renewal reminders queued", zap.Int("count", n))
 		}
 	}
 }

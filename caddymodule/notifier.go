@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/otpgate/otpgate/internal/mail"
+	"github.com/otpgate/otpgate/internal/outbox"
 	"github.com/otpgate/otpgate/internal/token"
 )
 
@@ -49,18 +50,18 @@ type SMTPConfig struct {
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 }
 
-func (m *MailConfig) notifier(repl *caddy.Replacer, issuer string) (token.Notifier, error) {
+func (m *MailConfig) notifier(repl *caddy.Replacer, issuer string) (mailNotifier, error) {
 	if m == nil {
-		return nil, errors.New("otpgate: mail is required: setup links are mailed (use mail_dir for a folder of .eml files, or smtp)")
+		return mailNotifier{}, errors.New("otpgate: mail is required: setup links are mailed (use mail_dir for a folder of .eml files, or smtp)")
 	}
 	from := repl.ReplaceAll(m.From, "")
 	if from == "" {
-		return nil, errors.New("otpgate: mail from is empty: set the fixed sender address customers whitelist")
+		return mailNotifier{}, errors.New("otpgate: mail from is empty: set the fixed sender address customers whitelist")
 	}
 	var s mail.Sender
 	switch {
 	case m.Dir != "" && m.SMTP != nil:
-		return nil, errors.New("otpgate: mail: set either dir or smtp, not both")
+		return mailNotifier{}, errors.New("otpgate: mail: set either dir or smtp, not both")
 	case m.Dir != "":
 		s = &mail.Dir{Path: repl.ReplaceAll(m.Dir, ""), From: from}
 	case m.SMTP != nil:
@@ -70,18 +71,18 @@ func (m *MailConfig) notifier(repl *caddy.Replacer, issuer string) (token.Notifi
 		}
 		port, err := strconv.Atoi(portText)
 		if err != nil || host == "" {
-			return nil, fmt.Errorf("otpgate: smtp address %q: want host:port", m.SMTP.Address)
+			return mailNotifier{}, fmt.Errorf("otpgate: smtp address %q: want host:port", m.SMTP.Address)
 		}
 		relay := &mail.SMTP{Host: host, Port: port, Username: repl.ReplaceAll(m.SMTP.Username, ""), Password: repl.ReplaceAll(m.SMTP.Password, ""),
 			From: from, TLS: m.SMTP.TLS, Timeout: time.Duration(m.SMTP.Timeout)}
 		if m.SMTP.CAFile != "" {
 			if relay.TLSConfig, err = extraRoots(repl.ReplaceAll(m.SMTP.CAFile, "")); err != nil {
-				return nil, err
+				return mailNotifier{}, err
 			}
 		}
 		s = relay
 	default:
-		return nil, errors.New("otpgate: mail: set dir or smtp")
+		return mailNotifier{}, errors.New("otpgate: mail: set dir or smtp")
 	}
 	return mailNotifier{sender: s, issuer: issuer}, nil
 }
@@ -103,7 +104,8 @@ func extraRoots(path string) (*tls.Config, error) {
 	return &tls.Config{RootCAs: pool}, nil
 }
 
-// mailNotifier turns lifecycle notices into mails.
+// mailNotifier turns lifecycle notices into mails: at once for the mails
+// an issue depends on (Notify), from the outbox for the rest (deliver).
 type mailNotifier struct {
 	sender mail.Sender
 	issuer string
@@ -116,6 +118,19 @@ func (n mailNotifier) Notify(ctx context.Context, no token.Notice) error {
 	})
 	if err != nil {
 		return err
+	}
+	return n.sender.Send(ctx, msg)
+}
+
+// deliver mails a notice queued in the outbox (outbox.Sender.Deliver). A
+// notice that cannot be composed never will be, so it is given up on at
+// once rather than retried.
+func (n mailNotifier) deliver(ctx context.Context, no outbox.Notice) error {
+	msg, err := mail.Compose(mail.Event(no.Event), no.To, mail.Data{
+		ServiceID: no.Service, UserID: no.User, Issuer: n.issuer, Expires: no.Expires, At: no.At,
+	})
+	if err != nil {
+		return outbox.Permanent(err)
 	}
 	return n.sender.Send(ctx, msg)
 }

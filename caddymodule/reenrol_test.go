@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/otpgate/otpgate/internal/audit"
 	"github.com/otpgate/otpgate/internal/pages"
@@ -70,6 +71,25 @@ func reenrolSubjects(e *env, addr string) []string {
 	return out
 }
 
+// reenrolWaitMail waits, a bounded time, for a mail to addr whose subject
+// ends with subjectEnd: notices other than the issue's own come from the
+// outbox sender, after the response.
+func reenrolWaitMail(e *env, addr, subjectEnd string) {
+	e.t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		for _, s := range reenrolSubjects(e, addr) {
+			if s == subjectEnd {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("no mail %q to %s; got %v", subjectEnd, addr, reenrolSubjects(e, addr))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // reenrolIssuedNotice checks the one notice of a new issue that addr got:
 // Japanese, then English, then the phishing notice, and no setup link.
 func reenrolIssuedNotice(t *testing.T, e *env, addr string) {
@@ -126,6 +146,7 @@ func TestReenrolExpiredTokenNeedsTokenOrBank(t *testing.T) {
 	if st := enrolTokenState(a); st["state"] != "expired" {
 		t.Fatalf("token a year and a day after activation: %v; want expired", st)
 	}
+	reenrolWaitMail(e, owner, "OTP token activated")
 	mailsBefore := len(reenrolSubjects(e, owner))
 
 	res, out := a.postJSON("/.otpgate/token/issue", map[string]string{"email": attacker, "pin": "9999"})
