@@ -184,7 +184,8 @@ type Notice struct {
 // Notifier delivers the notices an issue depends on, at once: the setup
 // mail, and the issued notice to the previously registered address. Issue
 // fails if either fails. Every other notice is queued in the outbox with
-// the change it announces (see enqueue).
+// the change it announces (see enqueue), except NotifyLocked's until its
+// last caller moves to EnqueueLocked.
 type Notifier interface {
 	Notify(ctx context.Context, n Notice) error
 }
@@ -202,7 +203,7 @@ type Manager struct {
 	// Kick, if set, is called after a transaction that queued a notice in
 	// the outbox has committed, to send it at once (outbox.Sender.Kick).
 	Kick func()
-	// OnNotifyError is told when NotifyLocked could not queue its notice.
+	// OnNotifyError is told when NotifyLocked's mail fails.
 	OnNotifyError func(n Notice, err error)
 }
 
@@ -585,20 +586,17 @@ func lockedNotice(r *Record) Notice {
 	return Notice{Event: "locked", User: User{r.Service, r.User}, Email: r.Email, At: r.LockedAt}
 }
 
-// NotifyLocked queues the lock notice for a record a code check locked in
-// a transaction that has already committed, in a transaction of its own
-// that the caller's cancellation does not stop; a failure goes to
-// OnNotifyError. A crash between the two transactions loses the notice:
-// callers move to EnqueueLocked, in the locking transaction, and then
-// this goes.
+// NotifyLocked mails the lock notice at once, through the Notifier, for a
+// record a code check locked in a transaction that has committed; a
+// failure goes to OnNotifyError. The mail depends on the caller's
+// connection and is not retried: callers move to EnqueueLocked, in the
+// locking transaction, and then this goes.
 func (m *Manager) NotifyLocked(ctx context.Context, r *Record) {
 	n := lockedNotice(r)
-	err := m.store.Update(context.WithoutCancel(ctx), func(tx store.Tx) error { return enqueue(tx, n) })
-	if err != nil {
-		if m.OnNotifyError != nil {
-			m.OnNotifyError(n, err)
-		}
+	if m.notifier == nil || n.Email == "" {
 		return
 	}
-	m.kick()
+	if err := m.notifier.Notify(ctx, n); err != nil && m.OnNotifyError != nil {
+		m.OnNotifyError(n, err)
+	}
 }
