@@ -190,13 +190,6 @@ type Tx interface {
 	// inside a transaction, which etcd's STM cannot do and whose size no
 	// transaction limit bounds.
 	ForEach(b Bucket, fn func(key string, value []byte) error) error
-	// Append adds value under a new key that sorts after all earlier keys
-	// of b appended by this process; bbolt keys it as AppendAt with the
-	// store's clock.
-	//
-	// To be removed once its callers move to AppendAt, which keys by the
-	// record's own time.
-	Append(b Bucket, value []byte) error
 }
 
 // ExpiringTx is the part of a store's Tx that writes keys that expire.

@@ -355,7 +355,13 @@ func (m memTx) Put(b store.Bucket, k string, v []byte) error {
 	return nil
 }
 
-func (m memTx) PutTTL(b store.Bucket, k string, v []byte, _ time.Duration) error { return m.Put(b, k, v) }
+// PutTTL keeps no expiry: nothing outlives a memTx. With it every Tx is
+// an ExpiringTx, so that interface can join Tx.
+func (m memTx) PutTTL(b store.Bucket, k string, v []byte, _ time.Duration) error {
+	return m.Put(b, k, v)
+}
+
+var _ store.ExpiringTx = memTx{}
 
 func (m memTx) Delete(b store.Bucket, k string) error { delete(m, string(b)+"/"+k); return nil }
 
@@ -373,10 +379,6 @@ func (m memTx) ForEach(b store.Bucket, fn func(string, []byte) error) error {
 		}
 	}
 	return nil
-}
-
-func (m memTx) Append(b store.Bucket, v []byte) error {
-	return m.Put(b, fmt.Sprintf("%020d", len(m)), v)
 }
 
 var errMailDown = errors.New("smtp: connection refused")

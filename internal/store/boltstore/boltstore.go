@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -58,9 +57,6 @@ type DB struct {
 	db        *bolt.DB
 	now       func() time.Time
 	txnLimits bool
-	// lastAppend is the latest time the legacy Append keyed by, in Unix
-	// nanoseconds, so that its keys never go back when the clock does.
-	lastAppend atomic.Int64
 }
 
 // Open opens (creating if needed) the database file at path with mode 0600.
@@ -153,7 +149,7 @@ func (d *DB) run(ctx context.Context, writable bool, fn func(store.Tx) error) er
 		return err
 	}
 	body := func(btx *bolt.Tx) error {
-		t := &tx{t: btx, now: d.now(), d: d}
+		t := &tx{t: btx, now: d.now()}
 		if writable && d.txnLimits {
 			t.limits = &txnUse{reads: map[string]bool{}, writes: map[string]bool{}}
 		}
@@ -285,26 +281,10 @@ func (d *DB) Sweep(ctx context.Context, limit int) (int, error) {
 // Close closes the file.
 func (d *DB) Close() error { return d.db.Close() }
 
-// appendTime is the store's clock for the legacy Append, never earlier than
-// the time of the previous Append.
-func (d *DB) appendTime() time.Time {
-	now := d.now().UnixNano()
-	for {
-		last := d.lastAppend.Load()
-		if now <= last {
-			return time.Unix(0, last)
-		}
-		if d.lastAppend.CompareAndSwap(last, now) {
-			return time.Unix(0, now)
-		}
-	}
-}
-
 // tx is one run of fn. now is fixed for the run, so that a key does not
 // expire between two reads of the same fn.
 type tx struct {
 	t   *bolt.Tx
-	d   *DB
 	now time.Time
 	// failed is the first write that failed; it fails the transaction even
 	// if fn goes on and returns nil.
@@ -487,11 +467,6 @@ func (t *tx) ForEach(b store.Bucket, fn func(string, []byte) error) error {
 		}
 		return fn(string(k), v)
 	})
-}
-
-func (t *tx) Append(b store.Bucket, value []byte) error {
-	_, err := store.AppendAt(t, b, t.d.appendTime(), value)
-	return err
 }
 
 // Interface guards
