@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/otpgate/otpgate/internal/zengin"
 )
 
 // Request is a Caddy-free view of an HTTP request.
@@ -46,6 +48,10 @@ type Match struct {
 	// the others ErrConflictingValues and ErrEscaped, joined. It names
 	// fields and code points, never values.
 	Err error
+	// File summarises the transfer file of a rule with ShowFile; nil when
+	// the rule has none or no file could be read (FileErr says why).
+	File    *zengin.Summary
+	FileErr error
 }
 
 // ShownField is a field to display on the confirm page.
@@ -129,7 +135,7 @@ func (p *Policy) Classify(r *Request, body []byte) *Match {
 			}
 			methodDoubt = true
 		}
-		needsBody := len(rule.Params) > 0 || len(rule.Show) > 0
+		needsBody := len(rule.Params) > 0 || len(rule.Show) > 0 || rule.ShowFile != nil
 		if !ps.holds(rule.Params) && (ps.err == nil || !needsBody) {
 			continue
 		}
@@ -175,6 +181,9 @@ func (p *Policy) Classify(r *Request, body []byte) *Match {
 		if len(errs) > 0 {
 			m.Doubt = true
 			m.Err = errors.Join(errs...)
+		}
+		if c.file != nil {
+			m.readFile(c.file, r.Header.Get("Content-Type"), body)
 		}
 		return m
 	}

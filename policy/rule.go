@@ -8,6 +8,8 @@ import (
 	"golang.org/x/text/encoding"
 	"golang.org/x/text/encoding/htmlindex"
 	"golang.org/x/text/encoding/ianaindex"
+
+	"github.com/otpgate/otpgate/internal/display"
 )
 
 // Kind is one of the five operation kinds that need a one-time code.
@@ -84,6 +86,25 @@ type Rule struct {
 	// Show lists the fields displayed on the confirm page, in this order.
 	Show []Field `json:"show,omitempty"`
 
+	// Title names the operation on the confirm page in the bank's own
+	// wording ("税金・各種料金の払込"). Default: the name of the kind.
+	Title string `json:"title,omitempty"`
+
+	// TitleEn is the English title. Default: the English name of the kind.
+	TitleEn string `json:"title_en,omitempty"`
+
+	// ShowFile, if set, summarises the transfer file uploaded with the
+	// operation on the confirm page (see FileDisplay).
+	ShowFile *FileDisplay `json:"show_file,omitempty"`
+
+	// RefuseDoubtfulFiles refuses (400, Verdict Refused) an operation whose
+	// file cannot be found or read, or whose summary has problems (a
+	// trailer that disagrees with its records, a record that does not
+	// read): the customer cannot confirm what the bank will execute.
+	// Without it such a file is held and the confirm page says prominently
+	// what is wrong. Needs ShowFile.
+	RefuseDoubtfulFiles bool `json:"refuse_doubtful_files,omitempty"`
+
 	// Charset is the character set of query strings and form bodies that
 	// declare none, as a WHATWG or IANA name such as "shift_jis",
 	// "windows-31j", "euc-jp" or "iso-2022-jp". A charset parameter in the
@@ -117,6 +138,15 @@ type Field struct {
 
 	// LabelEn is the English label. Default: the Japanese label.
 	LabelEn string `json:"label_en,omitempty"`
+
+	// Format is how the confirm page shows the value (package
+	// internal/display): "yen" (1,500,000円), "account" (普通 1234567),
+	// "date" (2026年12月7日), "code" (exactly, in a box), "bank" (金融機関
+	// コード with its name from the operator's table), "branch" (支店コード
+	// with its name, within the bank of the nearest "bank" field before it)
+	// or "plain". A value that does not read exactly one way in its format
+	// is shown as received, with a doubt. Default: plain, stored as "".
+	Format string `json:"format,omitempty"`
 }
 
 // Policy is a compiled, immutable rule set, safe for concurrent use.
@@ -130,6 +160,7 @@ type Policy struct {
 type compiled struct {
 	methods []string // upper case; empty: any method
 	charset charset
+	file    *fileSpec // Rule.ShowFile
 }
 
 // node is a segment trie over all rules' path patterns, so that a request
@@ -192,10 +223,15 @@ func (p *Policy) add(i int, r Rule) error {
 		}
 	}
 	show := make([]Field, len(r.Show))
+	bankShown := false
 	for j, f := range r.Show {
 		if f.Name == "" {
 			return fmt.Errorf("shown field %d without a name", j+1)
 		}
+		if err := checkFormat(&f, bankShown); err != nil {
+			return fmt.Errorf("shown field %q: %w", f.Name, err)
+		}
+		bankShown = bankShown || f.Format == string(display.Bank)
 		if f.Label == "" {
 			f.Label = f.Name
 		}
@@ -205,6 +241,17 @@ func (p *Policy) add(i int, r Rule) error {
 		show[j] = f
 	}
 	r.Show = show
+	if r.ShowFile != nil {
+		spec, err := r.ShowFile.compile()
+		if err != nil {
+			return err
+		}
+		c.file = &spec
+		f := *r.ShowFile
+		r.ShowFile = &f
+	} else if r.RefuseDoubtfulFiles {
+		return errors.New("refuse_doubtful_files without show_file: say which field holds the file and its format")
+	}
 	if r.Charset != "" {
 		enc, err := lookupCharset(r.Charset)
 		if err != nil {
@@ -217,6 +264,23 @@ func (p *Policy) add(i int, r Rule) error {
 	r.Params = append([]Condition(nil), r.Params...)
 	p.rules[i] = r
 	p.compiled[i] = c
+	return nil
+}
+
+// checkFormat validates a shown field's format, writing "plain" as "". A
+// branch code is named within its bank, so a "branch" field needs a "bank"
+// field before it.
+func checkFormat(f *Field, bankShown bool) error {
+	if f.Format == "plain" {
+		f.Format = ""
+	}
+	k, err := display.ParseKind(f.Format)
+	if err != nil {
+		return fmt.Errorf("%w (or plain)", err)
+	}
+	if k == display.Branch && !bankShown {
+		return errors.New(`format branch needs a field of format bank shown before it (its 金融機関コード)`)
+	}
 	return nil
 }
 
