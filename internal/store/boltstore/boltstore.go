@@ -46,9 +46,10 @@ type Options struct {
 	// TxnLimits refuses, with store.ErrTooLarge, a value over
 	// store.MaxValueSize and an Update that reads or writes more than
 	// store.MaxTxnKeys keys or writes more than store.MaxTxnBytes, as an
-	// etcd store must. Off by default until the
-	// callers still doing bulk work in one Update (the sweeps, re-seal)
-	// move to Scan; tests turn it on to find code that only bbolt runs.
+	// etcd store must. Off by default until the last callers that need
+	// more move (challenge's sweep ranges over every paused operation in
+	// one Update, and held bodies over store.MaxValueSize are not yet
+	// chunked); tests turn it on to find code that only bbolt runs.
 	TxnLimits bool
 }
 
