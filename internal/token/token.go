@@ -6,8 +6,9 @@
 // Every state change is one store transaction that also writes its audit
 // record and queues the notice that tells the customer (package outbox),
 // so neither can miss a change nor announce one that did not happen; the
-// mails an issue depends on go out at once instead (see Notifier). Code checks happen inside the caller's transaction (CheckInTx) so
-// that spending a time step, counting a failure and consuming the paused
+// mails an issue depends on go out at once instead (see Notifier). Code
+// checks happen inside the caller's transaction (CheckInTx) so that
+// spending a time step, counting a failure and consuming the paused
 // operation commit together or not at all.
 package token
 
