@@ -260,7 +260,10 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	g.tokens.OnNotifyError = func(n token.Notice, err error) {
 		g.logger.Error("mail notice failed", zap.String("event", n.Event), zap.String("service", n.User.Service), zap.String("user", n.User.ID), zap.Error(err))
 	}
-	g.challenges = challenge.New(g.store, g.tokens, time.Duration(g.ChallengeLifetime))
+	if g.challenges, err = challenge.New(g.store, g.sealer, g.tokens, challenge.Config{Lifetime: time.Duration(g.ChallengeLifetime)}); err != nil {
+		g.Cleanup()
+		return fmt.Errorf("otpgate: %v", err)
+	}
 	g.sessions = session.New(g.store, time.Duration(g.Identity.IdleTimeout), time.Duration(g.Identity.MaxAge))
 	clock := func() time.Time { return now() }
 	g.tokens.Now, g.challenges.Now, g.sessions.Now = clock, clock, clock
@@ -285,8 +288,8 @@ func (g *Gateway) sweep(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if _, err := g.challenges.Sweep(ctx); err != nil {
-			g.logger.Warn("sweeping paused operations", zap.Error(err))
+		if _, err := g.challenges.DropUnsealed(ctx); err != nil {
+			g.logger.Warn("deleting paused operations an earlier version stored unsealed", zap.Error(err))
 		}
 		if err := sweepStore(ctx, g.store); err != nil {
 			g.logger.Warn("sweeping expired keys", zap.Error(err))

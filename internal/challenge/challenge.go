@@ -1,5 +1,8 @@
 // Package challenge holds paused operations: the whole request a customer
 // sent, kept until they confirm it with a code, cancel it, or it expires.
+// A held request is sealed at rest (held.go): its headers and body carry
+// transaction passwords and Authorization values, and nothing of it is
+// readable in the database.
 //
 // Confirm is the heart of the gateway: in one store transaction it finds the
 // operation, checks it belongs to the confirming session, checks the code
@@ -14,14 +17,15 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/otpgate/otpgate/internal/audit"
+	"github.com/otpgate/otpgate/internal/seal"
 	"github.com/otpgate/otpgate/internal/store"
 	"github.com/otpgate/otpgate/internal/token"
 )
@@ -107,78 +111,141 @@ var (
 // Manager keeps paused operations.
 type Manager struct {
 	store  store.Store
+	sealer *seal.Sealer
 	tokens *token.Manager
-	// Lifetime of a paused operation. Default: 5 minutes.
-	Lifetime time.Duration
+	cfg    Config
 	// Now is the clock; tests replace it.
 	Now func() time.Time
+
+	// unsealed is DropUnsealed's progress.
+	unsealed struct {
+		sync.Mutex
+		after string
+		done  bool
+	}
 }
 
-// New returns a Manager.
-func New(s store.Store, tokens *token.Manager, lifetime time.Duration) *Manager {
-	if lifetime <= 0 {
-		lifetime = 5 * time.Minute
+// New returns a Manager that keeps operations in s sealed by sealer (the
+// sealer of the TOTP secrets) and decides with tokens.
+func New(s store.Store, sealer *seal.Sealer, tokens *token.Manager, cfg Config) (*Manager, error) {
+	if sealer == nil {
+		return nil, errors.New("challenge: no sealer: held operations are never stored in the clear")
 	}
-	return &Manager{store: s, tokens: tokens, Lifetime: lifetime, Now: time.Now}
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	return &Manager{store: s, sealer: sealer, tokens: tokens, cfg: cfg, Now: time.Now}, nil
 }
 
 // Pause decides, for a protected operation, what the customer's token state
-// requires and, if it is a code, stores op (filling ID, times and digest).
-// The decision and the write are one transaction, so a token revoked
-// concurrently cannot leave a paused operation behind it.
+// requires and, if it is a code, stores op (filling ID, times and digest)
+// sealed, making room under the customer's caps (Config) by discarding
+// their oldest held operations. The decision and the write are one
+// transaction, so a token revoked concurrently cannot leave a paused
+// operation behind it.
+//
+// The decision is taken first in a read-only snapshot, so that an
+// operation that needs no code is never written; the sealed request is then
+// staged in chunks (a payroll file is larger than one store value) and made
+// visible by the transaction that decides again.
 func (m *Manager) Pause(ctx context.Context, op *Operation) (token.Requirement, error) {
 	id, err := newID()
 	if err != nil {
-		return 0, err
+		return token.RequirementUnknown, err
 	}
 	now := m.Now()
-	op.ID, op.Created, op.Expires = id, now, now.Add(m.Lifetime)
+	op.ID, op.Created, op.Expires = id, now, now.Add(m.cfg.Lifetime)
 	op.Digest = op.ComputeDigest()
-	b, err := json.Marshal(op)
-	if err != nil {
-		return 0, fmt.Errorf("encoding operation: %w", err)
+	u := token.User{Service: op.Service, ID: op.User}
+	req := token.RequirementUnknown
+	err = m.store.View(ctx, func(tx store.Tx) error {
+		var err error
+		req, err = m.tokens.RequirementInTx(tx, u, now)
+		return err
+	})
+	if err != nil || req != token.NeedCode {
+		return req, err
 	}
-	var req token.Requirement
+	sealed, err := m.seal(op)
+	if err != nil {
+		return token.RequirementUnknown, err
+	}
+	staged, err := store.StageChunked(ctx, m.store, store.Pending, id, sealed, m.cfg.Lifetime)
+	if err != nil {
+		return token.RequirementUnknown, fmt.Errorf("storing the held operation: %w", err)
+	}
+	entry := heldEntry{ID: id, Expires: op.Expires, Size: len(sealed), Kind: op.Kind, Rule: op.Rule, Digest: op.Digest}
 	err = m.store.Update(ctx, func(tx store.Tx) error {
 		var err error
-		req, err = m.tokens.RequirementInTx(tx, token.User{Service: op.Service, ID: op.User}, now)
+		req, err = m.tokens.RequirementInTx(tx, u, now)
 		if err != nil || req != token.NeedCode {
+			// The staged chunks are never committed and expire.
 			return err
 		}
-		if err := tx.Put(store.Pending, op.ID, b); err != nil {
+		if err := m.hold(tx, op, entry, now); err != nil {
+			return err
+		}
+		if err := staged.Commit(tx); err != nil {
 			return err
 		}
 		return audit.Append(tx, audit.Record{Time: now, Event: audit.Challenge, Service: op.Service, User: op.User,
 			ClientIP: op.ClientIP, Actor: "customer", Kind: op.Kind, Rule: op.Rule, Request: op.LogRequest(),
 			Digest: op.Digest, Fields: op.FieldMap()})
 	})
-	return req, err
+	if err != nil {
+		return token.RequirementUnknown, err
+	}
+	return req, nil
 }
 
 func newID() (string, error) {
-	b := make([]byte, 18)
+	b := make([]byte, idBytes)
 	if _, err := rand.Read(b); err != nil {
 		return "", fmt.Errorf("reading random challenge ID: %w", err)
 	}
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-func loadInTx(tx store.Tx, id, session string, now time.Time) (*Operation, error) {
-	v, err := tx.Get(store.Pending, id)
+// idBytes is the randomness of a challenge ID, written as 24 characters of
+// unpadded base64url.
+const idBytes = 18
+
+// validID reports whether id is written as newID writes IDs. Anything else
+// is unknown without a lookup, and never reaches the store's other keys of
+// the bucket (the customers' indexes).
+func validID(id string) bool {
+	if len(id) != base64.RawURLEncoding.EncodedLen(idBytes) {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// load reads and opens the operation id for session within tx.
+func (m *Manager) load(tx store.Tx, id, session string, now time.Time) (*Operation, error) {
+	if !validID(id) {
+		return nil, ErrGone
+	}
+	v, err := store.GetChunked(tx, store.Pending, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, ErrGone
 	}
 	if err != nil {
 		return nil, err
 	}
-	var op Operation
-	if err := json.Unmarshal(v, &op); err != nil {
-		return nil, fmt.Errorf("decoding operation: %w", err)
+	op, err := m.open(id, v)
+	if err != nil {
+		return nil, err
 	}
 	if !now.Before(op.Expires) || op.Session != session {
 		return nil, ErrGone
 	}
-	return &op, nil
+	return op, nil
 }
 
 // Get returns the paused operation id for the session that created it.
@@ -186,7 +253,7 @@ func (m *Manager) Get(ctx context.Context, id, session string) (*Operation, erro
 	var op *Operation
 	err := m.store.View(ctx, func(tx store.Tx) error {
 		var err error
-		op, err = loadInTx(tx, id, session, m.Now())
+		op, err = m.load(tx, id, session, m.Now())
 		return err
 	})
 	return op, err
@@ -202,14 +269,14 @@ type Result struct {
 // Confirm checks code for the challenge id in one transaction. On a right
 // code the operation is consumed and returned for release; on a wrong one a
 // failure is counted, and when that locks the user the operation is
-// discarded (it must be submitted again). A reused code leaves both as they
-// are.
+// discarded (it must be submitted again) and the lock notice is queued in
+// the same transaction. A reused code leaves both as they are.
 func (m *Manager) Confirm(ctx context.Context, id, session, code, clientIP string) (Result, error) {
 	now := m.Now()
 	var res Result
 	err := m.store.Update(ctx, func(tx store.Tx) error {
 		res = Result{}
-		op, err := loadInTx(tx, id, session, now)
+		op, err := m.load(tx, id, session, now)
 		if err != nil {
 			return err
 		}
@@ -224,7 +291,7 @@ func (m *Manager) Confirm(ctx context.Context, id, session, code, clientIP strin
 		case token.CodeOK:
 			rec.Event, rec.Fields = audit.CodeOK, op.FieldMap()
 			res.Op = op
-			if err := tx.Delete(store.Pending, id); err != nil {
+			if err := m.drop(tx, op); err != nil {
 				return err
 			}
 		case token.CodeReused:
@@ -238,21 +305,26 @@ func (m *Manager) Confirm(ctx context.Context, id, session, code, clientIP strin
 			}
 			// A locked user's operation is discarded: after the failure
 			// limit the customer must submit it again.
-			if err := tx.Delete(store.Pending, id); err != nil {
+			if err := m.drop(tx, op); err != nil {
 				return err
 			}
+		default:
+			return fmt.Errorf("challenge: code check outcome %v", c.Outcome)
 		}
 		if err := audit.Append(tx, rec); err != nil {
 			return err
 		}
-		if c.JustLocked {
-			return audit.Append(tx, audit.Record{Time: now, Event: audit.Locked, Service: op.Service, User: op.User,
-				ClientIP: clientIP, Actor: "system", Detail: "too many wrong codes; pending operation discarded"})
+		if !c.JustLocked {
+			return nil
 		}
-		return nil
+		if err := token.EnqueueLocked(tx, c.Record); err != nil {
+			return err
+		}
+		return audit.Append(tx, audit.Record{Time: now, Event: audit.Locked, Service: op.Service, User: op.User,
+			ClientIP: clientIP, Actor: "system", Detail: "too many wrong codes; pending operation discarded"})
 	})
-	if err == nil && res.Check.JustLocked {
-		m.tokens.NotifyLocked(ctx, res.Check.Record)
+	if err == nil && res.Check.JustLocked && m.tokens.Kick != nil {
+		m.tokens.Kick()
 	}
 	return res, err
 }
@@ -261,11 +333,11 @@ func (m *Manager) Confirm(ctx context.Context, id, session, code, clientIP strin
 func (m *Manager) Cancel(ctx context.Context, id, session, clientIP string) error {
 	now := m.Now()
 	return m.store.Update(ctx, func(tx store.Tx) error {
-		op, err := loadInTx(tx, id, session, now)
+		op, err := m.load(tx, id, session, now)
 		if err != nil {
 			return err
 		}
-		if err := tx.Delete(store.Pending, id); err != nil {
+		if err := m.drop(tx, op); err != nil {
 			return err
 		}
 		return audit.Append(tx, audit.Record{Time: now, Event: audit.Cancelled, Service: op.Service, User: op.User,
@@ -298,34 +370,4 @@ func (m *Manager) RecordRelease(ctx context.Context, op *Operation, clientIP str
 		rec.Event, rec.Detail = audit.ReleaseError, "outcome unknown, not retried: "+upstreamErr.Error()
 	}
 	return m.store.Update(ctx, func(tx store.Tx) error { return audit.Append(tx, rec) })
-}
-
-// Sweep deletes expired operations; bbolt has no expiry of its own.
-func (m *Manager) Sweep(ctx context.Context) (int, error) {
-	now := m.Now()
-	var n int
-	err := m.store.Update(ctx, func(tx store.Tx) error {
-		n = 0
-		var gone []string
-		err := tx.ForEach(store.Pending, func(k string, v []byte) error {
-			var op struct {
-				Expires time.Time `json:"expires"`
-			}
-			if json.Unmarshal(v, &op) != nil || !now.Before(op.Expires) {
-				gone = append(gone, k)
-			}
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		for _, k := range gone {
-			if err := tx.Delete(store.Pending, k); err != nil {
-				return err
-			}
-		}
-		n = len(gone)
-		return nil
-	})
-	return n, err
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/otpgate/otpgate/internal/audit"
 	"github.com/otpgate/otpgate/internal/challenge"
+	"github.com/otpgate/otpgate/internal/outbox"
 	"github.com/otpgate/otpgate/internal/seal"
 	"github.com/otpgate/otpgate/internal/session"
 	"github.com/otpgate/otpgate/internal/store"
@@ -163,8 +164,11 @@ func (c *clock) add(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.t = c
 
 type env struct {
 	t      *testing.T
+	path   string
 	db     *boltstore.DB
 	mail   *capture
+	queued []outbox.Notice // delivered from the outbox
+	sealer *seal.Sealer
 	clk    *clock
 	tokens *token.Manager
 	m      *challenge.Manager
@@ -176,25 +180,58 @@ func newEnv(t *testing.T) *env {
 	if tmpl.err != nil {
 		t.Fatalf("enrolling the template user: %v", tmpl.err)
 	}
-	path := filepath.Join(t.TempDir(), "otpgate.db")
-	copyFile(t, tmpl.path, path)
-	db, err := boltstore.Open(path, time.Second)
+	e := &env{t: t, mail: &capture{}, clk: &clock{t: t1}, path: filepath.Join(t.TempDir(), "otpgate.db")}
+	copyFile(t, tmpl.path, e.path)
+	// The store runs on the test clock, with etcd's transaction limits.
+	db, err := boltstore.OpenWith(e.path, boltstore.Options{Timeout: time.Second, Now: e.clk.now, TxnLimits: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
+	e.db = db
 	sealer, err := seal.New(tmpl.key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, db: db, mail: &capture{}, clk: &clock{t: t1}}
 	if e.tokens, err = token.New(db, sealer, e.mail, token.Config{}); err != nil {
 		t.Fatal(err)
 	}
 	e.tokens.Now = e.clk.now
-	e.m = challenge.New(db, e.tokens, 0)
-	e.m.Now = e.clk.now
+	e.sealer = sealer
+	e.m = e.manager(sealer, challenge.Config{})
 	return e
+}
+
+// manager is another Manager on e's store and tokens.
+func (e *env) manager(sealer *seal.Sealer, cfg challenge.Config) *challenge.Manager {
+	e.t.Helper()
+	m, err := challenge.New(e.db, sealer, e.tokens, cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	m.Now = e.clk.now
+	return m
+}
+
+// notices delivers the notices queued in the outbox and returns those of
+// event delivered so far.
+func (e *env) notices(event string) []outbox.Notice {
+	e.t.Helper()
+	s := outbox.NewSender(e.db, func(_ context.Context, n outbox.Notice) error {
+		e.queued = append(e.queued, n)
+		return nil
+	})
+	s.Now = e.clk.now
+	if _, failed, err := s.DrainOnce(ctx, 100); err != nil || failed != 0 {
+		e.t.Fatalf("delivering the outbox: %d failed, %v", failed, err)
+	}
+	var out []outbox.Notice
+	for _, n := range e.queued {
+		if n.Event == event {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func copyFile(t *testing.T, from, to string) {
@@ -284,16 +321,37 @@ func (e *env) confirm(id, sess, code string) challenge.Result {
 	return res
 }
 
+// pendingCount counts the operations held in the store: the keys of
+// store.Pending that are not customers' indexes.
 func (e *env) pendingCount() int {
 	e.t.Helper()
 	n := 0
-	err := e.db.View(ctx, func(tx store.Tx) error {
-		return tx.ForEach(store.Pending, func(string, []byte) error { n++; return nil })
-	})
-	if err != nil {
-		e.t.Fatal(err)
+	for _, kv := range e.scan(store.Pending) {
+		if !strings.HasPrefix(kv.Key, "customer/") {
+			n++
+		}
 	}
 	return n
+}
+
+// scan reads all of b, page by page.
+func (e *env) scan(b store.Bucket) []store.KV {
+	e.t.Helper()
+	var all []store.KV
+	after := ""
+	for range 1000 {
+		page, next, err := e.db.Scan(ctx, b, after, store.MaxScanLimit)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		all = append(all, page...)
+		if next == "" {
+			return all
+		}
+		after = next
+	}
+	e.t.Fatalf("scanning %s did not end", b)
+	return nil
 }
 
 func (e *env) audit() []audit.Record {
@@ -616,7 +674,7 @@ func TestFifthWrongCodeLocksAndDiscards(t *testing.T) {
 			t.Fatalf("wrong code %d: %+v", k+1, res)
 		}
 	}
-	if n := len(e.mail.events("locked")); n != 0 {
+	if n := len(e.notices("locked")); n != 0 {
 		t.Fatalf("%d locked notices before the fifth failure", n)
 	}
 	res := e.confirm(op.ID, sessTaro, e.wrongCode(4))
@@ -631,8 +689,8 @@ func TestFifthWrongCodeLocksAndDiscards(t *testing.T) {
 	if !r.Locked || !r.LockedAt.Equal(e.clk.now()) {
 		t.Errorf("token record after the lock: locked %v at %v", r.Locked, r.LockedAt)
 	}
-	notices := e.mail.events("locked")
-	if len(notices) != 1 || notices[0].User != taro || notices[0].Email != taroEmail || !notices[0].At.Equal(e.clk.now()) {
+	notices := e.notices("locked")
+	if len(notices) != 1 || notices[0].Service != taro.Service || notices[0].User != taro.ID || notices[0].To != taroEmail || !notices[0].At.Equal(e.clk.now()) {
 		t.Errorf("locked notices %+v, want one to %s", notices, taroEmail)
 	}
 	locked := e.events(audit.Locked)
@@ -647,7 +705,7 @@ func TestFifthWrongCodeLocksAndDiscards(t *testing.T) {
 		t.Errorf("right code while locked: %+v", res)
 	}
 	e.assertGone(other.ID, sessTaro)
-	if n := len(e.mail.events("locked")); n != 1 {
+	if n := len(e.notices("locked")); n != 1 {
 		t.Errorf("%d locked notices, want 1", n)
 	}
 	if n := e.pendingCount(); n != 0 {
@@ -708,7 +766,7 @@ func TestConfirmAfterRevokeDiscards(t *testing.T) {
 }
 
 func TestConcurrentConfirmsOfOneCode(t *testing.T) {
-	const n = 20
+	const n = challenge.MaxOpsLimit // as many operations as one customer can hold
 	tests := []struct {
 		name     string
 		ops      int // paused operations; goroutine i confirms op i%ops
@@ -721,6 +779,7 @@ func TestConcurrentConfirmsOfOneCode(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
+			e.m = e.manager(e.sealer, challenge.Config{MaxOps: n})
 			ops := make([]*challenge.Operation, tc.ops)
 			for i := range ops {
 				ops[i] = e.pause()
@@ -793,31 +852,34 @@ func TestCancel(t *testing.T) {
 	}
 }
 
-func TestSweepRemovesOnlyExpired(t *testing.T) {
+// Expiry is the store's: an operation past its lifetime is gone, and its
+// record and chunks are no longer listed, without any sweep.
+func TestExpiredOperationGoneWithoutSweep(t *testing.T) {
 	e := newEnv(t)
 	a, b := e.pause(), e.pause()
 	e.clk.add(2 * time.Minute)
 	c := e.pause()
-	if err := e.db.Update(ctx, func(tx store.Tx) error { return tx.Put(store.Pending, "corrupt", []byte("{")) }); err != nil {
-		t.Fatal(err)
-	}
-
-	if n, err := e.m.Sweep(ctx); err != nil || n != 1 {
-		t.Fatalf("Sweep before any expiry = %d, %v; want 1 (the corrupt one)", n, err)
-	}
 	e.clk.add(3 * time.Minute) // a and b reach their expiry; c has 2 minutes left
-	if n, err := e.m.Sweep(ctx); err != nil || n != 2 {
-		t.Fatalf("Sweep = %d, %v; want 2", n, err)
-	}
-	if n := e.pendingCount(); n != 1 {
-		t.Errorf("%d pending, want 1", n)
-	}
-	e.assertKept(c)
-	e.clk.add(-time.Minute) // even on a clock turned back, a and b stay gone
 	e.assertGone(a.ID, sessTaro)
 	e.assertGone(b.ID, sessTaro)
-	if n, err := e.m.Sweep(ctx); err != nil || n != 0 {
-		t.Errorf("second Sweep = %d, %v; want 0", n, err)
+	e.assertKept(c)
+	if n := e.pendingCount(); n != 1 {
+		t.Errorf("%d operations listed, want 1", n)
+	}
+	if res, err := e.m.Confirm(ctx, a.ID, sessTaro, e.code(), clientIP); !errors.Is(err, challenge.ErrGone) {
+		t.Errorf("Confirm of an expired operation = %+v, %v; want ErrGone", res, err)
+	}
+	// Chunks outlive their operation by the store's grace minute only.
+	e.clk.add(time.Minute)
+	if n := len(e.scan(store.Chunks)); n != 1 {
+		t.Errorf("%d chunks listed a minute after a and b expired, want c's one", n)
+	}
+	e.clk.add(2 * time.Minute)
+	if n, chunks := e.pendingCount(), len(e.scan(store.Chunks)); n != 0 || chunks != 0 {
+		t.Errorf("after every expiry: %d operations and %d chunks listed, want none", n, chunks)
+	}
+	if kvs := e.scan(store.Pending); len(kvs) != 0 {
+		t.Errorf("after every expiry: %d keys listed in %s (customer index?), want none", len(kvs), store.Pending)
 	}
 }
 
