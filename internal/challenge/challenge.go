@@ -53,6 +53,7 @@ type Operation struct {
 	ClientIP string    `json:"client_ip,omitempty"`
 	Rule     string    `json:"rule"`
 	Kind     string    `json:"kind"`
+	Action   string    `json:"action,omitempty"` // what confirming it does (gate.Action)
 	Fields   []Field   `json:"fields,omitempty"`
 	Doubt    string    `json:"doubt,omitempty"` // see Operation
 	Created  time.Time `json:"created"`
