@@ -41,6 +41,7 @@ var (
 
 var (
 	taro   = token.User{Service: "SVC01", ID: "taro"}   // active token
+	ken    = token.User{Service: "SVC01", ID: "ken"}    // active token too
 	hanako = token.User{Service: "SVC01", ID: "hanako"} // no token; SVC01 requires OTP since taro activated
 	jiro   = token.User{Service: "SVC02", ID: "jiro"}   // no token; SVC02 does not require OTP
 )
@@ -128,29 +129,44 @@ func enrol() error {
 	}
 	tokens.Now = func() time.Time { return t0 }
 
-	const pin = "4821"
-	if _, err := tokens.Issue(ctx, taro, taroEmail, pin, linkBase, clientIP); err != nil {
-		return fmt.Errorf("Issue: %w", err)
-	}
-	setup := mail.events("setup")
-	if len(setup) != 1 {
-		return fmt.Errorf("%d setup notices", len(setup))
-	}
-	link, ok := strings.CutPrefix(setup[0].Link, linkBase)
-	if !ok {
-		return fmt.Errorf("setup link %q", setup[0].Link)
-	}
-	sr, err := tokens.Setup(ctx, link, taro.Service, taro.ID, pin, "198.51.100.7")
-	if err != nil {
-		return fmt.Errorf("Setup: %w", err)
-	}
-	if tmpl.secret, err = base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(sr.Secret); err != nil {
-		return err
-	}
-	if err := tokens.Activate(ctx, taro, totp(tmpl.secret, t0), clientIP); err != nil {
-		return fmt.Errorf("Activate: %w", err)
+	for _, c := range []struct {
+		u      token.User
+		email  string
+		secret *[]byte
+	}{{taro, taroEmail, &tmpl.secret}, {ken, "ken.sato@example.jp", new([]byte)}} {
+		if *c.secret, err = enrolOne(tokens, mail, c.u, c.email); err != nil {
+			return fmt.Errorf("enrolling %s: %w", c.u.ID, err)
+		}
 	}
 	return db.Close()
+}
+
+// enrolOne runs Issue, Setup and Activate for u and returns its secret.
+func enrolOne(tokens *token.Manager, mail *capture, u token.User, email string) ([]byte, error) {
+	const pin = "4821"
+	if _, err := tokens.Issue(ctx, u, email, pin, linkBase, clientIP); err != nil {
+		return nil, fmt.Errorf("Issue: %w", err)
+	}
+	setup := mail.events("setup")
+	if len(setup) == 0 || setup[len(setup)-1].Email != email {
+		return nil, fmt.Errorf("setup notices %+v", setup)
+	}
+	link, ok := strings.CutPrefix(setup[len(setup)-1].Link, linkBase)
+	if !ok {
+		return nil, fmt.Errorf("setup link %q", setup[len(setup)-1].Link)
+	}
+	sr, err := tokens.Setup(ctx, link, u.Service, u.ID, pin, "198.51.100.7")
+	if err != nil {
+		return nil, fmt.Errorf("Setup: %w", err)
+	}
+	secret, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(sr.Secret)
+	if err != nil {
+		return nil, err
+	}
+	if err := tokens.Activate(ctx, u, totp(secret, t0), clientIP); err != nil {
+		return nil, fmt.Errorf("Activate: %w", err)
+	}
+	return secret, nil
 }
 
 // clock is the injected Now; locked because concurrent Confirms read it.
