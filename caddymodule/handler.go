@@ -257,9 +257,6 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 		g.Cleanup()
 		return fmt.Errorf("otpgate: %v", err)
 	}
-	g.tokens.OnNotifyError = func(n token.Notice, err error) {
-		g.logger.Error("mail notice failed", zap.String("event", n.Event), zap.String("service", n.User.Service), zap.String("user", n.User.ID), zap.Error(err))
-	}
 	if g.challenges, err = challenge.New(g.store, g.sealer, g.tokens, challenge.Config{Lifetime: time.Duration(g.ChallengeLifetime)}); err != nil {
 		g.Cleanup()
 		return fmt.Errorf("otpgate: %v", err)

@@ -139,7 +139,6 @@ func (e *env) open() {
 		e.t.Fatal(err)
 	}
 	m.Now = e.clk.now
-	m.OnNotifyError = func(n Notice, err error) { e.t.Errorf("queueing %s notice: %v", n.Event, err) }
 	e.outbox = outbox.NewSender(db, func(ctx context.Context, n outbox.Notice) error {
 		return e.mail.Notify(ctx, Notice{Event: n.Event, User: User{n.Service, n.User}, Email: n.To, Expires: n.Expires, At: n.At})
 	})

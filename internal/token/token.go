@@ -185,8 +185,7 @@ type Notice struct {
 // Notifier delivers the notices an issue depends on, at once: the setup
 // mail, and the issued notice to the previously registered address. Issue
 // fails if either fails. Every other notice is queued in the outbox with
-// the change it announces (see enqueue), except NotifyLocked's until its
-// last caller moves to EnqueueLocked.
+// the change it announces (see enqueue).
 type Notifier interface {
 	Notify(ctx context.Context, n Notice) error
 }
@@ -204,8 +203,6 @@ type Manager struct {
 	// Kick, if set, is called after a transaction that queued a notice in
 	// the outbox has committed, to send it at once (outbox.Sender.Kick).
 	Kick func()
-	// OnNotifyError is told when NotifyLocked's mail fails.
-	OnNotifyError func(n Notice, err error)
 }
 
 // New returns a Manager. cfg's zero fields take their defaults.
@@ -585,19 +582,4 @@ func EnqueueLocked(tx store.Tx, r *Record) error {
 
 func lockedNotice(r *Record) Notice {
 	return Notice{Event: "locked", User: User{r.Service, r.User}, Email: r.Email, At: r.LockedAt}
-}
-
-// NotifyLocked mails the lock notice at once, through the Notifier, for a
-// record a code check locked in a transaction that has committed; a
-// failure goes to OnNotifyError. The mail depends on the caller's
-// connection and is not retried: callers move to EnqueueLocked, in the
-// locking transaction, and then this goes.
-func (m *Manager) NotifyLocked(ctx context.Context, r *Record) {
-	n := lockedNotice(r)
-	if m.notifier == nil || n.Email == "" {
-		return
-	}
-	if err := m.notifier.Notify(ctx, n); err != nil && m.OnNotifyError != nil {
-		m.OnNotifyError(n, err)
-	}
 }
