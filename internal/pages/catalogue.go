@@ -1,6 +1,11 @@
 package pages
 
-import "fmt"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
 
 // message is one catalogue entry: the same text in both page languages.
 // Texts are plain text (never HTML); the templates escape them.
@@ -16,6 +21,7 @@ var catalogue = map[string]message{
 		"A one-time password is requested only for transfers, bill payments, bulk and payroll transfers, token management and changes to user registration. If you are asked for a one-time password at login or on any other screen, it may be a phishing site.",
 	},
 	"phishing_heading": {"ご注意", "Caution"},
+	"contact":          {"お問い合わせ：%s", "Contact: %s"},
 	"service_name":     {"ワンタイムパスワード認証", "One-time password authentication"},
 
 	// Titles.
@@ -41,12 +47,12 @@ var catalogue = map[string]message{
 	"invalid_otp":     {"ワンタイムパスワードが正しくありません。残り%d回", "The one-time password is incorrect. %d attempts left."},
 	"invalid_otp_one": {"ワンタイムパスワードが正しくありません。残り%d回", "The one-time password is incorrect. %d attempt left."},
 	"otp_reused": {
-		"このワンタイムパスワードは既に使用されています。トークンアプリに次のパスワードが表示されるまで（最大60秒）お待ちのうえ、新しいパスワードを入力してください。",
-		"This one-time password has already been used. Wait until the token app shows the next password (up to 60 seconds) and enter the new one.",
+		"このワンタイムパスワードは既に使用されています。トークンアプリに次のパスワードが表示されるまで（最大{period}秒）お待ちのうえ、新しいパスワードを入力してください。",
+		"This one-time password has already been used. Wait until the token app shows the next password (up to {period} seconds) and enter the new one.",
 	},
 	"otp_format": {
-		"トークンアプリに表示されている6桁の数字を入力してください。",
-		"Enter the 6-digit number shown in the token app.",
+		"トークンアプリに表示されている{digits}桁の数字を入力してください。",
+		"Enter the {digits}-digit number shown in the token app.",
 	},
 	"locked": {
 		"ワンタイムパスワードの誤入力が規定の回数を超えたため、ロックされました。このお取引は破棄され、実行されていません。ロックの解除にはお手続きが必要です。お取引店にお問い合わせください。",
@@ -181,6 +187,46 @@ var catalogue = map[string]message{
 	"kind_token_management": {"ワンタイムパスワードトークン管理", "OTP token management"},
 	"kind_user_change":      {"利用者登録情報変更", "Change of user registration"},
 	"kind_other":            {"保護されたお取引", "Protected operation"},
+	"kind_revoke":           {"トークンの失効", "Revoking your token"},
+	"revoke_notice": {
+		"このトークンを失効させます。失効後は、新しいトークンを発行して利用を開始するまで、ワンタイムパスワードが必要なお取引はご利用いただけません。",
+		"This will revoke your token. Until you issue a new token and start using it, operations that need a one-time password are not possible.",
+	},
+
+	// Transfer file summary (confirm page) and list (file page).
+	"title_file":          {"振込データの明細", "Transfers in the file"},
+	"back_to_confirm":     {"確認画面に戻る", "Back to the confirmation"},
+	"file_heading":        {"振込データの内容", "Transfer file"},
+	"file_type":           {"種類", "Type"},
+	"file_type_unknown":   {"不明（種別コード %s）", "Unknown (type code %s)"},
+	"file_requester":      {"依頼人", "Requester"},
+	"file_requester_code": {"%s（依頼人コード %s）", "%s (requester code %s)"},
+	"file_date":           {"振込指定日", "Transfer date"},
+	"file_from":           {"出金口座", "Account debited"},
+	"file_count":          {"件数", "Number of transfers"},
+	"file_transfers":      {"%s件", "%s transfers"},
+	"file_transfers_one":  {"%s件", "%s transfer"},
+	"file_total":          {"合計金額", "Total amount"},
+	"file_sha256":         {"ファイルのSHA-256", "SHA-256 of the file"},
+	"file_top":            {"金額の大きいお振込（上位%d件）", "The %d largest transfers"},
+	"file_all":            {"お振込の明細", "The transfers"},
+	"file_bank":           {"金融機関", "Bank"},
+	"file_branch":         {"支店", "Branch"},
+	"file_account":        {"口座", "Account"},
+	"file_recipient":      {"受取人", "Recipient"},
+	"file_amount":         {"金額", "Amount"},
+	"file_list_link":      {"すべてのお振込を表示する（%s件）", "Show all %s transfers"},
+	"file_list_capped":    {"全%s件のうち、最初の%s件を表示しています。", "The first %[2]s of %[1]s transfers are shown."},
+	"file_doubt": {
+		"ご注意：この振込データには次の問題があるため、インターネットバンキングが実行する内容と、この画面の表示が異なるおそれがあります。ご自身で作成したファイルで、問題の内容に心当たりがある場合を除き、実行せずに取り消してください。",
+		"Caution: this transfer file has the problems below, so what internet banking executes may differ from what this page shows. Unless you made this file yourself and recognise the problems, do not execute it: cancel it.",
+	},
+	"file_problems_more":     {"ほかに%d件の問題があります。", "%d more problems."},
+	"file_problems_more_one": {"ほかに%d件の問題があります。", "%d more problem."},
+	"file_unreadable": {
+		"ご注意：振込データのファイルを読み取れないため、内容を表示できません。実行せずに取り消し、ファイルを確認してもう一度送信してください。",
+		"Caution: the transfer file cannot be read, so its contents cannot be shown. Do not execute this operation: cancel it, check the file and send it again.",
+	},
 
 	// Confirm page.
 	"confirm_intro": {
@@ -189,12 +235,11 @@ var catalogue = map[string]message{
 	},
 	"operation":           {"お取引の種類", "Operation"},
 	"field":               {"項目", "Item"},
-	"request":             {"送信先", "Request"},
 	"expires_at":          {"この確認画面の有効期限：%s（日本時間）", "This confirmation is valid until %s (Japan time)."},
 	"attempts_left":       {"あと%d回誤入力するとロックされます。", "%d more wrong entries will lock the one-time password."},
 	"attempts_left_one":   {"あと%d回誤入力するとロックされます。", "%d more wrong entry will lock the one-time password."},
 	"otp_label":           {"ワンタイムパスワード", "One-time password"},
-	"otp_hint":            {"トークンアプリに表示されている数字（60秒ごとに変わります）", "The number shown in your token app (it changes every 60 seconds)"},
+	"otp_hint":            {"トークンアプリに表示されている{digits}桁の数字（{period}秒ごとに変わります）", "The {digits}-digit number shown in your token app (it changes every {period} seconds)"},
 	"confirm_submit":      {"確認して実行する", "Confirm and execute"},
 	"cancel_heading":      {"お取引を中止する場合", "If you do not want this operation"},
 	"cancel_submit":       {"このお取引を取り消す", "Cancel this operation"},
@@ -256,6 +301,10 @@ var catalogue = map[string]message{
 		"迷惑メール対策をされている場合は、初期設定用メールの送信元アドレスからのメールを受信できるよう設定してください。",
 		"If you filter unwanted mail, allow mail from the sender address of the setup mail.",
 	},
+	"email_hint_from": {
+		"迷惑メール対策をされている場合は、初期設定用メールの送信元アドレス %s からのメールを受信できるよう設定してください。",
+		"If you filter unwanted mail, allow mail from %s, the sender of the setup mail.",
+	},
 	"pin_label":       {"利用開始パスワード（4～8桁の数字）", "Activation PIN (4 to 8 digits)"},
 	"pin_hint":        {"STEP2の初期設定で使います。ログインパスワードとは別の数字を決めてください。", "You will need it for the setup in STEP 2. Choose a number different from your login password."},
 	"issue_submit":    {"トークンを発行する", "Issue the token"},
@@ -312,8 +361,8 @@ var catalogue = map[string]message{
 	},
 	"secret_label": {"手入力用のキー", "Key for manual entry"},
 	"secret_hint": {
-		"ボタンやQRコードが使えない場合は、トークンアプリにこのキーを入力してください（時間ベース、60秒）。",
-		"If the button and the QR code do not work, type this key into your token app (time-based, 60 seconds).",
+		"ボタンやQRコードが使えない場合は、トークンアプリにこのキーを入力してください（時間ベース、{period}秒、{digits}桁）。",
+		"If the button and the QR code do not work, type this key into your token app (time-based, {period} seconds, {digits} digits).",
 	},
 	"secret_warning": {
 		"このキーは誰にも教えないでください。この画面は一度しか表示されません。",
@@ -330,7 +379,21 @@ var catalogue = map[string]message{
 // Japanese. When the first argument is the int 1 and the ID has a singular
 // form (ID+"_one"), that form is used. Arguments beyond the verbs the text
 // has are dropped, so a caller may pass, say, attempts left to any message.
-func T(lang Lang, id string, args ...any) string {
+// Texts about the codes say the default period and digits (60 seconds, 6
+// digits): use Common.T for the gateway's own.
+func T(lang Lang, id string, args ...any) string { return text(lang, 0, 0, id, args...) }
+
+// T is T in the page's language, with the page's period and digits where
+// a text speaks of the codes ("it changes every 60 seconds").
+func (c Common) T(id string, args ...any) string {
+	return text(c.Lang, c.Period, c.Digits, id, args...)
+}
+
+// text is T with the period and digits of the codes; zero values are the
+// defaults. The catalogue writes them as "{period}" (whole seconds) and
+// "{digits}", which are filled in before the fmt verbs, so an argument
+// that holds such a word is left as it is.
+func text(lang Lang, period time.Duration, digits int, id string, args ...any) string {
 	m, ok := catalogue[id]
 	if !ok {
 		if missing != nil {
@@ -345,18 +408,33 @@ func T(lang Lang, id string, args ...any) string {
 			}
 		}
 	}
-	text := m.ja
+	t := m.ja
 	if lang == English && m.en != "" {
-		text = m.en
+		t = m.en
 	}
-	n := verbs(text)
+	if strings.Contains(t, "{") {
+		t = codeWords(period, digits).Replace(t)
+	}
+	n := verbs(t)
 	if n == 0 {
-		return text
+		return t
 	}
 	if len(args) > n {
 		args = args[:n]
 	}
-	return fmt.Sprintf(text, args...)
+	return fmt.Sprintf(t, args...)
+}
+
+// codeWords fills in the words the catalogue uses for the codes.
+func codeWords(period time.Duration, digits int) *strings.Replacer {
+	secs := int(period / time.Second)
+	if secs <= 0 {
+		secs = 60
+	}
+	if digits <= 0 {
+		digits = 6
+	}
+	return strings.NewReplacer("{period}", strconv.Itoa(secs), "{digits}", strconv.Itoa(digits))
 }
 
 // missing, when set (by tests), is told every ID that T does not know.

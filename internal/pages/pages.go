@@ -22,6 +22,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/otpgate/otpgate/internal/display"
+	"github.com/otpgate/otpgate/internal/zengin"
 )
 
 // Lang is a page language.
@@ -102,20 +105,59 @@ type Common struct {
 	Base   string // gateway base path, e.g. "/.otpgate" (form actions and asset URL are built from it)
 	CSRF   string // CSRF token put in a hidden field named "csrf" in every form ("" = no field)
 	Issuer string // the bank's name shown in the header, e.g. "デモ信用金庫"
+	// Contact is how to reach the bank, shown at the foot of every page
+	// ("0120-000-000（平日9:00～17:00）"); "" shows none.
+	Contact string
+	// Period and Digits are those of the codes (the gateway's period and
+	// digits), so that texts such as "changes every 60 seconds" say what
+	// the token app shows. Zero: 60 seconds and 6 digits.
+	Period time.Duration
+	Digits int
 }
 
 // Field is one item the customer confirms (amount, payee…). The label shown
 // is Label on Japanese pages and LabelEn on English ones, falling back to the
 // other, then to the catalogue's "field".
-type Field struct{ Label, LabelEn, Value string }
+type Field struct {
+	Label, LabelEn, Value string
+	// Format is how Value is shown (policy.Field.Format, see package
+	// internal/display): "yen", "account", "date", "code", "bank",
+	// "branch", or "" as it is. A value that does not read exactly one way
+	// in its format is shown as received, with a note saying why; a value
+	// the policy escaped (Doubt "escaped_characters") therefore stays
+	// escaped. A branch is named within the bank of the nearest "bank"
+	// field before it.
+	Format string
+}
 
 // ConfirmPage shows a paused operation and asks for the code that releases it.
 type ConfirmPage struct {
 	Common
-	ChallengeID   string
-	Kind          string    // transfer | bill_payment | bulk_transfer | token_management | user_change
-	Fields        []Field   // what the customer confirms: read from the stored request
-	Method, Path  string    // shown small, for transparency (e.g. "POST", "/transfer/execute")
+	ChallengeID string
+	Kind        string  // transfer | bill_payment | bulk_transfer | token_management | user_change
+	Fields      []Field // what the customer confirms: read from the stored request
+	// Method and Path are not shown: "POST /transfer/execute" means
+	// nothing to a customer and reads like an error. The JSON view and the
+	// audit trail keep them. Deprecated: the gateway stops setting them.
+	Method, Path string
+	// Title and TitleEn name the operation in the bank's own wording
+	// (policy.Rule.Title); empty: the name of Kind.
+	Title, TitleEn string
+	// Revoke says the operation revokes the customer's own token (the
+	// gateway's token_management rule): the page says so in words.
+	Revoke bool
+	// Banks names the codes of fields of format "bank" and "branch"; nil
+	// names none, and such codes are shown as sent, with a note.
+	Banks *display.BankTable
+	// File summarises the transfer file held with the operation
+	// (policy.SummariseFile), nil when the rule shows no file.
+	// FileUnreadable says the rule shows a file but none could be read
+	// from the held request. Either problem is shown prominently.
+	File           *zengin.Summary
+	FileUnreadable bool
+	// FileList, if set, is the URL of the page listing every transfer of
+	// File (a FilePage); the confirm page shows the largest ten.
+	FileList      string
 	Expires       time.Time // end of the challenge's life; zero: not shown
 	AttemptsLeft  int       // shown when Error is set: in "invalid_otp" ("残り%d回"), after any other error when > 0
 	Error         string    // message ID or ""
@@ -145,6 +187,10 @@ type TokenPage struct {
 	Error, Info string    // message IDs or ""
 	// AttemptsLeft is the argument of "invalid_otp" (a wrong code at STEP 3 or renewal).
 	AttemptsLeft int
+	// MailFrom is the sender address of the setup mail, named on the
+	// issue form so the customer can let it through their mail filter
+	// before the mail is sent; "" names none.
+	MailFrom string
 }
 
 // SetupPage is opened on the customer's phone from the mailed link (STEP 2):
@@ -173,8 +219,8 @@ type MessagePage struct {
 // Link is a link on a message page. Text is a message ID.
 type Link struct{ Href, Text string }
 
-// Page is one of ConfirmPage, TokenPage, SetupPage and MessagePage (or a
-// pointer to one).
+// Page is one of ConfirmPage, TokenPage, SetupPage, MessagePage and
+// FilePage (or a pointer to one).
 type Page interface{ page() }
 
 func (ConfirmPage) page() {}
@@ -190,12 +236,13 @@ var templates = map[string]*template.Template{
 	"token":   parse("token"),
 	"setup":   parse("setup"),
 	"message": parse("message"),
+	"file":    parse("file"),
 }
 
 func parse(name string) *template.Template {
 	return template.Must(template.New("layout.html").Funcs(template.FuncMap{
 		"t": func(lang Lang, id string, args ...any) string { return T(lang, id, args...) },
-	}).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html"))
+	}).ParseFS(templateFS, "templates/layout.html", "templates/filesummary.html", "templates/"+name+".html"))
 }
 
 // Render writes the page with the given status (0 means 200) and the header

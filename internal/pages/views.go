@@ -20,17 +20,26 @@ type layout struct {
 	Stylesheet string // URL of the stylesheet
 	CSRF       string
 	Class      string // class of <body>
+	Contact    string // "お問い合わせ：…" at the foot, or ""
+
+	period time.Duration // of the codes, for T
+	digits int
 }
 
-type fieldView struct{ Label, Value string }
+// T is the catalogue text in the page's language, with the gateway's
+// period and digits; templates call it as {{.T "id"}}.
+func (l layout) T(id string, args ...any) string {
+	return text(l.Lang, l.period, l.digits, id, args...)
+}
 
 type confirmView struct {
 	layout
 	Action, CancelAction string
 	Kind                 string
 	Doubt                string // notice: why the details are not shown as sent
+	Revoke               string // notice: the token will be revoked
 	Fields               []fieldView
-	Request              string // "POST /transfer/execute"
+	File                 *fileView
 	Expires              string // "15:04", Japan time; "" when unknown
 	Error                string
 	Attempts             string // attempts left, when the error text does not say it
@@ -52,6 +61,7 @@ type tokenView struct {
 	// The actions; an empty action is not shown.
 	Issue, Reissue, Confirm, Renew, Revoke string
 	RenewIntro                             string
+	EmailHint                              string // names the sender address when known
 }
 
 type setupView struct {
@@ -104,6 +114,12 @@ func viewOf(p Page, status int) (name string, data any, err error) {
 		if v != nil {
 			return "setup", setupOf(v), nil
 		}
+	case FilePage:
+		return "file", filePageOf(&v), nil
+	case *FilePage:
+		if v != nil {
+			return "file", filePageOf(v), nil
+		}
 	case MessagePage:
 		return "message", messageOf(&v, status), nil
 	case *MessagePage:
@@ -119,14 +135,20 @@ func layoutOf(c *Common, title string) layout {
 	if c.Lang == English {
 		lang = English
 	}
-	return layout{
+	l := layout{
 		Lang:       lang,
 		Title:      T(lang, title),
 		Issuer:     c.Issuer,
 		Stylesheet: c.base() + "/assets/" + stylesheetName + "?v=" + stylesheetVersion,
 		CSRF:       c.CSRF,
 		Class:      "page",
+		period:     c.Period,
+		digits:     c.Digits,
 	}
+	if c.Contact != "" {
+		l.Contact = T(lang, "contact", c.Contact)
+	}
+	return l
 }
 
 // base is Base without a trailing slash, so URLs built on it have one slash.
@@ -142,17 +164,18 @@ func confirmOf(p *ConfirmPage) confirmView {
 		v.Action = p.Action
 	}
 	v.TokenPage = base + "/token"
-	v.Kind = kindName(lang, p.Kind)
+	v.Kind = kindTitle(lang, p)
 	v.Doubt = DoubtText(lang, p.Doubt)
-	for _, f := range p.Fields {
-		v.Fields = append(v.Fields, fieldView{Label: fieldLabel(lang, f), Value: f.Value})
+	if p.Revoke {
+		v.Revoke = T(lang, "revoke_notice")
 	}
-	v.Request = strings.TrimSpace(p.Method + " " + p.Path)
+	v.Fields = fieldsOf(lang, p.Fields, p.Banks)
+	v.File = fileOf(lang, p.File, p.FileUnreadable, topTransfers, p.FileList)
 	if !p.Expires.IsZero() {
 		v.Expires = T(lang, "expires_at", p.Expires.In(jst).Format("15:04"))
 	}
 	if p.Error != "" {
-		v.Error = T(lang, p.Error, p.AttemptsLeft)
+		v.Error = v.T(p.Error, p.AttemptsLeft)
 		if p.AttemptsLeft > 0 && verbs(catalogue[p.Error].ja) == 0 { // the error text does not say it
 			v.Attempts = T(lang, "attempts_left", p.AttemptsLeft)
 		}
@@ -236,8 +259,12 @@ func tokenOf(p *TokenPage) tokenView {
 	if v.Expires != "" && p.State == stateActive && p.DaysLeft > 0 {
 		v.Expires += T(lang, "in_parentheses", T(lang, "days_left", p.DaysLeft))
 	}
-	v.Error = tokenMessage(lang, p, p.Error)
-	v.Info = tokenMessage(lang, p, p.Info)
+	v.Error = tokenMessage(v.layout, p, p.Error)
+	v.Info = tokenMessage(v.layout, p, p.Info)
+	v.EmailHint = T(lang, "email_hint")
+	if p.MailFrom != "" {
+		v.EmailHint = T(lang, "email_hint_from", p.MailFrom)
+	}
 
 	// A locked token can do nothing: every action needs a right code (or,
 	// for issuing, no token in use), and only the bank can unlock it.
@@ -276,7 +303,8 @@ func tokenOf(p *TokenPage) tokenView {
 
 // tokenMessage formats a message ID of the token page with the argument its
 // text takes.
-func tokenMessage(lang Lang, p *TokenPage, id string) string {
+func tokenMessage(l layout, p *TokenPage, id string) string {
+	lang := l.Lang
 	switch id {
 	case "":
 		return ""
@@ -292,7 +320,7 @@ func tokenMessage(lang Lang, p *TokenPage, id string) string {
 		}
 		return T(lang, id, date(p.RenewFrom))
 	}
-	return T(lang, id)
+	return l.T(id)
 }
 
 func maskedOr(lang Lang, masked string) string {
@@ -306,7 +334,7 @@ func setupOf(p *SetupPage) setupView {
 	v := setupView{layout: layoutOf(&p.Common, "title_setup")}
 	v.Action = p.base() + "/setup/" + url.PathEscape(p.Link)
 	if p.Error != "" {
-		v.Error = T(v.Lang, p.Error)
+		v.Error = v.T(p.Error)
 	}
 	if p.Secret == "" {
 		return v
@@ -363,7 +391,7 @@ func messageOf(p *MessagePage, status int) messageView {
 		v.Class = "page status-ok"
 	}
 	if p.Body != "" {
-		v.Body = T(v.Lang, p.Body, p.Args...)
+		v.Body = v.T(p.Body, p.Args...)
 	}
 	for _, l := range p.Links {
 		v.Links = append(v.Links, linkView{Href: l.Href, Text: T(v.Lang, l.Text)})
