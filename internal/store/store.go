@@ -183,19 +183,12 @@ type Tx interface {
 	Put(b Bucket, key string, value []byte) error
 	// Delete removes key; deleting a missing key is not an error.
 	Delete(b Bucket, key string) error
-	// ForEach calls fn for each unexpired key in order. Values are valid
-	// only within fn. Writes from fn are not allowed.
-	//
-	// To be removed once its callers move to Store.Scan: it is a range read
-	// inside a transaction, which etcd's STM cannot do and whose size no
-	// transaction limit bounds.
-	ForEach(b Bucket, fn func(key string, value []byte) error) error
 }
 
 // ExpiringTx is the part of a store's Tx that writes keys that expire.
 type ExpiringTx interface {
 	// PutTTL is Put with an expiry: from ttl (> 0) after the transaction
-	// began, by the store's clock, Get, ForEach and Scan treat the key as
+	// began, by the store's clock, Get and Scan treat the key as
 	// absent, and Sweep (or an etcd lease) removes it. A later Put or PutTTL
 	// of the key replaces the expiry; Delete removes both.
 	//

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -363,21 +362,5 @@ func (m memTx) PutTTL(b store.Bucket, k string, v []byte, _ time.Duration) error
 var _ store.ExpiringTx = memTx{}
 
 func (m memTx) Delete(b store.Bucket, k string) error { delete(m, string(b)+"/"+k); return nil }
-
-func (m memTx) ForEach(b store.Bucket, fn func(string, []byte) error) error {
-	var keys []string
-	for k := range m {
-		if rest, ok := strings.CutPrefix(k, string(b)+"/"); ok {
-			keys = append(keys, rest)
-		}
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if err := fn(k, m[string(b)+"/"+k]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
 
 var errMailDown = errors.New("smtp: connection refused")

@@ -46,10 +46,8 @@ type Options struct {
 	// TxnLimits refuses, with store.ErrTooLarge, a value over
 	// store.MaxValueSize and an Update that reads or writes more than
 	// store.MaxTxnKeys keys or writes more than store.MaxTxnBytes, as an
-	// etcd store must. Off by default until the last callers that need
-	// more move (challenge's sweep ranges over every paused operation in
-	// one Update, and held bodies over store.MaxValueSize are not yet
-	// chunked); tests turn it on to find code that only bbolt runs.
+	// etcd store must, so that code only bbolt could run is found on one
+	// node. Open turns it on; without it only bbolt's own bounds apply.
 	TxnLimits bool
 }
 
@@ -60,11 +58,12 @@ type DB struct {
 	txnLimits bool
 }
 
-// Open opens (creating if needed) the database file at path with mode 0600.
-// It waits at most timeout for the file lock, so a second process fails fast
-// instead of hanging while the first one holds the file.
+// Open opens (creating if needed) the database file at path with mode 0600,
+// keeping etcd's transaction limits (Options.TxnLimits). It waits at most
+// timeout for the file lock, so a second process fails fast instead of
+// hanging while the first one holds the file.
 func Open(path string, timeout time.Duration) (*DB, error) {
-	return OpenWith(path, Options{Timeout: timeout})
+	return OpenWith(path, Options{Timeout: timeout, TxnLimits: true})
 }
 
 // OpenWith is Open with every option.
@@ -452,22 +451,6 @@ func (t *tx) Delete(b store.Bucket, key string) error {
 		return t.fail(unavailable(err))
 	}
 	return nil
-}
-
-func (t *tx) ForEach(b store.Bucket, fn func(string, []byte) error) error {
-	bk, err := t.bucket(b)
-	if err != nil {
-		return err
-	}
-	return bk.ForEach(func(k, v []byte) error {
-		if err := t.read(b, string(k)); err != nil {
-			return err
-		}
-		if exp, ok := t.expiry(b, k); ok && !t.now.Before(exp) {
-			return nil
-		}
-		return fn(string(k), v)
-	})
 }
 
 // Interface guards

@@ -66,19 +66,25 @@ func get(t *testing.T, db *DB, b store.Bucket, key string) (string, error) {
 	return v, err
 }
 
-// entries lists a bucket's keys and values in ForEach order.
+// entries lists a bucket's unexpired keys and values in Scan order.
 func entries(t *testing.T, db *DB, b store.Bucket) (keys, values []string) {
 	t.Helper()
-	err := db.View(ctx, func(tx store.Tx) error {
-		return tx.ForEach(b, func(k string, v []byte) error {
-			keys, values = append(keys, k), append(values, string(v))
-			return nil
-		})
-	})
-	if err != nil {
-		t.Fatal(err)
+	after := ""
+	for range 1000 {
+		page, next, err := db.Scan(ctx, b, after, store.MaxScanLimit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, kv := range page {
+			keys, values = append(keys, kv.Key), append(values, string(kv.Value))
+		}
+		if next == "" {
+			return keys, values
+		}
+		after = next
 	}
-	return keys, values
+	t.Fatalf("%s: more than 1000 pages", b)
+	return nil, nil
 }
 
 func mode(t *testing.T, path string) os.FileMode {
@@ -196,36 +202,6 @@ func TestGetPutDelete(t *testing.T) {
 	// Buckets are separate keyspaces.
 	if got, err := get(t, db, store.Pending, "a"); err != nil || got != "other bucket" {
 		t.Errorf("other bucket: %q, %v", got, err)
-	}
-}
-
-func TestForEachInKeyOrder(t *testing.T) {
-	db := open(t)
-	for _, k := range []string{"m", "a", "z", "b", "aa"} {
-		put(t, db, store.Services, k, "v"+k)
-	}
-	keys, values := entries(t, db, store.Services)
-	if got, want := strings.Join(keys, ","), "a,aa,b,m,z"; got != want {
-		t.Errorf("keys %s, want %s", got, want)
-	}
-	if got, want := strings.Join(values, ","), "va,vaa,vb,vm,vz"; got != want {
-		t.Errorf("values %s, want %s", got, want)
-	}
-
-	// fn's error stops the walk and comes back as it is.
-	errStop := errors.New("stop")
-	n := 0
-	err := db.View(ctx, func(tx store.Tx) error {
-		return tx.ForEach(store.Services, func(string, []byte) error {
-			n++
-			if n == 2 {
-				return errStop
-			}
-			return nil
-		})
-	})
-	if err != errStop || n != 2 {
-		t.Errorf("ForEach stopped after %d calls with %v; want 2 calls and errStop", n, err)
 	}
 }
 
@@ -373,9 +349,8 @@ func TestExpiryIndexFollowsWrites(t *testing.T) {
 	}
 }
 
-// The etcd transaction limits are off by default, so that callers still
-// doing bulk work in one Update keep working, and refuse with ErrTooLarge
-// when on.
+// The etcd transaction limits refuse with ErrTooLarge when on, as Open
+// has them, and leave bbolt's own bounds when off.
 func TestTxnLimits(t *testing.T) {
 	keys := func(n int) []string {
 		var out []string
@@ -412,9 +387,6 @@ func TestTxnLimits(t *testing.T) {
 			}
 			return nil
 		}},
-		{"ForEach past MaxTxnKeys", func(tx store.Tx) error {
-			return tx.ForEach(store.Services, func(string, []byte) error { return nil })
-		}},
 		{"bytes past MaxTxnBytes", func(tx store.Tx) error {
 			if err := tx.Put(store.Pending, "a", make([]byte, store.MaxValueSize)); err != nil {
 				return err
@@ -443,9 +415,24 @@ func TestTxnLimits(t *testing.T) {
 		// Views are not bounded: an etcd View reads at one revision
 		// without a transaction.
 		if err := db.View(ctx, func(tx store.Tx) error {
-			return tx.ForEach(store.Services, func(string, []byte) error { return nil })
+			for _, k := range keys(store.MaxTxnKeys + 1) {
+				if _, err := tx.Get(store.Services, k); err != nil {
+					return err
+				}
+			}
+			return nil
 		}); err != nil {
 			t.Errorf("limits %v, View over every key: %v", limits, err)
+		}
+	}
+	db, err := Open(filepath.Join(t.TempDir(), "open.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, tc := range tests {
+		if err := db.Update(ctx, tc.fn); !errors.Is(err, store.ErrTooLarge) {
+			t.Errorf("Open, %s: %v; want the limits kept", tc.name, err)
 		}
 	}
 }
