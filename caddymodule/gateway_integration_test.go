@@ -20,6 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/otpgate/otpgate/internal/audit"
+	"github.com/otpgate/otpgate/internal/gate"
 	"github.com/otpgate/otpgate/internal/store/boltstore"
 )
 
@@ -498,7 +499,7 @@ func TestGwOtherSessionCannotConfirm(t *testing.T) {
 	// B as a browser, at A's form action, with B's own CSRF token.
 	bid := gwPause(b, "/transfer/execute", url.Values{"to_bank": {"9999"}, "to_account": {"666"}, "amount": {"1"}})
 	token := b.csrf("/.otpgate/confirm/" + bid)
-	res, page := b.postForm("/transfer/execute"+confirmMarker+id, url.Values{"otp": {b.code()}, "csrf": {token}})
+	res, page := b.postForm("/transfer/execute"+gate.ConfirmMarker+id, url.Values{"otp": {b.code()}, "csrf": {token}})
 	if res.StatusCode != http.StatusGone {
 		t.Errorf("B confirms A's challenge (form): status %d; want 410\n%s", res.StatusCode, page)
 	}
@@ -534,7 +535,7 @@ func TestGwConfirmationCSRFAndContentType(t *testing.T) {
 	a := gwEnrolled(e, "S001", "U001")
 	b := gwEnrolled(e, "S001", "U002")
 	id := gwPause(a, "/transfer/execute", gwTransfer)
-	action := "/transfer/execute" + confirmMarker + id
+	action := "/transfer/execute" + gate.ConfirmMarker + id
 	code := a.code() // unspent; used only by the final, valid confirmation
 
 	// B's CSRF cookie and a token made for it, in B's session.
@@ -543,7 +544,7 @@ func TestGwConfirmationCSRFAndContentType(t *testing.T) {
 	var bCSRFCookie string
 	u, _ := url.Parse(gatewayURL)
 	for _, k := range b.c.Jar.Cookies(u) {
-		if k.Name == csrfCookie {
+		if k.Name == gate.CSRFCookie {
 			bCSRFCookie = k.Value
 		}
 	}
@@ -559,7 +560,7 @@ func TestGwConfirmationCSRFAndContentType(t *testing.T) {
 		{"empty CSRF token", "", form, url.Values{"otp": {code}, "csrf": {""}}.Encode(), http.StatusForbidden},
 		{"wrong CSRF token", "", form, url.Values{"otp": {code}, "csrf": {"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}}.Encode(), http.StatusForbidden},
 		{"token of another session", "", form, url.Values{"otp": {code}, "csrf": {bToken}}.Encode(), http.StatusForbidden},
-		{"token and CSRF cookie of another session", aCookie + "; " + csrfCookie + "=" + bCSRFCookie, form,
+		{"token and CSRF cookie of another session", aCookie + "; " + gate.CSRFCookie + "=" + bCSRFCookie, form,
 			url.Values{"otp": {code}, "csrf": {bToken}}.Encode(), http.StatusForbidden},
 		{"own token without the CSRF cookie", aCookie, form, url.Values{"otp": {code}, "csrf": {aToken}}.Encode(), http.StatusForbidden},
 		{"multipart without token", "", "multipart/form-data; boundary=xx",
@@ -653,7 +654,7 @@ func TestGwConfirmationAddsNothing(t *testing.T) {
 		} else {
 			token := c.csrf("/.otpgate/confirm/" + id)
 			form := url.Values{"otp": {c.code()}, "csrf": {token}, "amount": {"99999999"}, "to_account": {"evil"}, "_method": {"PUT"}}
-			req, _ := http.NewRequest(http.MethodPost, gatewayURL+"/transfer/execute"+confirmMarker+id+"?amount=99999999&to_account=evil&memo=x",
+			req, _ := http.NewRequest(http.MethodPost, gatewayURL+"/transfer/execute"+gate.ConfirmMarker+id+"?amount=99999999&to_account=evil&memo=x",
 				strings.NewReader(form.Encode()))
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 			req.Header.Set("X-HTTP-Method-Override", "PUT")
@@ -677,7 +678,7 @@ func TestGwConfirmationAddsNothing(t *testing.T) {
 		if br.Header.Get("Content-Type") != tt.contentType || br.Header.Get("X-Client-Ref") != "ref-"+tt.name || br.Header.Get("X-Http-Method-Override") != "" {
 			t.Errorf("%s: bank received headers %v", tt.name, br.Header)
 		}
-		if !strings.Contains(br.Header.Get("Cookie"), "JSESSIONID="+gwSession(c)) || strings.Contains(br.Header.Get("Cookie"), csrfCookie) {
+		if !strings.Contains(br.Header.Get("Cookie"), "JSESSIONID="+gwSession(c)) || strings.Contains(br.Header.Get("Cookie"), gate.CSRFCookie) {
 			t.Errorf("%s: bank received cookies %q; want the session without the gateway's CSRF cookie", tt.name, br.Header.Get("Cookie"))
 		}
 
@@ -782,7 +783,7 @@ func TestGwStoreFailingRefusesProtected(t *testing.T) {
 		}
 	}
 	c.json = false
-	res, body := c.postForm("/transfer/execute"+confirmMarker+id, url.Values{"otp": {c.code()}, "csrf": {token}})
+	res, body := c.postForm("/transfer/execute"+gate.ConfirmMarker+id, url.Values{"otp": {c.code()}, "csrf": {token}})
 	if res.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("confirmation: status %d; want 503\n%s", res.StatusCode, body)
 	}
@@ -879,8 +880,8 @@ func TestGwCompletionRelativeLinks(t *testing.T) {
 		if res.StatusCode != http.StatusOK || !strings.Contains(body, gwCompletion) {
 			t.Fatalf("%s: confirmation: status %d; want the completion page", path, res.StatusCode)
 		}
-		if !strings.HasPrefix(action, path+confirmMarker) {
-			t.Errorf("%s: form action %q; want the operation's path with %s", path, action, confirmMarker)
+		if !strings.HasPrefix(action, path+gate.ConfirmMarker) {
+			t.Errorf("%s: form action %q; want the operation's path with %s", path, action, gate.ConfirmMarker)
 		}
 		base, err := url.Parse(gatewayURL + action)
 		if err != nil {

@@ -1,8 +1,10 @@
 // Package caddymodule is otpgate's Caddy glue: the http.handlers.otpgate
 // module and its configuration, the Caddyfile directive, the gateway pages,
 // the admin API and the CLI subcommands. Business rules live elsewhere:
-// policy decides which request is which operation, internal/token runs the
-// token lifecycle, internal/challenge keeps paused operations.
+// policy decides which request is which operation, internal/gate runs the
+// request flow (hold, confirm, cancel, release, login watching) and says
+// what every refusal is, internal/token runs the token lifecycle,
+// internal/challenge keeps held operations.
 package caddymodule
 
 import (
@@ -19,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/otpgate/otpgate/internal/challenge"
+	"github.com/otpgate/otpgate/internal/gate"
 	"github.com/otpgate/otpgate/internal/seal"
 	"github.com/otpgate/otpgate/internal/session"
 	"github.com/otpgate/otpgate/internal/store"
@@ -138,12 +141,14 @@ type Gateway struct {
 
 	policy     *policy.Policy
 	exempt     *policy.Exemptions
+	revokePath *policy.FixedPath
 	sealer     *seal.Sealer
 	store      store.Store
 	dbKey      string
 	tokens     *token.Manager
 	challenges *challenge.Manager
 	sessions   *session.Manager
+	flow       *gate.Gate
 	mailer     mailNotifier
 	logger     *zap.Logger
 	stop       context.CancelFunc
@@ -159,10 +164,6 @@ func (Gateway) CaddyModule() caddy.ModuleInfo {
 
 // now is the clock of every lifecycle; tests replace it.
 var now = time.Now
-
-// revokeRule is the gateway's own token_management operation: revoking a
-// token is paused and confirmed with a code like any transfer.
-const revokeRule = "otpgate_revoke"
 
 // Provision fills defaults, resolves placeholders and opens the store.
 func (g *Gateway) Provision(ctx caddy.Context) error {
@@ -215,9 +216,13 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("otpgate: %v", err)
 	}
 
-	rules := append([]policy.Rule{{Name: revokeRule, Kind: policy.TokenManagement, Paths: []string{g.BasePath + "/token/revoke"}}}, g.Rules...)
-	if g.policy, err = policy.Compile(rules); err != nil {
+	if g.policy, err = policy.Compile(g.Rules); err != nil {
 		return fmt.Errorf("otpgate: rules: %v", err)
+	}
+	// The built-in revocation is no rule: every reading of its path is
+	// served by the gateway alone (ServeHTTP).
+	if g.revokePath, err = policy.CompileFixedPath(gate.RevokePath(g.BasePath)); err != nil {
+		return fmt.Errorf("otpgate: base_path: %v", err)
 	}
 	reserved := []string{g.BasePath + "/**"}
 	if g.Identity != nil && g.Identity.Source == "login_form" {
@@ -265,6 +270,7 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	clock := func() time.Time { return now() }
 	g.tokens.Now, g.challenges.Now, g.sessions.Now = clock, clock, clock
 	g.tokens.Kick = pooled.sender.Kick
+	g.flow = gate.New(g.store, g.tokens, g.challenges, g.sessions, g.Identity.login, g.logger)
 
 	registerInstance(g)
 	pooled.startSender()
@@ -306,6 +312,9 @@ func (g *Gateway) Validate() error {
 	}
 	if len(g.Rules) == 0 {
 		return errors.New("otpgate: no rules: add at least one rule naming a protected operation")
+	}
+	if err := gate.CheckRules(g.Rules); err != nil {
+		return fmt.Errorf("otpgate: %v", err)
 	}
 	if g.PublicURL != "" && !strings.HasPrefix(g.PublicURL, "https://") && !strings.HasPrefix(g.PublicURL, "http://") {
 		return fmt.Errorf("otpgate: public_url %q must start with https://", g.PublicURL)

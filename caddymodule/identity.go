@@ -2,8 +2,6 @@ package caddymodule
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,9 +9,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"go.uber.org/zap"
 
-	"github.com/otpgate/otpgate/internal/challenge"
+	"github.com/otpgate/otpgate/internal/gate"
 	"github.com/otpgate/otpgate/internal/session"
 	"github.com/otpgate/otpgate/policy"
 )
@@ -111,100 +108,37 @@ func (id *Identity) provision(_ *caddy.Replacer) error {
 	return nil
 }
 
-// who is a known customer and the session they act in.
-type who struct {
-	Service, User string
-	// Session is the handle a paused operation is bound to.
-	Session string
-}
-
-// identify tells who sends r. ok is false when the customer is unknown or
-// the request is ambiguous about its session; callers refuse protected
-// operations then.
-func (g *Gateway) identify(r *http.Request) (w who, ok bool, err error) {
+// identify tells who sends r: nil when the customer is unknown or the
+// request is ambiguous about its session; callers refuse protected
+// operations then. A header identity is believed only when the client
+// could not have set it: a request header only from a trusted proxy.
+func (g *Gateway) identify(r *http.Request) (*gate.Customer, error) {
 	id := g.Identity
-	if id.Source == "header" {
-		if id.headerBased {
-			trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool)
-			if !trusted {
-				return who{}, false, nil
-			}
-		}
-		repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-		if repl == nil {
-			return who{}, false, nil
-		}
-		svc, usr := repl.ReplaceKnown(id.Service, ""), repl.ReplaceKnown(id.User, "")
-		if svc == "" || usr == "" || strings.Contains(svc, "{") || strings.Contains(usr, "{") {
-			return who{}, false, nil
-		}
-		return who{Service: svc, User: usr, Session: session.Hash("header\x00" + svc + "\x00" + usr)}, true, nil
+	if id.Source != "header" {
+		view := g.view(r, nil)
+		return g.flow.LoginCustomer(r.Context(), &view)
 	}
-	value, ok := g.sessionCookie(r)
-	if !ok {
-		return who{}, false, nil
+	if id.headerBased {
+		if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); !trusted {
+			return nil, nil
+		}
 	}
-	b, found, err := g.sessions.Lookup(r.Context(), value)
-	if err != nil || !found {
-		return who{}, false, err
+	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl == nil {
+		return nil, nil
 	}
-	return who{Service: b.Service, User: b.User, Session: b.ID}, true, nil
+	svc, usr := repl.ReplaceKnown(id.Service, ""), repl.ReplaceKnown(id.User, "")
+	if svc == "" || usr == "" || strings.Contains(svc, "{") || strings.Contains(usr, "{") {
+		return nil, nil
+	}
+	return gate.HeaderCustomer(svc, usr), nil
 }
 
-// sessionCookie returns the session cookie's value when it is the only
-// session the request names. Two session cookies, or a cookie together
-// with a ;jsessionid= in the URL, could let the gateway identify one
-// customer while the bank acts for another, so they count as no session.
-func (g *Gateway) sessionCookie(r *http.Request) (string, bool) {
-	var value string
-	n := 0
-	for _, c := range r.CookiesNamed(g.Identity.Cookie) {
-		value = c.Value
-		n++
-	}
-	if n != 1 || value == "" {
-		return "", false
-	}
-	if pathNamesSession(r.URL.EscapedPath()) {
-		return "", false
-	}
-	return value, true
-}
-
-// pathNamesSession reports whether a jsessionid appears in the path at any
-// depth of percent-encoding: a lenient bank decodes "%253Bjsessionid%253D"
-// until it reads ";jsessionid=" and, when the cookie's session has ended
-// there, acts for the session named in the path.
-func pathNamesSession(escaped string) bool {
-	return strings.Contains(strings.ToLower(policy.Unescape(escaped)), "jsessionid")
-}
-
-// watchSession passes r on and watches the bank's answer for the session
-// cookie (session.LoginForm decides): a login the gateway read
-// unambiguously binds the new session; any other request that may be a
-// login drops the bindings of the sessions it names when the bank answers
-// with a new cookie, or whatever it answers if it carries login fields; a
-// rotation is followed only for a request that cannot be a login; a logout
-// or a deleted cookie drops the binding. A login body the gateway cannot
-// read as the bank does is refused. It returns whether it handled r.
-func (g *Gateway) watchSession(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, p *policy.Request) (bool, error) {
-	id := g.Identity
-	if id.Source != "login_form" {
-		return false, nil
-	}
-	view := &session.Request{Path: p.Path, RawQuery: p.RawQuery, Header: r.Header, HasBody: !p.NoBody}
-	view.Session, _ = g.sessionCookie(r)
-	for _, c := range r.CookiesNamed(id.Cookie) {
-		if c.Value != "" {
-			view.Sessions = append(view.Sessions, c.Value)
-		}
-	}
-	view.Sessions = append(view.Sessions, session.PathSessions(p.Path)...)
-	if len(view.Sessions) == 0 && !id.login.Path.Matches(p.Path) {
-		// Nothing to bind, drop or move.
-		return false, nil
-	}
-	watch, err := id.login.Inspect(view, func() ([]byte, error) {
+// pass hands r, which no rule protects, to next, watching the bank's
+// answer for what it does to the login bindings (gate.WatchLogin).
+func (g *Gateway) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	view := g.view(r, nil)
+	lw, ref := g.flow.WatchLogin(&view, func() ([]byte, error) {
 		if r.Body == nil {
 			return nil, nil
 		}
@@ -212,52 +146,19 @@ func (g *Gateway) watchSession(w http.ResponseWriter, r *http.Request, next cadd
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		return body, err
 	})
-	if ue := (*session.UnreadableError)(nil); errors.As(err, &ue) {
-		g.logger.Info("login refused: its body could not be read as the bank reads it", zap.String("reason", ue.Reason), zap.String("method", r.Method), zap.String("path", challenge.RedactSessionIDs(p.Path)))
-		return true, g.refuse(w, r, http.StatusBadRequest, "login_unreadable", ue.Reason)
+	switch {
+	case ref != nil:
+		return g.refuse(w, r, ref)
+	case lw == nil:
+		return next.ServeHTTP(w, r)
 	}
-	if err != nil {
-		return true, g.refuseBody(w, r, err)
-	}
-	ctx := context.WithoutCancel(r.Context())
-	ip := clientIP(r)
-	ww := &headerWatcher{ResponseWriter: w, onHeader: func(status int, h http.Header) {
-		g.applySession(ctx, id.login.Decide(watch, session.Response{Status: status, Header: h}), ip)
-	}}
-	err = next.ServeHTTP(ww, r)
+	ww := &headerWatcher{ResponseWriter: w, onHeader: func(status int, h http.Header) { lw.Answered(r.Context(), status, h) }}
+	err := next.ServeHTTP(ww, r)
 	if !ww.done {
 		// No answer: the bank may still have logged someone in.
-		g.applySession(ctx, id.login.Decide(watch, session.Response{}), ip)
+		lw.Answered(r.Context(), 0, nil)
 	}
-	return true, err
-}
-
-// applySession carries out a session decision. Cookie values and
-// passwords are never logged.
-func (g *Gateway) applySession(ctx context.Context, d session.Decision, clientIP string) {
-	for _, v := range d.Drop {
-		g.logErr(g.sessions.Drop(ctx, v), "dropping session binding")
-	}
-	switch d.Action {
-	case session.Bind:
-		if err := g.sessions.Bind(ctx, d.New, d.Service, d.User, clientIP); err != nil {
-			g.logger.Error("binding login session; the customer's protected operations will be refused", zap.String("service", d.Service), zap.String("user", d.User), zap.Error(err))
-		}
-	case session.Rotate:
-		g.logErr(g.sessions.Rotate(ctx, d.Old, d.New), "following session rotation")
-	case session.Drop:
-		g.logger.Info("session binding dropped", zap.String("reason", d.Reason))
-	case session.Nothing:
-		if d.Reason != "" {
-			g.logger.Info("session not bound", zap.String("reason", d.Reason))
-		}
-	}
-}
-
-func (g *Gateway) logErr(err error, what string) {
-	if err != nil {
-		g.logger.Error(what, zap.Error(err))
-	}
+	return err
 }
 
 // headerWatcher calls onHeader once, just before the response header goes

@@ -38,11 +38,11 @@ func TestHeaderIdentityTrustedOnlyFromTrustedProxy(t *testing.T) {
 			}
 			ctx := context.WithValue(r.Context(), caddyhttp.VarsCtxKey, map[string]any{caddyhttp.TrustedProxyVarKey: tc.trusted})
 			ctx = context.WithValue(ctx, caddy.ReplacerCtxKey, caddyhttp.NewTestReplacer(r))
-			w, ok, err := g.identify(r.WithContext(ctx))
-			if err != nil || ok != tc.known {
-				t.Fatalf("identify = %+v, %v, %v; want known=%v", w, ok, err, tc.known)
+			w, err := g.identify(r.WithContext(ctx))
+			if err != nil || (w != nil) != tc.known {
+				t.Fatalf("identify = %+v, %v; want known=%v", w, err, tc.known)
 			}
-			if ok && (w.Service != "S001" || w.User != "U001" || w.Session == "") {
+			if w != nil && (w.Service != "S001" || w.User != "U001" || w.Session == "") {
 				t.Fatalf("identify = %+v", w)
 			}
 		})
@@ -62,9 +62,9 @@ func TestHeaderIdentityFromCaddyPlaceholder(t *testing.T) {
 	ctx := context.WithValue(r.Context(), caddyhttp.VarsCtxKey, vars)
 	r = r.WithContext(ctx)
 	ctx = context.WithValue(ctx, caddy.ReplacerCtxKey, caddyhttp.NewTestReplacer(r))
-	w, ok, err := g.identify(r.WithContext(ctx))
-	if err != nil || !ok || w.Service != "S002" || w.User != "U101" {
-		t.Fatalf("identify = %+v, %v, %v; want S002/U101", w, ok, err)
+	w, err := g.identify(r.WithContext(ctx))
+	if err != nil || w == nil || w.Service != "S002" || w.User != "U101" {
+		t.Fatalf("identify = %+v, %v; want S002/U101", w, err)
 	}
 }
 

@@ -6,24 +6,25 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/otpgate/otpgate/internal/gate"
 	"github.com/otpgate/otpgate/internal/pages"
 	"github.com/otpgate/otpgate/internal/token"
 )
 
-// tokenPage shows the customer's token and the actions that apply now.
-func (g *Gateway) tokenPage(w http.ResponseWriter, r *http.Request, status int, errID, info string, args ...int) error {
-	who, ok, err := g.customer(w, r, "token page")
-	if !ok {
-		return err
+// tokenPage shows the customer's token and the actions that apply now;
+// shown, if set, is the refusal of the action just tried.
+func (g *Gateway) tokenPage(w http.ResponseWriter, r *http.Request, status int, shown *gate.Refusal, info string) error {
+	who, ref := g.customer(r)
+	if ref != nil {
+		return g.refuse(w, r, ref)
 	}
 	st, err := g.tokens.Status(r.Context(), tokenUser(who))
 	if err != nil {
-		return g.refuse(w, r, http.StatusServiceUnavailable, "store_unavailable", "loading token: "+err.Error())
+		return g.refuse(w, r, gate.RefusalFor(err))
 	}
-	if wantsJSON(r) && errID == "" {
+	if wantsJSON(r) {
 		out := map[string]any{"state": st.State, "locked": st.Locked, "email": token.MaskEmail(st.Email), "renew_open": st.RenewOpen}
 		if !st.Expires.IsZero() {
 			out["expires"], out["days_left"], out["renew_from"] = st.Expires, st.DaysLeft, st.RenewFrom
@@ -35,22 +36,22 @@ func (g *Gateway) tokenPage(w http.ResponseWriter, r *http.Request, status int, 
 	}
 	p := pages.TokenPage{Common: g.common(w, r, who.Session), State: string(st.State), Locked: st.Locked,
 		MaskedEmail: token.MaskEmail(st.Email), Expires: st.Expires, DaysLeft: st.DaysLeft, RenewOpen: st.RenewOpen,
-		RenewFrom: st.RenewFrom, Error: errID, Info: info}
-	if len(args) > 0 {
-		p.AttemptsLeft = args[0]
+		RenewFrom: st.RenewFrom, Info: info}
+	if shown != nil {
+		p.Error, p.AttemptsLeft = shown.Code, attemptsLeft(shown)
 	}
 	return g.render(w, status, p)
 }
 
 // tokenAction runs STEP 1 (issue), STEP 3 (confirm) and renewal.
 func (g *Gateway) tokenAction(w http.ResponseWriter, r *http.Request, action string) error {
-	who, ok, err := g.customer(w, r, "token action")
-	if !ok {
-		return err
+	who, ref := g.customer(r)
+	var in map[string]string
+	if ref == nil {
+		in, ref = g.input(r, who.Session)
 	}
-	in, err := g.input(r, who.Session)
-	if err != nil {
-		return g.inputError(w, r, err)
+	if ref != nil {
+		return g.refuse(w, r, ref)
 	}
 	u, ip := tokenUser(who), clientIP(r)
 	log := g.logger.With(zap.String("service", u.Service), zap.String("user", u.ID), zap.String("action", action))
@@ -59,19 +60,20 @@ func (g *Gateway) tokenAction(w http.ResponseWriter, r *http.Request, action str
 		res, err := g.tokens.Issue(r.Context(), u, strings.TrimSpace(in["email"]), strings.TrimSpace(in["pin"]), g.linkBase(r), ip)
 		if err != nil {
 			log.Info("token issue refused", zap.Error(err))
-			return g.tokenError(w, r, err)
+			return g.tokenError(w, r, gate.RefusalFor(err))
 		}
 		log.Info("token issued; setup mail sent")
 		if wantsJSON(r) {
 			return writeJSON(w, http.StatusOK, map[string]any{"status": "issued", "email": res.MaskedEmail, "link_expires": res.LinkExpires})
 		}
-		return g.tokenPage(w, r, http.StatusOK, "", "issue_sent")
+		return g.tokenPage(w, r, http.StatusOK, nil, "issue_sent")
 	case "confirm", "renew":
-		code, ok := g.otpInput(in)
-		if !ok {
-			return g.tokenError(w, r, errOTPFormat)
+		code, ref := g.flow.Code(in["otp"])
+		if ref != nil {
+			return g.tokenError(w, r, ref)
 		}
 		var expires time.Time
+		var err error
 		info := "activated"
 		if action == "confirm" {
 			err = g.tokens.Activate(r.Context(), u, code, ip)
@@ -81,106 +83,39 @@ func (g *Gateway) tokenAction(w http.ResponseWriter, r *http.Request, action str
 		}
 		if err != nil {
 			log.Info("token "+action+" refused", zap.Error(err))
-			return g.tokenError(w, r, err)
+			return g.tokenError(w, r, gate.RefusalFor(err))
 		}
 		log.Info("token " + info)
 		if wantsJSON(r) {
 			st, err := g.tokens.Status(r.Context(), u)
 			if err != nil {
-				return g.refuse(w, r, http.StatusServiceUnavailable, "store_unavailable", "loading token: "+err.Error())
+				return g.refuse(w, r, gate.RefusalFor(err))
 			}
 			if expires.IsZero() {
 				expires = st.Expires
 			}
 			return writeJSON(w, http.StatusOK, map[string]any{"status": info, "state": st.State, "expires": expires})
 		}
-		return g.tokenPage(w, r, http.StatusOK, "", info)
+		return g.tokenPage(w, r, http.StatusOK, nil, info)
 	}
-	return g.refuse(w, r, http.StatusNotFound, "not_found", "no such token action")
+	return g.refuse(w, r, gate.Refuse(gate.NotFound, nil))
 }
 
-var errOTPFormat = errors.New("otpgate: enter the digits the token app shows")
-
-// tokenError answers a lifecycle refusal with its status and message.
-func (g *Gateway) tokenError(w http.ResponseWriter, r *http.Request, err error) error {
-	var ce *token.CodeError
-	var early *token.RenewTooEarlyError
-	status, id := http.StatusServiceUnavailable, "store_unavailable"
-	extra := map[string]any{}
-	switch {
-	case errors.As(err, &ce) && ce.Outcome == token.CodeInvalid:
-		status, id = http.StatusUnauthorized, "invalid_otp"
-		extra["attempts_left"] = ce.AttemptsLeft
-	case errors.Is(err, token.ErrReusedCode):
-		status, id = http.StatusConflict, "otp_reused"
-	case errors.Is(err, token.ErrLocked):
-		status, id = http.StatusLocked, "locked"
-	case errors.As(err, &early):
-		status, id = http.StatusConflict, "renew_too_early"
-		extra["renew_from"] = early.From
-	case errors.Is(err, errOTPFormat):
-		status, id = http.StatusBadRequest, "otp_format"
-	case errors.Is(err, token.ErrPINFormat):
-		status, id = http.StatusBadRequest, "pin_format"
-	case errors.Is(err, token.ErrEmailFormat):
-		status, id = http.StatusBadRequest, "email_format"
-	case errors.Is(err, token.ErrActiveToken):
-		status, id = http.StatusConflict, "active_token"
-	case errors.Is(err, token.ErrReissueNeedsToken):
-		status, id = http.StatusForbidden, "reissue_requires_token_or_bank"
-	case errors.Is(err, token.ErrIssueChanged):
-		status, id = http.StatusConflict, "issue_changed"
-	case errors.Is(err, token.ErrMail):
-		status, id = http.StatusBadGateway, "mail_failed"
-	case errors.Is(err, token.ErrNotInitialised):
-		status, id = http.StatusConflict, "not_issued"
-	case errors.Is(err, token.ErrNoMailer):
-		status, id = http.StatusServiceUnavailable, "mail_failed"
-		g.logger.Error("token issue without a mailer configured", zap.Error(err))
-	case errors.Is(err, token.ErrNoToken):
-		status, id = http.StatusConflict, "enrollment_required"
-	default:
-		g.logger.Error("token lifecycle", zap.Error(err))
+// tokenError answers a refused token action: JSON with its details, or the
+// token page showing the error (a wrong code with status 200, like the
+// confirm page). A store failure is the error page.
+func (g *Gateway) tokenError(w http.ResponseWriter, r *http.Request, ref *gate.Refusal) error {
+	if wantsJSON(r) || ref.Code == gate.StoreUnavailable {
+		if ref.Code == gate.StoreUnavailable || ref.Code == gate.MailFailed {
+			g.logger.Error("token lifecycle", zap.String("error", ref.Code), zap.NamedError("cause", errors.Unwrap(ref)))
+		}
+		return g.refuse(w, r, ref)
 	}
-	if wantsJSON(r) {
-		extra["error"], extra["message"] = id, "otpgate: "+pages.T(pages.English, id, extra["attempts_left"])
-		return writeJSON(w, status, extra)
-	}
-	if status == http.StatusServiceUnavailable {
-		return g.refuse(w, r, status, id, err.Error())
-	}
-	// A wrong code is a normal page with the error on it, like the confirm page.
-	if status == http.StatusUnauthorized {
+	status := ref.Status
+	if ref.Code == gate.InvalidOTP {
 		status = http.StatusOK
 	}
-	attempts := 0
-	if ce != nil {
-		attempts = ce.AttemptsLeft
-	}
-	return g.tokenPage(w, r, status, id, "", attempts)
-}
-
-// revoke pauses the customer's revocation like any protected operation: it
-// goes through the gateway's own policy, so it needs a code from the token.
-func (g *Gateway) revoke(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	body, err := g.readBody(r)
-	if err != nil {
-		return g.refuseBody(w, r, err)
-	}
-	m := g.policy.Classify(policyRequest(r), body)
-	if m == nil || m.Rule.Name != revokeRule {
-		return g.refuse(w, r, http.StatusBadRequest, "bad_request", "revoke request not recognised by the built-in rule")
-	}
-	who, ok, err := g.customer(w, r, "revoke")
-	if !ok {
-		return err
-	}
-	// Only a JSON content type exempts from the CSRF token: a cross-site
-	// page cannot send one without a CORS preflight, while it can set Accept.
-	if !isJSONBody(r) && !g.csrfOK(r, who.Session, formValue(body, "csrf")) {
-		return g.refuse(w, r, http.StatusForbidden, "csrf", "revoke form without a valid CSRF token")
-	}
-	return g.protect(w, r, next, m, body)
+	return g.tokenPage(w, r, status, ref, "")
 }
 
 // linkBase is the absolute prefix of mailed setup links.
@@ -205,29 +140,20 @@ func (g *Gateway) setup(w http.ResponseWriter, r *http.Request, link string) err
 		}
 		return g.render(w, http.StatusOK, pages.SetupPage{Common: g.common(w, r, ""), Link: link})
 	}
-	in, err := g.input(r, "")
-	if err != nil {
-		return g.inputError(w, r, err)
+	in, ref := g.input(r, "")
+	if ref != nil {
+		return g.refuse(w, r, ref)
 	}
 	res, err := g.tokens.Setup(r.Context(), link, strings.TrimSpace(in["service_id"]), strings.TrimSpace(in["user_id"]), strings.TrimSpace(in["pin"]), clientIP(r))
-	status, id := http.StatusOK, ""
-	switch {
-	case errors.Is(err, token.ErrSetupFailed):
-		status, id = http.StatusUnauthorized, "setup_failed"
-	case errors.Is(err, token.ErrLinkGone):
-		status, id = http.StatusGone, "link_gone"
-	case err != nil:
-		g.logger.Error("token setup", zap.Error(err))
-		return g.refuse(w, r, http.StatusServiceUnavailable, "store_unavailable", "setup: "+err.Error())
+	if err != nil {
+		ref := gate.RefusalFor(err)
+		if wantsJSON(r) || ref.Code == gate.StoreUnavailable {
+			return g.refuse(w, r, ref)
+		}
+		return g.render(w, ref.Status, pages.SetupPage{Common: g.common(w, r, ""), Link: link, Error: ref.Code})
 	}
 	if wantsJSON(r) {
-		if id != "" {
-			return writeJSON(w, status, map[string]any{"error": id, "message": "otpgate: " + pages.T(pages.English, id)})
-		}
 		return writeJSON(w, http.StatusOK, map[string]any{"secret": res.Secret, "otpauth_uri": res.URI, "qr_png": res.QRPNG, "account": res.Account})
-	}
-	if id != "" {
-		return g.render(w, status, pages.SetupPage{Common: g.common(w, r, ""), Link: link, Error: id})
 	}
 	return g.render(w, http.StatusOK, pages.SetupPage{Common: g.common(w, r, ""), Link: link, Secret: res.Secret, URI: res.URI, QRPNG: res.QRPNG, Account: res.Account})
 }

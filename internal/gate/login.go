@@ -1,0 +1,145 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/otpgate/otpgate/internal/challenge"
+	"github.com/otpgate/otpgate/internal/session"
+	"github.com/otpgate/otpgate/policy"
+)
+
+// HeaderCustomer is the customer named by values set in front of the
+// gateway (a TLS client certificate, forward_auth): the caller has checked
+// that the client could not set them. Their session is the identity
+// itself, so held operations are bound to the customer.
+func HeaderCustomer(service, user string) *Customer {
+	return &Customer{Service: service, User: user, Session: session.Hash("header\x00" + service + "\x00" + user)}
+}
+
+// LoginCustomer is the customer whose bank session r carries, nil when it
+// names none the gateway bound, or more than one (see sessionCookie).
+func (g *Gate) LoginCustomer(ctx context.Context, r *Request) (*Customer, error) {
+	value, ok := g.sessionCookie(r)
+	if !ok {
+		return nil, nil
+	}
+	b, found, err := g.sessions.Lookup(ctx, value)
+	if err != nil || !found {
+		return nil, err
+	}
+	return &Customer{Service: b.Service, User: b.User, Session: b.ID}, nil
+}
+
+// sessionCookie returns the session cookie's value when it is the only
+// session r names. Two session cookies, or a cookie together with a
+// ;jsessionid= in the path at any depth of percent-encoding, could let the
+// gateway identify one customer while the bank acts for another (a lenient
+// bank decodes "%253Bjsessionid%253D" until it reads ";jsessionid=" and,
+// when the cookie's session has ended there, acts for the session named in
+// the path), so they count as no session.
+func (g *Gate) sessionCookie(r *Request) (string, bool) {
+	if g.login == nil {
+		return "", false
+	}
+	values := cookieValues(r.Header, g.login.Cookie)
+	if len(values) != 1 || values[0] == "" {
+		return "", false
+	}
+	if strings.Contains(strings.ToLower(policy.Unescape(r.Path())), "jsessionid") {
+		return "", false
+	}
+	return values[0], true
+}
+
+// cookieValues are the values of every cookie called name in h.
+func cookieValues(h http.Header, name string) []string {
+	var out []string
+	for _, c := range (&http.Request{Header: h}).CookiesNamed(name) {
+		out = append(out, c.Value)
+	}
+	return out
+}
+
+// LoginWatch follows a request that may log a customer in, out, or into
+// another session, to the bank's answer (session.LoginForm decides).
+type LoginWatch struct {
+	g        *Gate
+	watch    session.Watch
+	clientIP string
+}
+
+// WatchLogin inspects r, a request the gateway passes to the bank, for what
+// it may do to the bindings of sessions to customers. It returns nil when
+// there is nothing to watch: r names no session and is not at the login
+// path under any reading. readBody is called only when the body is needed,
+// and must return it whole or at least session.MaxLoginBody+1 bytes of it.
+// A login body the gateway cannot read as the bank does is refused
+// (login_unreadable): passed on unwatched, it could bind a session to
+// another customer than the bank logs in.
+func (g *Gate) WatchLogin(r *Request, readBody func() ([]byte, error)) (*LoginWatch, *Refusal) {
+	if g.login == nil {
+		return nil, nil
+	}
+	path := r.Path()
+	view := &session.Request{Path: path, RawQuery: r.RawQuery(), Header: r.Header, HasBody: r.HasBody}
+	view.Session, _ = g.sessionCookie(r)
+	for _, v := range cookieValues(r.Header, g.login.Cookie) {
+		if v != "" {
+			view.Sessions = append(view.Sessions, v)
+		}
+	}
+	view.Sessions = append(view.Sessions, session.PathSessions(path)...)
+	if len(view.Sessions) == 0 && !g.login.Path.Matches(path) {
+		return nil, nil
+	}
+	watch, err := g.login.Inspect(view, readBody)
+	if ue := (*session.UnreadableError)(nil); errors.As(err, &ue) {
+		g.log.Info("login refused: its body could not be read as the bank reads it", zap.String("reason", ue.Reason),
+			zap.String("method", r.Method), zap.String("path", challenge.RedactSessionIDs(path)))
+		return nil, Refuse(LoginUnreadable, err)
+	}
+	if err != nil {
+		return nil, Refuse(BadRequest, err)
+	}
+	return &LoginWatch{g: g, watch: watch, clientIP: r.ClientIP}, nil
+}
+
+// Answered carries out what the bank's answer does to the bindings: status
+// and header are the answer's, 0 and nil when the bank gave none (it may
+// still have logged someone in). It changes the bindings whether or not
+// the customer's connection stays open. Cookie values and passwords are
+// never logged.
+func (w *LoginWatch) Answered(ctx context.Context, status int, header http.Header) session.Decision {
+	g := w.g
+	d := g.login.Decide(w.watch, session.Response{Status: status, Header: header})
+	ctx = context.WithoutCancel(ctx)
+	logErr := func(err error, what string) {
+		if err != nil {
+			g.log.Error(what, zap.Error(err))
+		}
+	}
+	for _, v := range d.Drop {
+		logErr(g.sessions.Drop(ctx, v), "dropping session binding")
+	}
+	switch d.Action {
+	case session.Bind:
+		if err := g.sessions.Bind(ctx, d.New, d.Service, d.User, w.clientIP); err != nil {
+			g.log.Error("binding login session; the customer's protected operations will be refused",
+				zap.String("service", d.Service), zap.String("user", d.User), zap.Error(err))
+		}
+	case session.Rotate:
+		logErr(g.sessions.Rotate(ctx, d.Old, d.New), "following session rotation")
+	case session.Drop:
+		g.log.Info("session binding dropped", zap.String("reason", d.Reason))
+	case session.Nothing:
+		if d.Reason != "" {
+			g.log.Info("session not bound", zap.String("reason", d.Reason))
+		}
+	}
+	return d
+}

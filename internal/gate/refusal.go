@@ -1,0 +1,176 @@
+package gate
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/otpgate/otpgate/internal/challenge"
+	"github.com/otpgate/otpgate/internal/pages"
+	"github.com/otpgate/otpgate/internal/token"
+)
+
+// Refusal is every "no" the gateway gives: the HTTP status, the code that
+// JSON clients read in "error" and that pages look up in the catalogue, and
+// an English message for JSON and the log. Refusals are made only by Refuse,
+// which takes the status from the one table below.
+type Refusal struct {
+	Status  int
+	Code    string
+	Message string
+
+	// cause is what led to the refusal, for the operator's log and for the
+	// details some answers carry (a *token.CodeError's attempts left, a
+	// *token.RenewTooEarlyError's date); never shown as is.
+	cause error
+}
+
+func (r *Refusal) Error() string { return r.Message }
+
+// Unwrap returns the refusal's cause, if any.
+func (r *Refusal) Unwrap() error { return r.cause }
+
+// Codes of refusals, as clients read them in JSON "error".
+const (
+	LoginRequired        = "login_required"
+	LoginUnreadable      = "login_unreadable"
+	EnrollmentRequired   = "enrollment_required"
+	TokenExpired         = "token_expired"
+	Locked               = "locked"
+	ChallengeGone        = "challenge_gone"
+	InvalidOTP           = "invalid_otp"
+	OTPReused            = "otp_reused"
+	OTPFormat            = "otp_format"
+	CSRF                 = "csrf"
+	BadRequest           = "bad_request"
+	UnsupportedMediaType = "unsupported_media_type"
+	PathTooLong          = "path_too_long"
+	NotFound             = "not_found"
+	BodyTooLarge         = "body_too_large"
+	AmbiguousPath        = "ambiguous_path"
+	UnshowableRequest    = "unshowable_request"
+	StoreUnavailable     = "store_unavailable"
+	UpstreamFailed       = "upstream_failed"
+	UpstreamNotSent      = "upstream_not_sent"
+	PINFormat            = "pin_format"
+	EmailFormat          = "email_format"
+	ActiveToken          = "active_token"
+	ReissueNeedsToken    = "reissue_requires_token_or_bank"
+	IssueChanged         = "issue_changed"
+	MailFailed           = "mail_failed"
+	NotIssued            = "not_issued"
+	RenewTooEarly        = "renew_too_early"
+	SetupFailed          = "setup_failed"
+	LinkGone             = "link_gone"
+)
+
+// statuses is the one table from a refusal to its HTTP status (DESIGN.md,
+// "The HTTP contract"). A browser may be answered otherwise where a page
+// serves it better (a redirect to the token page, a wrong code shown on the
+// confirm page), never with a status that lets more through.
+var statuses = map[string]int{
+	LoginRequired:        http.StatusForbidden,
+	LoginUnreadable:      http.StatusBadRequest,
+	EnrollmentRequired:   http.StatusForbidden,
+	TokenExpired:         http.StatusForbidden,
+	Locked:               http.StatusLocked,
+	ChallengeGone:        http.StatusGone,
+	InvalidOTP:           http.StatusUnauthorized,
+	OTPReused:            http.StatusConflict,
+	OTPFormat:            http.StatusBadRequest,
+	CSRF:                 http.StatusForbidden,
+	BadRequest:           http.StatusBadRequest,
+	UnsupportedMediaType: http.StatusUnsupportedMediaType,
+	PathTooLong:          http.StatusRequestURITooLong,
+	NotFound:             http.StatusNotFound,
+	BodyTooLarge:         http.StatusRequestEntityTooLarge,
+	AmbiguousPath:        http.StatusBadRequest,
+	UnshowableRequest:    http.StatusBadRequest,
+	StoreUnavailable:     http.StatusServiceUnavailable,
+	UpstreamFailed:       http.StatusBadGateway,
+	UpstreamNotSent:      http.StatusBadGateway,
+	PINFormat:            http.StatusBadRequest,
+	EmailFormat:          http.StatusBadRequest,
+	ActiveToken:          http.StatusConflict,
+	ReissueNeedsToken:    http.StatusForbidden,
+	IssueChanged:         http.StatusConflict,
+	MailFailed:           http.StatusBadGateway,
+	NotIssued:            http.StatusConflict,
+	RenewTooEarly:        http.StatusConflict,
+	SetupFailed:          http.StatusUnauthorized,
+	LinkGone:             http.StatusGone,
+}
+
+// Refuse returns the refusal code, with the status from the table and the
+// catalogue's English text as its message. cause, which may be nil, is kept
+// for the log. An unknown code is a programming error and refuses with 500.
+func Refuse(code string, cause error) *Refusal {
+	status, ok := statuses[code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	var args []any
+	var ce *token.CodeError
+	var early *token.RenewTooEarlyError
+	switch {
+	case code == InvalidOTP && errors.As(cause, &ce):
+		args = append(args, ce.AttemptsLeft)
+	case code == RenewTooEarly && errors.As(cause, &early):
+		args = append(args, early.From.Format(time.DateOnly))
+	}
+	return &Refusal{Status: status, Code: code, Message: "otpgate: " + pages.T(pages.English, code, args...), cause: cause}
+}
+
+// RefuseSaying is Refuse with message instead of the catalogue's text, for
+// refusals whose message says exactly what was wrong with the request
+// (which path reading, which field) and what to send instead.
+func RefuseSaying(code, message string, cause error) *Refusal {
+	r := Refuse(code, cause)
+	r.Message = message
+	return r
+}
+
+// RefusalFor turns an error of the token lifecycle or the held operations
+// into the refusal the customer gets. What no sentinel names is a store
+// failure: 503, with the error kept for the log.
+func RefusalFor(err error) *Refusal {
+	var ce *token.CodeError
+	var early *token.RenewTooEarlyError
+	for _, s := range sentinels {
+		if errors.Is(err, s.err) {
+			return Refuse(s.code, err)
+		}
+	}
+	switch {
+	case errors.As(err, &ce) && ce.Outcome == token.CodeInvalid:
+		return Refuse(InvalidOTP, err)
+	case errors.As(err, &early):
+		return Refuse(RenewTooEarly, err)
+	}
+	return Refuse(StoreUnavailable, err)
+}
+
+// sentinels are the errors with a refusal of their own, in the order they
+// are tried (a *token.CodeError matches ErrReusedCode or ErrLocked by its
+// outcome).
+var sentinels = []struct {
+	err  error
+	code string
+}{
+	{challenge.ErrGone, ChallengeGone},
+	{token.ErrReusedCode, OTPReused},
+	{token.ErrLocked, Locked},
+	{token.ErrPINFormat, PINFormat},
+	{token.ErrEmailFormat, EmailFormat},
+	{token.ErrActiveToken, ActiveToken},
+	{token.ErrReissueNeedsToken, ReissueNeedsToken},
+	{token.ErrIssueChanged, IssueChanged},
+	{token.ErrMail, MailFailed},
+	{token.ErrNoMailer, MailFailed},
+	{token.ErrNotInitialised, NotIssued},
+	{token.ErrNoToken, EnrollmentRequired},
+	{token.ErrSetupFailed, SetupFailed},
+	{token.ErrLinkGone, LinkGone},
+	{token.ErrInvalidUser, BadRequest},
+	{errOTPFormat, OTPFormat},
+}
