@@ -60,6 +60,7 @@ func BenchmarkGateway(b *testing.B) {
 		database %[5]s
 		secret_key %[6]s
 		mail_from otp@bench.example
+		enrol_address any
 		mail_dir %[7]s
 		require_otp all
 		identity login_form {
@@ -210,7 +211,7 @@ var benchLink = regexp.MustCompile(`/\.otpgate/setup/([A-Za-z0-9_-]+)`)
 func benchEnrol(b *testing.B, g *Gateway, dir string, clock *fakeClock) []byte {
 	ctx := context.Background()
 	u := token.User{Service: "S001", ID: "U001"}
-	if _, err := g.tokens.Issue(ctx, u, "u001@bench.example", "4321", "http://localhost/.otpgate/setup/", "127.0.0.1"); err != nil {
+	if _, err := g.tokens.Issue(ctx, u, "u001@bench.example", "4829", "http://localhost/.otpgate/setup/", "127.0.0.1"); err != nil {
 		b.Fatal(err)
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "mail", "*.eml"))
@@ -230,7 +231,7 @@ func benchEnrol(b *testing.B, g *Gateway, dir string, clock *fakeClock) []byte {
 	if m == nil {
 		b.Fatal("no setup link in mail")
 	}
-	res, err := g.tokens.Setup(ctx, m[1], "S001", "U001", "4321", "127.0.0.1")
+	res, err := g.tokens.Setup(ctx, m[1], "S001", "U001", "4829", "127.0.0.1")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -260,7 +260,7 @@ func TestBrowserEnrolThenConfirmTransfer(t *testing.T) {
 	// STEP 1: mobile address and activation PIN.
 	email := "u001@mobile.example"
 	pc.fill(`#email`, email)
-	pc.fill(`#pin`, "4321")
+	pc.fill(`#pin`, "4829")
 	if st := pc.click(`form[action$="/token/issue"] button[type="submit"]`); st != 200 {
 		t.Fatalf("issue: status %d", st)
 	}
@@ -279,7 +279,7 @@ func TestBrowserEnrolThenConfirmTransfer(t *testing.T) {
 	phone.styled("setup page")
 	phone.fill(`#service_id`, c.Service)
 	phone.fill(`#user_id`, c.ID)
-	phone.fill(`#pin`, "4321")
+	phone.fill(`#pin`, "4829")
 	if st := phone.click(`form button[type="submit"]`); st != 200 {
 		t.Fatalf("setup: status %d", st)
 	}

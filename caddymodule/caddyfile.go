@@ -156,6 +156,12 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("allow_ambiguous_paths: want path prefixes such as /static/**")
 			}
 			g.AllowAmbiguousPaths = append(g.AllowAmbiguousPaths, args...)
+		case "enrol_address":
+			err = g.parseEnrolAddress(d)
+		case "bank_table":
+			err = oneArg(d, &g.BankTable)
+		case "contact":
+			err = oneArg(d, &g.Contact)
 		case "require_otp":
 			g.RequireOTP = d.RemainingArgs()
 			if len(g.RequireOTP) == 0 {
@@ -181,6 +187,19 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// parseEnrolAddress reads "enrol_address registered|any|domain <d...>".
+func (g *Gateway) parseEnrolAddress(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	switch {
+	case len(args) == 1 && (args[0] == "registered" || args[0] == "any"):
+	case len(args) > 1 && args[0] == "domain":
+	default:
+		return d.Errf("enrol_address: want registered, any, or domain followed by mail domains such as docomo.ne.jp")
+	}
+	g.EnrolAddress, g.EnrolDomains = args[0], args[1:]
 	return nil
 }
 

@@ -211,7 +211,7 @@ func TestEnrolAdminResetAndUnlock(t *testing.T) {
 	lost := c.secret
 
 	// The phone is lost: the customer cannot issue a new token themselves.
-	res, out := c.postJSON("/.otpgate/token/issue", map[string]string{"email": "u001@new-phone.example", "pin": "1111"})
+	res, out := c.postJSON("/.otpgate/token/issue", map[string]string{"email": "u001@new-phone.example", "pin": "5821"})
 	if res.StatusCode != http.StatusConflict || out["error"] != "active_token" {
 		t.Fatalf("issue with an active token: %d %v; want 409 active_token", res.StatusCode, out)
 	}
@@ -446,7 +446,7 @@ func TestEnrolPagesLanguageAndPhishingNotice(t *testing.T) {
 	c := e.customer("S001", "U001")
 	c.login()
 	c.json = true
-	const email, pin = "u001@mobile.example", "4321"
+	const email, pin = "u001@mobile.example", "4829"
 	if res, out := c.postJSON("/.otpgate/token/issue", map[string]string{"email": email, "pin": pin}); res.StatusCode != http.StatusOK {
 		t.Fatalf("issue: %d %v", res.StatusCode, out)
 	}

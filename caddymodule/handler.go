@@ -130,6 +130,27 @@ type Gateway struct {
 	// Home is where "back" links on gateway pages lead. Default: /
 	Home string `json:"home,omitempty"`
 
+	// EnrolAddress says where setup links may be mailed: "registered" (only
+	// an address the bank registered for the customer, imported from its
+	// customer file with "otpgate registered-import"), "domain" (any
+	// address at one of EnrolDomains) or "any". Whatever the choice, the
+	// addresses the bank registered for the customer and the company are
+	// told of every issue. Default: registered, so that a phished password
+	// alone cannot bind the phisher's phone.
+	EnrolAddress string   `json:"enrol_address,omitempty"`
+	EnrolDomains []string `json:"enrol_domains,omitempty"`
+
+	// BankTable is a CSV file naming 金融機関コード and 支店コード
+	// (bank_code,branch_code,bank_name,branch_name; UTF-8 or Shift_JIS),
+	// for fields shown with the format bank or branch. Default: none, and
+	// such codes are shown as sent, with a note.
+	BankTable string `json:"bank_table,omitempty"`
+
+	// Contact is how customers reach the bank, shown on every gateway
+	// page and in every mail ("0120-000-000（平日9:00～17:00）").
+	// Default: none.
+	Contact string `json:"contact,omitempty"`
+
 	// Identity says how the gateway knows who sends a request.
 	Identity *Identity `json:"identity,omitempty"`
 
@@ -250,6 +271,7 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 		Issuer: g.Issuer, Period: time.Duration(g.Period), Digits: g.Digits, Algorithm: g.Algorithm, Skew: g.Skew,
 		MaxFailures: g.MaxFailures, LockDuration: time.Duration(g.LockDuration), Validity: time.Duration(g.Validity),
 		RenewWindow: time.Duration(g.RenewWindow), LinkLifetime: time.Duration(g.LinkLifetime),
+		EnrolAddress: token.EnrolAddress{Mode: token.AddressMode(g.EnrolAddress), Domains: g.EnrolDomains},
 	}
 	for _, s := range g.RequireOTP {
 		if strings.EqualFold(s, "all") {

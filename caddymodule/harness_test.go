@@ -164,6 +164,7 @@ func (e *env) caddyfile(opt envOptions) string {
 		home /menu
 		%s
 		mail_from otp@test-bank.example
+		enrol_address any
 		%s
 		identity login_form {
 			path /login
@@ -293,12 +294,12 @@ func (c *customer) csrf(path string) string {
 func (c *customer) enrol() {
 	c.e.t.Helper()
 	email := strings.ToLower(c.ID) + "@mobile.example"
-	res, out := c.postJSON("/.otpgate/token/issue", map[string]string{"email": email, "pin": "4321"})
+	res, out := c.postJSON("/.otpgate/token/issue", map[string]string{"email": email, "pin": "4829"})
 	if res.StatusCode != http.StatusOK {
 		c.e.t.Fatalf("issue: %d %v", res.StatusCode, out)
 	}
 	link := c.e.setupLink(email)
-	res, out = c.postJSON(strings.TrimPrefix(link, gatewayURL), map[string]string{"service_id": c.Service, "user_id": c.ID, "pin": "4321"})
+	res, out = c.postJSON(strings.TrimPrefix(link, gatewayURL), map[string]string{"service_id": c.Service, "user_id": c.ID, "pin": "4829"})
 	if res.StatusCode != http.StatusOK {
 		c.e.t.Fatalf("setup: %d %v", res.StatusCode, out)
 	}

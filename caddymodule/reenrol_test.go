@@ -122,7 +122,7 @@ func reenrolIssuedNotice(t *testing.T, e *env, addr string) {
 func reenrolIssueForm(c *customer, email, lang string) (*http.Response, string) {
 	c.e.t.Helper()
 	return enrolPage(c, http.MethodPost, "/.otpgate/token/issue", lang,
-		url.Values{"email": {email}, "pin": {"9999"}, "csrf": {c.csrf("/.otpgate/token")}})
+		url.Values{"email": {email}, "pin": {"9371"}, "csrf": {c.csrf("/.otpgate/token")}})
 }
 
 // The attack: the token expires; someone with the password alone issues a
@@ -149,7 +149,7 @@ func TestReenrolExpiredTokenNeedsTokenOrBank(t *testing.T) {
 	reenrolWaitMail(e, owner, "OTP token activated")
 	mailsBefore := len(reenrolSubjects(e, owner))
 
-	res, out := a.postJSON("/.otpgate/token/issue", map[string]string{"email": attacker, "pin": "9999"})
+	res, out := a.postJSON("/.otpgate/token/issue", map[string]string{"email": attacker, "pin": "9371"})
 	msg, _ := out["message"].(string)
 	if res.StatusCode != http.StatusForbidden || out["error"] != "reissue_requires_token_or_bank" ||
 		!strings.HasPrefix(msg, "otpgate: ") || !strings.Contains(msg, "Renew") || !strings.Contains(msg, "reset") {
@@ -257,7 +257,7 @@ func TestReenrolAfterRevokeAndPendingReplaced(t *testing.T) {
 	a := e.customer("S001", "U001")
 	a.login()
 	a.json = true
-	if res, out = a.postJSON("/.otpgate/token/issue", map[string]string{"email": attacker, "pin": "9999"}); res.StatusCode != http.StatusOK {
+	if res, out = a.postJSON("/.otpgate/token/issue", map[string]string{"email": attacker, "pin": "9371"}); res.StatusCode != http.StatusOK {
 		t.Fatalf("issue over a pending issue: %d %v; want 200", res.StatusCode, out)
 	}
 	reenrolIssuedNotice(t, e, newPhone)

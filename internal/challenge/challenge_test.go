@@ -123,7 +123,7 @@ func enrol() error {
 	}
 	defer db.Close()
 	mail := &capture{}
-	tokens, err := token.New(db, sealer, mail, token.Config{})
+	tokens, err := token.New(db, sealer, mail, token.Config{EnrolAddress: token.EnrolAddress{Mode: token.AnyAddress}})
 	if err != nil {
 		return err
 	}
@@ -209,7 +209,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.tokens, err = token.New(db, sealer, e.mail, token.Config{}); err != nil {
+	if e.tokens, err = token.New(db, sealer, e.mail, token.Config{EnrolAddress: token.EnrolAddress{Mode: token.AnyAddress}}); err != nil {
 		t.Fatal(err)
 	}
 	e.tokens.Now = e.clk.now

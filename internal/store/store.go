@@ -62,10 +62,12 @@ const (
 	Chunks Bucket = "chunks"
 	// Outbox holds notices to mail, written with the change they announce (package outbox).
 	Outbox Bucket = "outbox"
+	// Registered holds the mail addresses the bank registered per customer and company (package token).
+	Registered Bucket = "registered"
 )
 
 // Buckets lists every bucket, so an implementation can create them up front.
-var Buckets = []Bucket{Services, Tokens, SetupLinks, Sessions, Pending, Audit, Chunks, Outbox}
+var Buckets = []Bucket{Services, Tokens, SetupLinks, Sessions, Pending, Audit, Chunks, Outbox, Registered}
 
 // Limits every implementation enforces or, where its own backend is more
 // generous, callers keep anyway so that the same code runs on every store.

@@ -202,6 +202,9 @@ func (m *Manager) refuseIssue(ctx context.Context, u User, state State, refusal 
 // When the user had another address registered (an earlier token, a pending
 // issue, or the one kept by a bank reset), that address is told of the issue
 // too: whoever issues with a stolen password is announced to the customer.
+// The addresses the bank registered for the customer and their company are
+// told as well; email must be one Config.EnrolAddress allows, and the PIN
+// not one a phisher guesses first (registered.go).
 //
 // The mails are sent before anything is written: if either fails, Issue
 // returns an error wrapping ErrMail and the token is as it was.
@@ -215,6 +218,9 @@ func (m *Manager) Issue(ctx context.Context, u User, email, pin, linkBase, clien
 	if !validPIN(pin) {
 		return IssueResult{}, ErrPINFormat
 	}
+	if err := trivialPIN(pin, u); err != nil {
+		return IssueResult{}, err
+	}
 	if m.notifier == nil {
 		return IssueResult{}, ErrNoMailer
 	}
@@ -224,13 +230,18 @@ func (m *Manager) Issue(ctx context.Context, u User, email, pin, linkBase, clien
 	var prev string // the address registered before this issue
 	var state State
 	var refusal error
+	var registered []string // the bank's addresses to tell (registered.go)
 	err := m.store.View(ctx, func(tx store.Tx) error {
 		r, err := load(tx, u)
 		if err != nil {
 			return err
 		}
 		prev, state, refusal = r.Email, m.effective(r, now), m.canIssue(r, now)
-		return nil
+		var badAddress error
+		if registered, badAddress, err = m.enrolAddresses(tx, u, email, prev); refusal == nil {
+			refusal = badAddress
+		}
+		return err
 	})
 	if err != nil {
 		return IssueResult{}, err
@@ -263,6 +274,11 @@ func (m *Manager) Issue(ctx context.Context, u User, email, pin, linkBase, clien
 		}
 		detail += "; issue notice mailed to the previous address " + MaskEmail(prev)
 	}
+	told, err := m.notifyRegistered(ctx, u, registered, now)
+	if err != nil {
+		return IssueResult{}, err
+	}
+	detail += told
 	if state == Issued || state == Initialised {
 		detail += "; replaces the unfinished issue (" + string(state) + ")"
 	}

@@ -219,8 +219,8 @@ func TestIssueRefused(t *testing.T) {
 		{"two addresses", fresh, "a@example.jp, b@example.jp", "1234", ErrEmailFormat},
 		{"too long", fresh, strings.Repeat("a", 64) + "@" + strings.Repeat("b", 187) + ".jp", "1234", ErrEmailFormat},
 		{"empty", fresh, "", "1234", ErrEmailFormat},
-		{"active token", active, "a@example.jp", "1234", ErrActiveToken},
-		{"locked", locked, "a@example.jp", "1234", ErrLocked},
+		{"active token", active, "a@example.jp", "4829", ErrActiveToken},
+		{"locked", locked, "a@example.jp", "4829", ErrLocked},
 		{"bad user", User{"SVC", "a\x1fb"}, "a@example.jp", "1234", ErrInvalidUser},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -249,7 +249,7 @@ func TestIssueRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := m.Issue(ctx, fresh, "a@example.jp", "1234", linkBase, ""); !errors.Is(err, ErrNoMailer) {
+		if _, err := m.Issue(ctx, fresh, "a@example.jp", "4829", linkBase, ""); !errors.Is(err, ErrNoMailer) {
 			t.Fatalf("got %v, want ErrNoMailer", err)
 		}
 	})
@@ -288,18 +288,18 @@ func TestReissueKillsOldLinkAndLinkWorksOnce(t *testing.T) {
 	t.Parallel() // argon2id is slow
 	e := newEnv(t, Config{})
 	u := User{"SVC", "taro"}
-	first := e.issue(u, "taro@example.jp", "1111")
-	second := e.issue(u, "taro@phone.example.jp", "2222")
+	first := e.issue(u, "taro@example.jp", "5821")
+	second := e.issue(u, "taro@phone.example.jp", "7264")
 	if e.linkCount() != 1 {
 		t.Fatalf("%d setup links stored, want 1", e.linkCount())
 	}
-	if _, err := e.m.Setup(ctx, first, "SVC", "taro", "1111", ""); !errors.Is(err, ErrLinkGone) {
+	if _, err := e.m.Setup(ctx, first, "SVC", "taro", "5821", ""); !errors.Is(err, ErrLinkGone) {
 		t.Fatalf("first link after re-issue: %v, want ErrLinkGone", err)
 	}
-	if _, err := e.m.Setup(ctx, second, "SVC", "taro", "2222", ""); err != nil {
+	if _, err := e.m.Setup(ctx, second, "SVC", "taro", "7264", ""); err != nil {
 		t.Fatalf("second link: %v", err)
 	}
-	if _, err := e.m.Setup(ctx, second, "SVC", "taro", "2222", ""); !errors.Is(err, ErrLinkGone) {
+	if _, err := e.m.Setup(ctx, second, "SVC", "taro", "7264", ""); !errors.Is(err, ErrLinkGone) {
 		t.Fatalf("used link: %v, want ErrLinkGone", err)
 	}
 	if r := e.get(u); r.Email != "taro@phone.example.jp" || r.State != Initialised {
@@ -314,7 +314,7 @@ func TestIssueAllowedAfterRevoked(t *testing.T) {
 	e := newEnv(t, Config{})
 	u := User{"SVC", "revoked"}
 	e.seed(u, func(r *Record) { r.State, r.Secret = Revoked, nil })
-	e.issue(u, "u@example.jp", "1234")
+	e.issue(u, "u@example.jp", "4829")
 	if r := e.get(u); r.State != Issued || r.Secret != nil || !r.Expires.IsZero() {
 		t.Errorf("record after issue %+v", r)
 	}
@@ -459,7 +459,7 @@ func TestActivateLocks(t *testing.T) {
 	if got[len(got)-3] != audit.CodeInvalid || got[len(got)-2] != audit.Locked || got[len(got)-1] != audit.Refused {
 		t.Errorf("audit %v", got)
 	}
-	if _, err := e.m.Issue(ctx, u, "taro@example.jp", "1234", linkBase, ""); !errors.Is(err, ErrLocked) {
+	if _, err := e.m.Issue(ctx, u, "taro@example.jp", "4829", linkBase, ""); !errors.Is(err, ErrLocked) {
 		t.Errorf("issue while locked: %v, want ErrLocked", err)
 	}
 }

@@ -107,6 +107,11 @@ const linkBase = "https://bank.example/.otpgate/setup/"
 
 func newEnv(t *testing.T, cfg Config) *env {
 	t.Helper()
+	if cfg.EnrolAddress.Mode == "" {
+		// The tests of the lifecycle mail any address; registered_test.go
+		// tests the default.
+		cfg.EnrolAddress.Mode = AnyAddress
+	}
 	key := make([]byte, seal.KeySize)
 	if _, err := rand.Read(key); err != nil {
 		t.Fatal(err)

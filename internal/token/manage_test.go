@@ -137,7 +137,7 @@ func TestResetThenIssueAgain(t *testing.T) {
 		t.Errorf("no token_reset audit record by admin:hanako in %+v", e.audit())
 	}
 
-	e.issue(u, "taro@new-phone.example.jp", "5678")
+	e.issue(u, "taro@new-phone.example.jp", "5687")
 	if st := e.status(u); st.State != Issued {
 		t.Fatalf("state after issuing again %v", st.State)
 	}

@@ -104,6 +104,9 @@ type Config struct {
 	// RequireServices lists services that require OTP (besides those the
 	// bank switched on, and those where a user has activated a token).
 	RequireServices []string
+	// EnrolAddress says where setup links may be mailed (registered.go).
+	// Default: only to an address the bank registered for the customer.
+	EnrolAddress EnrolAddress
 }
 
 func (c *Config) defaults() error {
@@ -156,7 +159,7 @@ func (c *Config) defaults() error {
 	if c.LinkTries == 0 {
 		c.LinkTries = 5
 	}
-	return nil
+	return c.EnrolAddress.check()
 }
 
 func algorithm(name string) (otp.Algorithm, error) {
