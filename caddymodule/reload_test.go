@@ -58,6 +58,11 @@ func TestGwReloadUnderLoad(t *testing.T) {
 	c := gwEnrolled(e, "S001", "U001")
 	paused := gwPause(c, "/transfer/execute", gwTransfer)
 	cookie := "JSESSIONID=" + gwSession(c)
+	// The load's transfers are another customer's: a customer holds at
+	// most 5 operations, and more of U001's would discard the one paused
+	// here.
+	loader := gwEnrolled(e, "S001", "U002")
+	loaderCookie := "JSESSIONID=" + gwSession(loader)
 	db := e.gw().store
 
 	addr, fd := gwInheritedSocket(t)
@@ -105,14 +110,14 @@ func TestGwReloadUnderLoad(t *testing.T) {
 				if sent.Add(1) > maxRequests || time.Now().After(deadline) {
 					return
 				}
-				var path string
+				path, as := "", cookie
 				var want func(*http.Response) bool
 				switch (i + w) % 3 {
 				case 0: // an ordinary page, passed through to the bank
 					path = "/menu"
 					want = func(r *http.Response) bool { return r.StatusCode == http.StatusOK }
 				case 1: // a protected operation, paused
-					path = "/transfer/execute?" + gwTransfer.Encode()
+					path, as = "/transfer/execute?"+gwTransfer.Encode(), loaderCookie
 					want = func(r *http.Response) bool {
 						return r.StatusCode == http.StatusSeeOther && strings.HasPrefix(r.Header.Get("Location"), "/.otpgate/confirm/")
 					}
@@ -121,7 +126,7 @@ func TestGwReloadUnderLoad(t *testing.T) {
 					want = func(r *http.Response) bool { return r.StatusCode == http.StatusOK }
 				}
 				req, _ := http.NewRequest(http.MethodGet, base+path, nil)
-				req.Header.Set("Cookie", cookie)
+				req.Header.Set("Cookie", as)
 				res, err := cl.Do(req)
 				if err != nil {
 					// Caddy closes the old server's connections at the
