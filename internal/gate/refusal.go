@@ -54,6 +54,9 @@ const (
 	UpstreamNotSent      = "upstream_not_sent"
 	PINFormat            = "pin_format"
 	EmailFormat          = "email_format"
+	PINTrivial           = "pin_trivial"
+	EmailNotRegistered   = "email_not_registered"
+	EmailDomain          = "email_domain"
 	ActiveToken          = "active_token"
 	ReissueNeedsToken    = "reissue_requires_token_or_bank"
 	IssueChanged         = "issue_changed"
@@ -91,6 +94,9 @@ var statuses = map[string]int{
 	UpstreamNotSent:      http.StatusBadGateway,
 	PINFormat:            http.StatusBadRequest,
 	EmailFormat:          http.StatusBadRequest,
+	PINTrivial:           http.StatusBadRequest,
+	EmailNotRegistered:   http.StatusForbidden,
+	EmailDomain:          http.StatusForbidden,
 	ActiveToken:          http.StatusConflict,
 	ReissueNeedsToken:    http.StatusForbidden,
 	IssueChanged:         http.StatusConflict,
@@ -162,6 +168,9 @@ var sentinels = []struct {
 	{token.ErrLocked, Locked},
 	{token.ErrPINFormat, PINFormat},
 	{token.ErrEmailFormat, EmailFormat},
+	{token.ErrPINTrivial, PINTrivial},
+	{token.ErrAddressNotRegistered, EmailNotRegistered},
+	{token.ErrAddressDomain, EmailDomain},
 	{token.ErrActiveToken, ActiveToken},
 	{token.ErrReissueNeedsToken, ReissueNeedsToken},
 	{token.ErrIssueChanged, IssueChanged},

@@ -114,6 +114,18 @@ var catalogue = map[string]message{
 		"メールアドレスの形式が正しくありません。",
 		"The e-mail address is not valid.",
 	},
+	"pin_trivial": {
+		"この利用開始パスワードは推測されやすいため、ご利用いただけません。同じ数字の繰り返し（1111など）、連続した数字（1234、4321など）、サービスIDや利用者IDに含まれる数字を避けて決めてください。",
+		"This activation PIN is too easy to guess. Choose one that is not one digit repeated (1111), a run (1234, 4321) or digits of your service or user ID.",
+	},
+	"email_not_registered": {
+		"入力されたメールアドレスは、お届けいただいているメールアドレスと一致しません。お届けのメールアドレスを入力してください。お届けがない場合や変更された場合は、お取引店にお問い合わせください。",
+		"This is not the e-mail address registered with the bank. Enter the address you registered; if you have none or it has changed, please contact your branch.",
+	},
+	"email_domain": {
+		"このメールアドレスには初期設定用のメールを送信できません。ご利用いただけるドメインのメールアドレスを入力してください。",
+		"The setup mail cannot be sent to this address. Enter an address at a domain the bank accepts.",
+	},
 	"issue_sent": {
 		"初期設定用のメールを %s に送信しました。携帯電話でメールを開き、STEP2に進んでください。",
 		"A setup mail was sent to %s. Open it on your mobile phone and continue with STEP 2.",
