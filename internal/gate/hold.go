@@ -77,7 +77,10 @@ func (g *Gate) Hold(ctx context.Context, identify func() (*Customer, error), m *
 		}
 	}
 	d, ref := g.hold(ctx, who, op, log)
-	return d, op, ref
+	if d == Refused {
+		return Refused, nil, ref
+	}
+	return d, op, nil
 }
 
 // HoldRevoke holds the customer's revocation of their own token, the

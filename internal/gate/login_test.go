@@ -1,0 +1,125 @@
+package gate_test
+
+import (
+	"net/http"
+	"testing"
+
+	"github.com/otpgate/otpgate/internal/gate"
+	"github.com/otpgate/otpgate/internal/session"
+)
+
+// A request is a customer's only when it names exactly one session, the
+// one the bank set at their login.
+func TestLoginCustomer(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	if err := e.sessions.Bind(ctx, "S3CR3T", taro.Service, taro.User, clientIP); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		uri    string
+		cookie []string
+		known  bool
+	}{
+		{"bound session", "/menu", []string{"JSESSIONID=S3CR3T"}, true},
+		{"no cookie", "/menu", nil, false},
+		{"unbound session", "/menu", []string{"JSESSIONID=OTHER"}, false},
+		{"two session cookies", "/menu", []string{"JSESSIONID=S3CR3T; JSESSIONID=OTHER"}, false},
+		{"two cookie lines", "/menu", []string{"JSESSIONID=S3CR3T", "JSESSIONID=S3CR3T"}, false},
+		{"session in the path too", "/menu;jsessionid=OTHER", []string{"JSESSIONID=S3CR3T"}, false},
+		{"session in the path, encoded twice", "/menu%253Bjsessionid%253DOTHER", []string{"JSESSIONID=S3CR3T"}, false},
+		{"empty cookie", "/menu", []string{"JSESSIONID="}, false},
+	} {
+		r := &gate.Request{Method: http.MethodGet, URI: tc.uri, Header: http.Header{"Cookie": tc.cookie}}
+		who, err := e.g.LoginCustomer(ctx, r)
+		if err != nil || (who != nil) != tc.known {
+			t.Errorf("%s: %+v, %v; want known=%v", tc.name, who, err, tc.known)
+		}
+		if who != nil && (who.Service != taro.Service || who.User != taro.User || who.Session == "") {
+			t.Errorf("%s: %+v", tc.name, who)
+		}
+	}
+}
+
+// The login watcher binds a session the bank set in answer to a login it
+// read unambiguously, follows a rotation only for a request that cannot
+// be a login, and refuses a login body it cannot read as the bank does.
+func TestWatchLogin(t *testing.T) {
+	t.Parallel()
+	form := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
+	setCookie := func(v string) http.Header { return http.Header{"Set-Cookie": {"JSESSIONID=" + v + "; Path=/"}} }
+	tests := []struct {
+		name    string
+		r       gate.Request
+		body    string
+		status  int
+		answer  http.Header
+		watched bool
+		refused string
+		action  session.Action
+	}{
+		{name: "nothing to watch", r: gate.Request{Method: http.MethodGet, URI: "/menu"}},
+		{name: "login", r: gate.Request{Method: http.MethodPost, URI: "/login", Header: form, HasBody: true},
+			body: "service_id=SVC01&user_id=taro&password=x", status: http.StatusFound, answer: setCookie("NEW"), watched: true, action: session.Bind},
+		{name: "login as two users", r: gate.Request{Method: http.MethodPost, URI: "/LOGIN", Header: form, HasBody: true},
+			body: "service_id=SVC01&user_id=taro&user_id=jiro", status: http.StatusFound, answer: setCookie("NEW"), watched: true, action: session.Nothing},
+		{name: "unreadable login", r: gate.Request{Method: http.MethodPost, URI: "/login", Header: http.Header{"Content-Type": {"text/plain"}}, HasBody: true},
+			body: "service_id=SVC01&user_id=taro", refused: gate.LoginUnreadable},
+		{name: "rotation", r: gate.Request{Method: http.MethodGet, URI: "/menu", Header: http.Header{"Cookie": {"JSESSIONID=OLD"}}},
+			status: http.StatusOK, answer: setCookie("ROTATED"), watched: true, action: session.Rotate},
+		{name: "logout", r: gate.Request{Method: http.MethodGet, URI: "/logout", Header: http.Header{"Cookie": {"JSESSIONID=OLD"}}},
+			status: http.StatusOK, watched: true, action: session.Drop},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			if err := e.sessions.Bind(ctx, "OLD", jiro.Service, jiro.User, clientIP); err != nil {
+				t.Fatal(err)
+			}
+			tc.r.ClientIP = clientIP
+			w, ref := e.g.WatchLogin(&tc.r, func() ([]byte, error) { return []byte(tc.body), nil })
+			if tc.refused != "" {
+				if ref == nil || ref.Code != tc.refused || ref.Status != http.StatusBadRequest || w != nil {
+					t.Fatalf("WatchLogin = %v, %+v; want refused %s", w, ref, tc.refused)
+				}
+				return
+			}
+			if ref != nil || (w != nil) != tc.watched {
+				t.Fatalf("WatchLogin = %v, %+v; want watched=%v", w, ref, tc.watched)
+			}
+			if w == nil {
+				return
+			}
+			if d := w.Answered(ctx, tc.status, tc.answer); d.Action != tc.action {
+				t.Fatalf("decision %+v; want %v", d, tc.action)
+			}
+			bound := func(cookie string) *gate.Customer {
+				who, err := e.g.LoginCustomer(ctx, &gate.Request{URI: "/menu", Header: http.Header{"Cookie": {"JSESSIONID=" + cookie}}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return who
+			}
+			switch tc.action {
+			case session.Bind:
+				if who := bound("NEW"); who == nil || who.User != "taro" {
+					t.Errorf("the new session is %+v; want taro's", who)
+				}
+			case session.Rotate:
+				if who := bound("ROTATED"); who == nil || who.User != "jiro" || bound("OLD") != nil {
+					t.Errorf("rotated session %+v; want jiro's, and the old one unbound", who)
+				}
+			case session.Drop:
+				if bound("OLD") != nil {
+					t.Error("the session is still bound after logout")
+				}
+			case session.Nothing:
+				if bound("NEW") != nil {
+					t.Error("an ambiguous login bound a session")
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,122 @@
+package gate_test
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/otpgate/otpgate/internal/challenge"
+	"github.com/otpgate/otpgate/internal/gate"
+	"github.com/otpgate/otpgate/internal/pages"
+	"github.com/otpgate/otpgate/internal/store"
+	"github.com/otpgate/otpgate/internal/token"
+	"github.com/otpgate/otpgate/policy"
+)
+
+// The statuses of DESIGN.md's HTTP contract, and that every refusal says
+// in English what happened, from the catalogue the pages use.
+func TestRefuseStatus(t *testing.T) {
+	t.Parallel()
+	for code, status := range map[string]int{
+		gate.LoginRequired:      http.StatusForbidden,
+		gate.EnrollmentRequired: http.StatusForbidden,
+		gate.TokenExpired:       http.StatusForbidden,
+		gate.InvalidOTP:         http.StatusUnauthorized,
+		gate.OTPReused:          http.StatusConflict,
+		gate.Locked:             http.StatusLocked,
+		gate.ChallengeGone:      http.StatusGone,
+		gate.BodyTooLarge:       http.StatusRequestEntityTooLarge,
+		gate.StoreUnavailable:   http.StatusServiceUnavailable,
+		gate.CSRF:               http.StatusForbidden,
+		gate.UpstreamFailed:     http.StatusBadGateway,
+	} {
+		ref := gate.Refuse(code, nil)
+		if ref.Status != status || ref.Code != code {
+			t.Errorf("Refuse(%s) = %d %s; want %d", code, ref.Status, ref.Code, status)
+		}
+		if want := "otpgate: " + pages.T(pages.English, code); !strings.HasPrefix(ref.Message, "otpgate: ") || ref.Message != want {
+			t.Errorf("Refuse(%s).Message = %q; want %q", code, ref.Message, want)
+		}
+	}
+	if ref := gate.Refuse("no_such_code", nil); ref.Status != http.StatusInternalServerError {
+		t.Errorf("unknown code: status %d; want 500", ref.Status)
+	}
+	cause := errors.New("the cause")
+	if ref := gate.RefuseSaying(gate.AmbiguousPath, "otpgate: say this", cause); ref.Message != "otpgate: say this" || ref.Status != http.StatusBadRequest || !errors.Is(ref, cause) {
+		t.Errorf("RefuseSaying = %+v", ref)
+	}
+}
+
+// Every error of the token lifecycle and the held operations is one
+// refusal; what no sentinel names is a store failure (503), with its cause
+// kept for the log.
+func TestRefusalFor(t *testing.T) {
+	t.Parallel()
+	from := time.Date(2027, 3, 2, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		err  error
+		code string
+	}{
+		{challenge.ErrGone, gate.ChallengeGone},
+		{fmt.Errorf("confirming: %w", challenge.ErrGone), gate.ChallengeGone},
+		{&token.CodeError{Outcome: token.CodeInvalid, AttemptsLeft: 3}, gate.InvalidOTP},
+		{&token.CodeError{Outcome: token.CodeReused}, gate.OTPReused},
+		{&token.CodeError{Outcome: token.CodeLocked}, gate.Locked},
+		{token.ErrLocked, gate.Locked},
+		{&token.RenewTooEarlyError{From: from}, gate.RenewTooEarly},
+		{token.ErrPINFormat, gate.PINFormat},
+		{token.ErrEmailFormat, gate.EmailFormat},
+		{token.ErrActiveToken, gate.ActiveToken},
+		{token.ErrReissueNeedsToken, gate.ReissueNeedsToken},
+		{token.ErrIssueChanged, gate.IssueChanged},
+		{token.ErrMail, gate.MailFailed},
+		{token.ErrNoMailer, gate.MailFailed},
+		{token.ErrNotInitialised, gate.NotIssued},
+		{token.ErrNoToken, gate.EnrollmentRequired},
+		{token.ErrSetupFailed, gate.SetupFailed},
+		{token.ErrLinkGone, gate.LinkGone},
+		{token.ErrInvalidUser, gate.BadRequest},
+		{store.ErrUnavailable, gate.StoreUnavailable},
+		{errors.New("disk on fire"), gate.StoreUnavailable},
+	} {
+		ref := gate.RefusalFor(tc.err)
+		if ref.Code != tc.code || !errors.Is(ref, tc.err) {
+			t.Errorf("RefusalFor(%v) = %s (cause kept: %v); want %s", tc.err, ref.Code, errors.Is(ref, tc.err), tc.code)
+		}
+	}
+	if ref := gate.RefusalFor(&token.CodeError{Outcome: token.CodeInvalid, AttemptsLeft: 3}); !strings.Contains(ref.Message, "3 attempts left") {
+		t.Errorf("wrong code message %q does not say the attempts left", ref.Message)
+	}
+	if ref := gate.RefusalFor(&token.RenewTooEarlyError{From: from}); !strings.Contains(ref.Message, "2027-03-02") {
+		t.Errorf("renewal message %q does not say from when", ref.Message)
+	}
+}
+
+// Rules whose names would make the audit trail ambiguous are refused at
+// load: the same name twice (unnamed rules are named after their kind), or
+// a name of the gateway's built-in operations.
+func TestCheckRules(t *testing.T) {
+	t.Parallel()
+	rule := func(kind, name string) policy.Rule { return policy.Rule{Kind: policy.Kind(kind), Name: name} }
+	for _, tc := range []struct {
+		name  string
+		rules []policy.Rule
+		want  string // part of the error; "" accepts
+	}{
+		{"distinct", []policy.Rule{rule("transfer", ""), rule("transfer", "furikomi"), rule("bill_payment", "")}, ""},
+		{"same name", []policy.Rule{rule("transfer", "pay"), rule("bill_payment", "pay")}, `rules 1 and 2 are both named "pay"`},
+		{"two unnamed of one kind", []policy.Rule{rule("transfer", ""), rule("user_change", ""), rule("transfer", "")}, `rules 1 and 3 are both named "transfer"`},
+		{"unnamed like a named", []policy.Rule{rule("transfer", "bill_payment"), rule("bill_payment", "")}, `both named "bill_payment"`},
+		{"the built-in revocation", []policy.Rule{rule("token_management", gate.RevokeRule)}, "built-in"},
+		{"another case", []policy.Rule{rule("transfer", "OTPGATE_revoke")}, "built-in"},
+		{"any otpgate name", []policy.Rule{rule("transfer", "otpgate-x")}, "built-in"},
+	} {
+		err := gate.CheckRules(tc.rules)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: %v; want %q", tc.name, err, tc.want)
+		}
+	}
+}
