@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/otpgate/otpgate/internal/display"
 )
 
 // Event is a kind of mail the gateway sends.
@@ -59,6 +61,10 @@ type Data struct {
 	At time.Time
 	// Location is the time zone times are written in. Default: Asia/Tokyo.
 	Location *time.Location
+	// Contact is how to reach the bank (a phone number and its hours),
+	// given wherever a mail asks the customer to contact the bank.
+	// Default: none, and the mail names only the bank.
+	Contact string
 }
 
 // tokyo is loaded once. Japan has kept +09:00 without daylight saving since
@@ -156,7 +162,7 @@ var templates = map[Event]template{
 				"\n" +
 				"1. このURLを、トークンとしてお使いになるスマートフォンで開いてください。\n" +
 				c.d.Link + "\n" +
-				"（有効期限：" + c.ja(c.d.LinkExpires) + "まで。一度だけご利用いただけます。）\n" +
+				"このURLの有効期限は" + c.ja(c.d.LinkExpires) + "です。一度だけご利用いただけます。\n" +
 				"\n" +
 				"2. 表示された画面で、サービスID、利用者ID、およびトークン発行時にお客さまご自身で設定された利用開始パスワードを入力してください。\n" +
 				"\n" +
@@ -174,13 +180,13 @@ var templates = map[Event]template{
 		subjectEN: "New OTP token issued",
 		check:     needNothing,
 		ja: func(c composer) string {
-			return c.ja(c.at()) + "に、お客さまの利用者IDで、ワンタイムパスワードの新しいトークンの発行を受け付けました。\n" +
-				"初期設定用のメールは、このメールアドレスではなく、新しく指定されたメールアドレスに送信しています。\n" +
+			return c.ja(c.at()) + "に、下記の利用者IDで、ワンタイムパスワードの新しいトークンの発行を受け付けました。\n" +
+				"初期設定用のメールは、このメールアドレスではなく、発行時に指定されたメールアドレスに送信しています。\n" +
 				"お手続き中だったトークンの発行がある場合、そのリンクや設定は無効になりました。\n" +
 				"お客さまご自身のお手続きでない場合は、ログインパスワードが第三者に知られているおそれがあります。至急" + c.issuerJA() + "までご連絡ください。\n"
 		},
 		en: func(c composer) string {
-			return "On " + c.en(c.at()) + ", a new one-time password token was issued for your user ID. Its setup mail was sent to the newly given address, not to this one. Any token setup that was still in progress no longer works.\n" +
+			return "On " + c.en(c.at()) + ", a new one-time password token was issued for the user ID below. Its setup mail was sent to the address given when it was issued, not to this one. Any token setup that was still in progress no longer works.\n" +
 				"If you did not do this, someone may know your login password: contact " + c.issuerEN() + " immediately.\n"
 		},
 	},
@@ -190,11 +196,11 @@ var templates = map[Event]template{
 		check:     needExpires,
 		ja: func(c composer) string {
 			return c.ja(c.at()) + "に、ワンタイムパスワードの利用を開始しました。\n" +
-				"トークンの有効期限は" + c.ja(c.d.Expires) + "です。\n" +
+				"トークンの有効期限は" + c.jaDate(c.d.Expires) + "です。\n" +
 				"今後、振込・払込などのお取引には、トークンに表示されるワンタイムパスワードの入力が必要です。\n"
 		},
 		en: func(c composer) string {
-			return "Your one-time password token was activated on " + c.en(c.at()) + ". It expires on " + c.en(c.d.Expires) + ".\n"
+			return "Your one-time password token was activated on " + c.en(c.at()) + ". It expires on " + c.enDate(c.d.Expires) + ".\n"
 		},
 	},
 	EventRenewed: {
@@ -203,10 +209,10 @@ var templates = map[Event]template{
 		check:     needExpires,
 		ja: func(c composer) string {
 			return c.ja(c.at()) + "に、ワンタイムパスワードのトークンを更新しました。\n" +
-				"新しい有効期限は" + c.ja(c.d.Expires) + "です。\n"
+				"新しい有効期限は" + c.jaDate(c.d.Expires) + "です。\n"
 		},
 		en: func(c composer) string {
-			return "Your one-time password token was renewed on " + c.en(c.at()) + ". It now expires on " + c.en(c.d.Expires) + ".\n"
+			return "Your one-time password token was renewed on " + c.en(c.at()) + ". It now expires on " + c.enDate(c.d.Expires) + ".\n"
 		},
 	},
 	EventRevoked: {
@@ -234,7 +240,7 @@ var templates = map[Event]template{
 		},
 	},
 	EventLocked: {
-		subjectJA: "ワンタイムパスワードのロックのお知らせ",
+		subjectJA: "ロックのお知らせ",
 		subjectEN: "OTP locked",
 		check:     needNothing,
 		ja: func(c composer) string {
@@ -247,7 +253,7 @@ var templates = map[Event]template{
 		},
 	},
 	EventUnlocked: {
-		subjectJA: "ワンタイムパスワードのロック解除のお知らせ",
+		subjectJA: "ロック解除のお知らせ",
 		subjectEN: "OTP unlocked",
 		check:     needNothing,
 		ja: func(c composer) string {
@@ -263,12 +269,12 @@ var templates = map[Event]template{
 		subjectEN: "OTP token renewal",
 		check:     needExpires,
 		ja: func(c composer) string {
-			return "ワンタイムパスワードのトークンの有効期限は" + c.ja(c.d.Expires) + "です。\n" +
+			return "ワンタイムパスワードのトークンの有効期限は" + c.jaDate(c.d.Expires) + "です。\n" +
 				"トークンの更新ができるようになりました。ログイン後、トークン管理の画面から更新のお手続きをしてください。\n" +
 				"有効期限を過ぎても更新はできますが、更新されるまでは、ワンタイムパスワードが必要なお取引・お手続きをご利用いただけません。\n"
 		},
 		en: func(c composer) string {
-			return "Your one-time password token expires on " + c.en(c.d.Expires) + ". It can be renewed now: log in and renew it under token management. It can still be renewed after it expires, but until then operations that need a code are blocked.\n"
+			return "Your one-time password token expires on " + c.enDate(c.d.Expires) + ". It can be renewed now: log in and renew it under token management. It can still be renewed after it expires, but until then operations that need a code are blocked.\n"
 		},
 	},
 }
@@ -294,14 +300,38 @@ func (c composer) at() time.Time {
 	return c.d.At
 }
 
-// ja and en write a time with its zone, since the customer may not be in the
-// zone the bank assumes.
+// ja and en write a time as the pages do (package display: 2026年12月7日,
+// 7 Dec 2026) with the hour and its zone, since the customer may not be in
+// the zone the bank assumes: 2026年12月7日 15:04（日本時間）, 7 Dec 2026
+// 15:04 (Japan time). jaDate and enDate write the day alone, for a
+// token's expiry, which the pages show as a day.
 func (c composer) ja(t time.Time) string {
-	return t.In(c.loc).Format("2006年1月2日 15:04 (MST)")
+	return c.jaDate(t) + " " + t.In(c.loc).Format("15:04") + "（" + c.zone(t, "日本時間") + "）"
 }
 
 func (c composer) en(t time.Time) string {
-	return t.In(c.loc).Format("Jan 2, 2006 15:04 MST")
+	return c.enDate(t) + " " + t.In(c.loc).Format("15:04") + " (" + c.zone(t, "Japan time") + ")"
+}
+
+func (c composer) jaDate(t time.Time) string {
+	return display.FormatDate(t.In(c.loc).Format("20060102"), display.Japanese).Text
+}
+
+func (c composer) enDate(t time.Time) string {
+	return display.FormatDate(t.In(c.loc).Format("20060102"), display.English).Text
+}
+
+// zone names the zone t is written in: Japan time by name, any other by
+// its offset from UTC, which a customer abroad can work with.
+func (c composer) zone(t time.Time, japan string) string {
+	_, off := t.In(c.loc).Zone()
+	switch {
+	case off == 9*60*60:
+		return japan
+	case off == 0:
+		return "UTC"
+	}
+	return t.In(c.loc).Format("UTC-07:00")
 }
 
 func (c composer) issuerJA() string {
@@ -363,7 +393,17 @@ func (c composer) notice() string {
 		"・利用者登録情報変更\n" +
 		"これ以外の画面で入力を求められた場合は、不正なサイトのおそれがあります。入力せずに" + ja + "までご連絡ください。\n" +
 		"このメールの内容にお心当たりがない場合は、至急" + ja + "までご連絡ください。\n" +
+		c.contact("お問い合わせ先：") +
 		"\n" +
 		en + " never asks for a one-time password at login, by e-mail or by phone. A code is asked for only for transfers, bill payments, bulk and payroll transfers, token management and changes to user registration; a page asking for one anywhere else is fake.\n" +
-		"If you did not do this, contact " + en + " immediately.\n"
+		"If you did not do this, contact " + en + " immediately.\n" +
+		c.contact("Contact: ")
+}
+
+// contact is the bank's contact line, or nothing when none is configured.
+func (c composer) contact(label string) string {
+	if c.d.Contact == "" {
+		return ""
+	}
+	return label + c.d.Contact + "\n"
 }

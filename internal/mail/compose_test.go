@@ -49,30 +49,30 @@ func TestCompose(t *testing.T) {
 		want    []string // in the body, in this order
 	}{
 		{EventSetup, "【ワンタイムパスワード】トークン発行のご案内 / OTP token setup", []string{
-			"スマートフォンで開いてください", link, "2026年4月2日 10:30 (JST)まで。一度だけ",
+			"スマートフォンで開いてください", link, "このURLの有効期限は2026年4月2日 10:30（日本時間）です。一度だけ",
 			"サービスID、利用者ID、およびトークン発行時にお客さまご自身で設定された利用開始パスワード",
 			"ブラウザ）に戻り", "Open the link above on your phone",
 			"service ID, user ID and the activation PIN", "return to Internet Banking in your browser and enter the first code",
-			"The link works once, until Apr 2, 2026 10:30 JST."}},
+			"The link works once, until 2 Apr 2026 10:30 (Japan time)."}},
 		{EventIssued, "【ワンタイムパスワード】トークン発行のお知らせ / New OTP token issued", []string{
-			"2026年4月1日 10:30 (JST)に", "新しいトークンの発行を受け付けました", "このメールアドレスではなく",
+			"2026年4月1日 10:30（日本時間）に、下記の利用者IDで", "新しいトークンの発行を受け付けました", "このメールアドレスではなく",
 			"ログインパスワードが第三者に知られているおそれ", "至急デモ信用金庫までご連絡ください",
-			"On Apr 1, 2026 10:30 JST, a new one-time password token was issued", "not to this one",
+			"On 1 Apr 2026 10:30 (Japan time), a new one-time password token was issued for the user ID below", "not to this one",
 			"someone may know your login password: contact デモ信用金庫 immediately"}},
 		{EventActivated, "【ワンタイムパスワード】利用開始のお知らせ / OTP token activated", []string{
-			"2026年4月1日 10:30 (JST)に", "有効期限は2027年4月1日 23:59 (JST)", "activated on Apr 1, 2026 10:30 JST"}},
+			"2026年4月1日 10:30（日本時間）に", "有効期限は2027年4月1日です", "activated on 1 Apr 2026 10:30 (Japan time). It expires on 1 Apr 2027."}},
 		{EventRenewed, "【ワンタイムパスワード】トークン更新のお知らせ / OTP token renewed", []string{
-			"トークンを更新しました", "新しい有効期限は2027年4月1日 23:59 (JST)", "now expires on Apr 1, 2027 23:59 JST"}},
+			"トークンを更新しました", "新しい有効期限は2027年4月1日です", "now expires on 1 Apr 2027."}},
 		{EventRevoked, "【ワンタイムパスワード】トークン失効のお知らせ / OTP token revoked", []string{
-			"トークンを失効しました", "revoked on Apr 1, 2026 10:30 JST"}},
+			"トークンを失効しました", "revoked on 1 Apr 2026 10:30 (Japan time)"}},
 		{EventReset, "【ワンタイムパスワード】トークン初期化のお知らせ / OTP token reset by the bank", []string{
 			"デモ信用金庫にてワンタイムパスワードのトークンを初期化", "デモ信用金庫 reset your one-time password token"}},
-		{EventLocked, "【ワンタイムパスワード】ワンタイムパスワードのロックのお知らせ / OTP locked", []string{
-			"入力誤りが所定の回数に達した", "ロックしました", "locked on Apr 1, 2026 10:30 JST after too many wrong codes"}},
-		{EventUnlocked, "【ワンタイムパスワード】ワンタイムパスワードのロック解除のお知らせ / OTP unlocked", []string{
-			"ロックを解除しました", "unlocked on Apr 1, 2026 10:30 JST"}},
+		{EventLocked, "【ワンタイムパスワード】ロックのお知らせ / OTP locked", []string{
+			"入力誤りが所定の回数に達した", "ロックしました", "locked on 1 Apr 2026 10:30 (Japan time) after too many wrong codes"}},
+		{EventUnlocked, "【ワンタイムパスワード】ロック解除のお知らせ / OTP unlocked", []string{
+			"ロックを解除しました", "unlocked on 1 Apr 2026 10:30 (Japan time)"}},
 		{EventRenewReminder, "【ワンタイムパスワード】トークン有効期限のお知らせ（更新のお願い） / OTP token renewal", []string{
-			"有効期限は2027年4月1日 23:59 (JST)", "更新のお手続き", "expires on Apr 1, 2027 23:59 JST"}},
+			"有効期限は2027年4月1日です", "更新のお手続き", "expires on 1 Apr 2027."}},
 	}
 	seen := map[Event]bool{}
 	for _, tt := range tests {
@@ -152,7 +152,7 @@ func assertNoSecrets(t *testing.T, e Event, body string) {
 	// Outside the link and the dates, no run of 4 or more digits (a PIN is
 	// 4–8 digits, a code 6); years are the only such run in the dates.
 	rest := strings.ReplaceAll(body, link, "")
-	rest = regexp.MustCompile(`20\d\d年|, 20\d\d `).ReplaceAllString(rest, "")
+	rest = regexp.MustCompile(`20\d\d年| 20\d\d\b`).ReplaceAllString(rest, "")
 	if run := regexp.MustCompile(`\d{4,}`).FindString(rest); run != "" {
 		t.Errorf("body contains a code-like number %q", run)
 	}
@@ -208,7 +208,7 @@ func TestComposeDefaults(t *testing.T) {
 	}
 	for _, w := range []string{
 		"いつもインターネットバンキングをご利用いただき",
-		"2026年1月2日 12:04 (JST)に", // now, in Asia/Tokyo
+		"2026年1月2日 12:04（日本時間）に", // now, in Asia/Tokyo
 		"至急当金庫までご連絡ください",
 		"contact the bank immediately.",
 	} {
@@ -227,7 +227,7 @@ func TestComposeDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(m.Text, "2026年4月1日 01:30 (UTC)") {
+	if !strings.Contains(m.Text, "2026年4月1日 01:30（UTC）に") || !strings.Contains(m.Text, "1 Apr 2026 01:30 (UTC)") {
 		t.Errorf("time not in UTC:\n%s", m.Text)
 	}
 }
@@ -273,5 +273,45 @@ func TestComposeThroughDir(t *testing.T) {
 		if subject != m.Subject || body != m.Text {
 			t.Errorf("%s: round trip changed the mail:\nsubject %q\nbody %q", e, subject, body)
 		}
+	}
+}
+
+// Every mail gives the bank's contact line where it asks the customer to
+// contact the bank, in both languages, when one is configured.
+func TestComposeContact(t *testing.T) {
+	for e := range templates {
+		d := fullData()
+		d.Contact = "0120-000-000（平日9:00～17:00）"
+		m, err := Compose(e, testTo, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ja := strings.Index(m.Text, "お問い合わせ先：0120-000-000（平日9:00～17:00）\n")
+		en := strings.Index(m.Text, "Contact: 0120-000-000（平日9:00～17:00）\n")
+		if ja < 0 || en < ja || ja < strings.Index(m.Text, "至急デモ信用金庫までご連絡ください") {
+			t.Errorf("%s: no contact line after the request to contact the bank:\n%s", e, m.Text)
+		}
+		if m, _ := Compose(e, testTo, fullData()); strings.Contains(m.Text, "お問い合わせ先") || strings.Contains(m.Text, "Contact:") {
+			t.Errorf("%s: a contact line without a contact", e)
+		}
+	}
+}
+
+// Times are written as the pages write dates, with the hour and the zone:
+// Japan time by name, any other by its offset.
+func TestComposeTimes(t *testing.T) {
+	d := fullData()
+	d.Location = time.FixedZone("CET", 60*60)
+	m, err := Compose(EventRevoked, testTo, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"2026年4月1日 02:30（UTC+01:00）に", "revoked on 1 Apr 2026 02:30 (UTC+01:00)"} {
+		if !strings.Contains(m.Text, w) {
+			t.Errorf("lacks %q:\n%s", w, m.Text)
+		}
+	}
+	if strings.Contains(m.Text, "Apr 1,") || strings.Contains(m.Text, "(JST)") {
+		t.Errorf("an old date format:\n%s", m.Text)
 	}
 }
