@@ -110,7 +110,28 @@ func newEnv(t *testing.T, opt envOptions) *env {
 		t.FailNow()
 	}
 	waitServing(t)
+	// Before the test's folders go: a configuration without the gateway
+	// stops its outbox sender, which would otherwise still be writing
+	// mail into this test's folder while it is removed.
+	t.Cleanup(func() { unloadGateway(t) })
 	return e
+}
+
+// unloadGateway loads a configuration with the admin endpoint only.
+func unloadGateway(t *testing.T) {
+	cfg := fmt.Sprintf(`{"admin":{"listen":"localhost:%d"}}`, adminPort)
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://localhost:%d/load", adminPort), strings.NewReader(cfg))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Cache-Control", "must-revalidate")
+	res, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		t.Errorf("unloading the gateway: %v", err)
+		return
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Errorf("unloading the gateway: status %d", res.StatusCode)
+	}
 }
 
 // waitServing waits until three requests in a row, each on a connection of
