@@ -159,11 +159,11 @@ var catalogue = map[string]message{
 		"Your token is now active. From now on, enter a one-time password for the protected operations.",
 	},
 	"renewed": {
-		"トークンを更新しました。新しい有効期限は %s です。",
+		"トークンを更新しました。新しい有効期限は%sです。",
 		"Your token was renewed. The new expiry date is %s.",
 	},
 	"renew_too_early": {
-		"トークンはまだ更新できません。%s から更新できます。",
+		"トークンはまだ更新できません。%sから更新できます。",
 		"The token cannot be renewed yet. Renewal is possible from %s.",
 	},
 	"renew_too_early_nodate": {
@@ -342,7 +342,7 @@ var catalogue = map[string]message{
 		"トークンの有効期限が切れています。有効期限が切れた後も更新できます。トークンアプリに表示されているワンタイムパスワードを入力して、トークンを更新してください。",
 		"Your token has expired. It can still be renewed: enter the one-time password shown in your token app to renew it.",
 	},
-	"renew_from":     {"更新は %s から可能です。", "Renewal is possible from %s."},
+	"renew_from":     {"更新は%sから可能です。", "Renewal is possible from %s."},
 	"renew_submit":   {"トークンを更新する", "Renew the token"},
 	"revoke_heading": {"トークンの失効", "Revoke the token"},
 	"revoke_intro": {

@@ -350,3 +350,16 @@ func TestCatalogueCodeWords(t *testing.T) {
 		t.Errorf("only %d code words in the catalogue", n)
 	}
 }
+
+// The token page writes days as the confirm page and the mails do, and
+// shows no expiry for a token that is no longer in use.
+func TestTokenDates(t *testing.T) {
+	body := render(t, 200, TokenPage{Common: common, State: "active", Expires: expires, DaysLeft: 3})
+	if !strings.Contains(body, "<td>2026年4月1日（あと3日）</td>") {
+		t.Errorf("active:\n%s", body)
+	}
+	body = render(t, 200, TokenPage{Common: common, State: "revoked", Expires: expires})
+	if strings.Contains(body, T(Japanese, "expiry")) || strings.Contains(body, "2026年4月1日") {
+		t.Errorf("revoked token shows its expiry:\n%s", body)
+	}
+}

@@ -492,14 +492,14 @@ func TestTokenDetails(t *testing.T) {
 	p := TokenPage{Common: common, State: "active", MaskedEmail: "ta***@example.jp", Expires: expires, DaysLeft: 1,
 		RenewFrom: expires.AddDate(0, 0, -30)}
 	body := render(t, 200, p)
-	for _, want := range []string{"<td>利用中</td>", "<td>ta***@example.jp</td>", "<td>2026-04-01（あと1日）</td>", "更新は 2026-03-02 から可能です。"} {
+	for _, want := range []string{"<td>利用中</td>", "<td>ta***@example.jp</td>", "<td>2026年4月1日（あと1日）</td>", "更新は2026年3月2日から可能です。"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("missing %s\n%s", want, body)
 		}
 	}
 	p.Lang = English
 	body = render(t, 200, p)
-	for _, want := range []string{"<td>Active</td>", "<td>2026-04-01 (1 day left)</td>"} {
+	for _, want := range []string{"<td>Active</td>", "<td>1 Apr 2026 (1 day left)</td>"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("en: missing %s", want)
 		}
@@ -533,8 +533,8 @@ func TestTokenMessages(t *testing.T) {
 	}{
 		{TokenPage{Info: "issue_sent", MaskedEmail: "ta***@example.jp"}, "初期設定用のメールを ta***@example.jp に送信しました。"},
 		{TokenPage{Info: "issue_sent"}, "初期設定用のメールを ご登録の携帯メールアドレス に送信しました。"},
-		{TokenPage{Info: "renewed", Expires: expires}, "新しい有効期限は 2026-04-01 です。"},
-		{TokenPage{Error: "renew_too_early", RenewFrom: expires}, "2026-04-01 から更新できます。"},
+		{TokenPage{Info: "renewed", Expires: expires}, "新しい有効期限は2026年4月1日です。"},
+		{TokenPage{Error: "renew_too_early", RenewFrom: expires}, "2026年4月1日から更新できます。"},
 		{TokenPage{Error: "renew_too_early"}, T(Japanese, "renew_too_early_nodate")},
 		{TokenPage{Error: "invalid_otp", AttemptsLeft: 2}, "残り2回"},
 		{TokenPage{Error: "mail_failed"}, T(Japanese, "mail_failed")},

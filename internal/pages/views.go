@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/otpgate/otpgate/internal/display"
 )
 
 // The views are what the templates see: every text already chosen, localised
@@ -87,11 +89,13 @@ type messageView struct {
 // exact and does not depend on the tz database being installed.
 var jst = time.FixedZone("JST", 9*60*60)
 
-func date(t time.Time) string {
+// date writes the day of t in Japan as the confirm page and the mails do
+// (package display): 2026年12月7日, 7 Dec 2026.
+func date(lang Lang, t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
-	return t.In(jst).Format("2006-01-02")
+	return display.FormatDate(t.In(jst).Format("20060102"), display.Lang(lang)).Text
 }
 
 func viewOf(p Page, status int) (name string, data any, err error) {
@@ -255,7 +259,10 @@ func tokenOf(p *TokenPage) tokenView {
 		v.State += sep + T(lang, "state_locked")
 	}
 	v.MaskedEmail = p.MaskedEmail
-	v.Expires = date(p.Expires)
+	if p.State == stateActive || p.State == stateExpired {
+		// A revoked or replaced token's expiry is no one's concern.
+		v.Expires = date(lang, p.Expires)
+	}
 	if v.Expires != "" && p.State == stateActive && p.DaysLeft > 0 {
 		v.Expires += T(lang, "in_parentheses", T(lang, "days_left", p.DaysLeft))
 	}
@@ -291,7 +298,7 @@ func tokenOf(p *TokenPage) tokenView {
 			v.Renew = base + "/token/renew"
 			v.RenewIntro = T(lang, "renew_intro")
 		} else if !p.RenewFrom.IsZero() {
-			v.RenewFrom = T(lang, "renew_from", date(p.RenewFrom))
+			v.RenewFrom = T(lang, "renew_from", date(lang, p.RenewFrom))
 		}
 		v.Revoke = base + "/token/revoke"
 	case stateExpired:
@@ -313,12 +320,12 @@ func tokenMessage(l layout, p *TokenPage, id string) string {
 	case "issue_sent":
 		return T(lang, id, maskedOr(lang, p.MaskedEmail))
 	case "renewed":
-		return T(lang, id, date(p.Expires))
+		return T(lang, id, date(lang, p.Expires))
 	case "renew_too_early":
 		if p.RenewFrom.IsZero() {
 			return T(lang, "renew_too_early_nodate")
 		}
-		return T(lang, id, date(p.RenewFrom))
+		return T(lang, id, date(lang, p.RenewFrom))
 	}
 	return l.T(id)
 }
