@@ -51,6 +51,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		require_otp        all | <service_id...>
 //		public_url         <https://host>
 //		home               <path>
+//		enrol_address      registered | any | domain <domain...>
+//		bank_table         <CSV file of bank and branch names>
+//		contact            <how to reach the bank>
 //
 //		identity login_form {
 //			path            <login path>
@@ -82,7 +85,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			path    <pattern...>
 //			method  <method...>
 //			param   <name> [<value>]
-//			show    <field> [<label_ja> [<label_en>]]
+//			show    <field> [<label_ja> [<label_en> [yen|account|date|code|bank|branch|plain]]]
+//			show_file <field> zengin | csv "<column map>" [utf-8|shift_jis]
+//			refuse_doubtful_files
+//			title   <name_ja> [<name_en>]
 //			charset <charset>
 //		}
 //	}
@@ -383,8 +389,8 @@ func (g *Gateway) parseRule(d *caddyfile.Dispenser) error {
 			}
 			r.Params = append(r.Params, c)
 		case "show":
-			if len(vals) == 0 || len(vals) > 3 {
-				return d.Errf("rule %s: show wants a field name, then optional Japanese and English labels", args[0])
+			if len(vals) == 0 || len(vals) > 4 {
+				return d.Errf("rule %s: show wants a field name, then optional Japanese and English labels and a format (yen, account, date, code, bank, branch or plain)", args[0])
 			}
 			f := policy.Field{Name: vals[0]}
 			if len(vals) > 1 {
