@@ -399,14 +399,41 @@ func (g *Gateway) parseRule(d *caddyfile.Dispenser) error {
 			if len(vals) > 2 {
 				f.LabelEn = vals[2]
 			}
+			if len(vals) > 3 {
+				f.Format = vals[3]
+			}
 			r.Show = append(r.Show, f)
+		case "show_file":
+			if len(vals) < 2 || len(vals) > 4 || (vals[1] == "zengin") != (len(vals) == 2) {
+				return d.Errf(`rule %s: show_file wants the file's field, then zengin, or csv with a column map in quotes and an optional charset (utf-8 or shift_jis)`, args[0])
+			}
+			r.ShowFile = &policy.FileDisplay{Field: vals[0], Format: vals[1]}
+			if len(vals) > 2 {
+				r.ShowFile.Columns = vals[2]
+			}
+			if len(vals) > 3 {
+				r.ShowFile.Charset = vals[3]
+			}
+		case "refuse_doubtful_files":
+			if len(vals) != 0 {
+				return d.Errf("rule %s: refuse_doubtful_files takes no value", args[0])
+			}
+			r.RefuseDoubtfulFiles = true
+		case "title":
+			if len(vals) == 0 || len(vals) > 2 {
+				return d.Errf("rule %s: title wants the operation's name in Japanese and, optionally, in English", args[0])
+			}
+			r.Title = vals[0]
+			if len(vals) > 1 {
+				r.TitleEn = vals[1]
+			}
 		case "charset":
 			if len(vals) != 1 {
 				return d.Errf("rule %s: charset wants one name such as shift_jis", args[0])
 			}
 			r.Charset = vals[0]
 		default:
-			return d.Errf("rule %s: unrecognized option %q (want path, method, param, show or charset)", args[0], opt)
+			return d.Errf("rule %s: unrecognized option %q (want path, method, param, show, show_file, refuse_doubtful_files, title or charset)", args[0], opt)
 		}
 	}
 	if len(r.Paths) == 0 {
