@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 
+	"github.com/otpgate/otpgate/internal/gate"
 	"github.com/otpgate/otpgate/policy"
 )
 
@@ -440,6 +441,11 @@ func (g *Gateway) parseRule(d *caddyfile.Dispenser) error {
 		return d.Errf("rule %s: no path; add 'path <pattern>'", args[0])
 	}
 	g.Rules = append(g.Rules, r)
+	// Checked again in Validate, for JSON configurations; here the error
+	// names the line.
+	if err := gate.CheckRules(g.Rules); err != nil {
+		return d.Errf("%v", err)
+	}
 	return nil
 }
 
