@@ -32,6 +32,7 @@ func init() {
 //	POST /otpgate/rekey    {"by"}   re-seal secrets under the current key
 //	GET  /otpgate/audit?since=2026-01-02T00:00:00Z   JSON lines; also until=,
 //	     service=, user=, event= (repeatable) to filter
+//	POST /otpgate/registered?by=<administrator>   the customer file (registered.go)
 //
 // With several otpgate handlers on different databases, add ?db=<path>.
 type adminAPI struct{}
@@ -55,6 +56,7 @@ func (a adminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/otpgate/require", Handler: caddy.AdminHandlerFunc(a.handle(http.MethodPost, a.change("require")))},
 		{Pattern: "/otpgate/rekey", Handler: caddy.AdminHandlerFunc(a.handle(http.MethodPost, a.rekey))},
 		{Pattern: "/otpgate/audit", Handler: caddy.AdminHandlerFunc(a.handle(http.MethodGet, a.audit))},
+		{Pattern: "/otpgate/registered", Handler: caddy.AdminHandlerFunc(a.handle(http.MethodPost, a.registered))},
 	}
 }
 
