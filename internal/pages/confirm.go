@@ -231,3 +231,36 @@ func filePageOf(p *FilePage) filePageView {
 	}
 	return v
 }
+
+// FileJSON is the summary of a held transfer file for the JSON views of a
+// held operation (the 401 otp_required answer, the confirm view): what the
+// confirm page shows, in lang, with the amounts as numbers. nil without a
+// file; an unreadable file is {"unreadable": true}.
+func FileJSON(lang Lang, s *zengin.Summary, unreadable bool) map[string]any {
+	if unreadable {
+		return map[string]any{"unreadable": true, "message": T(lang, "file_unreadable")}
+	}
+	if s == nil {
+		return nil
+	}
+	v := fileOf(lang, s, false, topTransfers, "")
+	top := make([]map[string]any, 0, topTransfers)
+	for _, t := range s.Top(topTransfers) {
+		top = append(top, map[string]any{
+			"bank_code": t.To.BankCode, "bank_name": t.To.BankName, "branch_code": t.To.BranchCode, "branch_name": t.To.BranchName,
+			"account_type": t.To.Type, "account_number": t.To.Number, "recipient": t.Recipient, "amount": t.Amount,
+		})
+	}
+	out := map[string]any{
+		"format": s.Format, "type_code": s.TypeCode, "type": v.Type, "requester_code": s.RequesterCode, "requester_name": s.RequesterName,
+		"date": s.Date, "count": s.Count(), "total": s.Total, "sha256": s.SHA256, "largest": top, "doubtful": s.Doubtful(),
+	}
+	if s.Doubtful() {
+		codes := make([]string, 0, len(s.Problems))
+		for _, p := range s.Problems {
+			codes = append(codes, string(p.Code))
+		}
+		out["problem_codes"], out["problems"], out["doubt_message"] = codes, v.Problems, v.Doubt
+	}
+	return out
+}

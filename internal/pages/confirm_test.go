@@ -1,6 +1,7 @@
 package pages
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -361,5 +362,28 @@ func TestTokenDates(t *testing.T) {
 	body = render(t, 200, TokenPage{Common: common, State: "revoked", Expires: expires})
 	if strings.Contains(body, T(Japanese, "expiry")) || strings.Contains(body, "2026年4月1日") {
 		t.Errorf("revoked token shows its expiry:\n%s", body)
+	}
+}
+
+func TestFileJSON(t *testing.T) {
+	s := summaryOf(t, zengintest.Sogo())
+	v := FileJSON(English, s, false)
+	if v["type"] != "Bulk transfer" || v["count"] != 6 || v["total"] != int64(3672400) || v["sha256"] != s.SHA256 || v["doubtful"] != false {
+		t.Errorf("sound file: %v", v)
+	}
+	if top := v["largest"].([]map[string]any); len(top) != 6 || top[0]["amount"] != int64(1500000) || top[0]["recipient"] != "ｶ)ﾔﾏﾀﾞｺｳｷﾞﾖｳ" {
+		t.Errorf("largest: %v", top)
+	}
+	f := zengintest.Kyuyo()
+	f.TrailerTotal = int64pages(1)
+	v = FileJSON(Japanese, summaryOf(t, f), false)
+	if v["doubtful"] != true || !strings.Contains(fmt.Sprint(v["problem_codes"]), "trailer_total") || v["doubt_message"] != T(Japanese, "file_doubt") {
+		t.Errorf("doubtful file: %v", v)
+	}
+	if v := FileJSON(English, nil, true); v["unreadable"] != true {
+		t.Errorf("unreadable: %v", v)
+	}
+	if FileJSON(English, nil, false) != nil {
+		t.Error("a summary without a file")
 	}
 }
