@@ -46,23 +46,16 @@ func (g *Gate) sessionCookie(r *Request) (string, bool) {
 	if g.login == nil {
 		return "", false
 	}
-	values := cookieValues(r.Header, g.login.Cookie)
-	if len(values) != 1 || values[0] == "" {
+	// Counted as the most lenient server splits the Cookie lines: exactly
+	// one session cookie, and a plain one, or the bank may read another.
+	values, one := session.SessionCookies(r.Header, g.login.Cookie)
+	if !one {
 		return "", false
 	}
 	if strings.Contains(strings.ToLower(policy.Unescape(r.Path())), "jsessionid") {
 		return "", false
 	}
 	return values[0], true
-}
-
-// cookieValues are the values of every cookie called name in h.
-func cookieValues(h http.Header, name string) []string {
-	var out []string
-	for _, c := range (&http.Request{Header: h}).CookiesNamed(name) {
-		out = append(out, c.Value)
-	}
-	return out
 }
 
 // LoginWatch follows a request that may log a customer in, out, or into
@@ -88,7 +81,8 @@ func (g *Gate) WatchLogin(r *Request, readBody func() ([]byte, error)) (*LoginWa
 	path := r.Path()
 	view := &session.Request{Path: path, RawQuery: r.RawQuery(), Header: r.Header, HasBody: r.HasBody}
 	view.Session, _ = g.sessionCookie(r)
-	for _, v := range cookieValues(r.Header, g.login.Cookie) {
+	values, _ := session.SessionCookies(r.Header, g.login.Cookie)
+	for _, v := range values {
 		if v != "" {
 			view.Sessions = append(view.Sessions, v)
 		}

@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"go.uber.org/zap"
 
 	"github.com/otpgate/otpgate/internal/challenge"
+	"github.com/otpgate/otpgate/internal/session"
 )
 
 // CSRFCookie holds the random value the gateway's forms are signed with
@@ -46,25 +46,13 @@ func OutboundOf(op *challenge.Operation, confirming http.Header) (Outbound, erro
 	if out.Header == nil {
 		out.Header = http.Header{}
 	}
-	for _, line := range confirming.Values("Cookie") {
-		if kept := withoutCookie(line, CSRFCookie); kept != "" {
-			out.Header.Add("Cookie", kept)
-		}
+	// Rebuilt from the pairs every server reads alike: a quoted or
+	// malformed pair that Go's parser skips could name another session to
+	// the bank.
+	if line := session.StrictCookieLine(confirming, CSRFCookie); line != "" {
+		out.Header.Set("Cookie", line)
 	}
 	return out, nil
-}
-
-// withoutCookie removes one cookie from a Cookie header line.
-func withoutCookie(line, name string) string {
-	parts := strings.Split(line, ";")
-	kept := parts[:0]
-	for _, p := range parts {
-		k, _, _ := strings.Cut(strings.TrimSpace(p), "=")
-		if k != name {
-			kept = append(kept, strings.TrimSpace(p))
-		}
-	}
-	return strings.Join(kept, "; ")
 }
 
 // Send hands out to the bank, once, and returns the bank's status (0 if it
