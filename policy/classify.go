@@ -59,6 +59,7 @@ type ShownField struct {
 	Name    string
 	Label   string
 	LabelEn string
+	Format  string // Field.Format: how the confirm page shows Value
 	// Value is the field's first value in the order the bank reads them
 	// (query first, then body), decoded to UTF-8, with characters that
 	// display misleadingly escaped (Match.Verdict Escaped); empty if the
@@ -141,7 +142,7 @@ func (p *Policy) Classify(r *Request, body []byte) *Match {
 		}
 		m := &Match{Rule: rule, Kind: rule.Kind, Fields: make([]ShownField, len(rule.Show))}
 		for j, f := range rule.Show {
-			m.Fields[j] = ShownField{Name: f.Name, Label: f.Label, LabelEn: f.LabelEn}
+			m.Fields[j] = ShownField{Name: f.Name, Label: f.Label, LabelEn: f.LabelEn, Format: f.Format}
 		}
 		switch {
 		case needsBody && ps.err != nil:

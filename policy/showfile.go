@@ -186,3 +186,16 @@ func (m *Match) readFile(spec *fileSpec, contentType string, body []byte) {
 	m.Verdict, m.Doubt = Refused, true
 	m.Err = refusef("%s; the bank refuses files it cannot read exactly: correct the file and upload it again", why)
 }
+
+// Rule returns the compiled rule named name (defaults filled in, as
+// Match.Rule), or nil. The gateway refuses rules named alike at load, so a
+// held operation's rule name finds its rule again at confirm time, for its
+// title and file display.
+func (p *Policy) Rule(name string) *Rule {
+	for i := range p.rules {
+		if p.rules[i].Name == name {
+			return &p.rules[i]
+		}
+	}
+	return nil
+}

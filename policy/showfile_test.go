@@ -217,3 +217,23 @@ func TestClassifyShowFile(t *testing.T) {
 		})
 	}
 }
+
+func TestRuleByName(t *testing.T) {
+	p := mustCompile(t, []Rule{
+		{Kind: Transfer, Paths: []string{"/t"}, Title: "振込", Show: []Field{{Name: "amount", Format: "yen"}}},
+		{Name: "payroll", Kind: BulkTransfer, Paths: []string{"/p"}, ShowFile: &FileDisplay{Field: "file", Format: "zengin"}},
+	})
+	if r := p.Rule("transfer"); r == nil || r.Title != "振込" {
+		t.Errorf("by its default name: %+v", r)
+	}
+	if r := p.Rule("payroll"); r == nil || r.ShowFile == nil || r.ShowFile.Format != "zengin" {
+		t.Errorf("by its name: %+v", r)
+	}
+	if p.Rule("bulk_transfer") != nil || p.Rule("") != nil {
+		t.Error("a rule under a name it does not have")
+	}
+	m := p.Classify(req("POST", "/t", formType), []byte("amount=1500000"))
+	if m == nil || m.Fields[0].Format != "yen" || m.Fields[0].Value != "1500000" {
+		t.Errorf("shown field %+v: the format travels with the value", m)
+	}
+}
