@@ -60,7 +60,7 @@ func (g *Gateway) tokenAction(w http.ResponseWriter, r *http.Request, action str
 		res, err := g.tokens.Issue(r.Context(), u, strings.TrimSpace(in["email"]), strings.TrimSpace(in["pin"]), g.linkBase(r), ip)
 		if err != nil {
 			log.Info("token issue refused", zap.Error(err))
-			return g.tokenError(w, r, gate.RefusalFor(err))
+			return g.tokenError(w, r, g.flow.RefusalFor(err))
 		}
 		log.Info("token issued; setup mail sent")
 		if wantsJSON(r) {
@@ -83,7 +83,7 @@ func (g *Gateway) tokenAction(w http.ResponseWriter, r *http.Request, action str
 		}
 		if err != nil {
 			log.Info("token "+action+" refused", zap.Error(err))
-			return g.tokenError(w, r, gate.RefusalFor(err))
+			return g.tokenError(w, r, g.flow.RefusalFor(err))
 		}
 		log.Info("token " + info)
 		if wantsJSON(r) {
@@ -146,7 +146,7 @@ func (g *Gateway) setup(w http.ResponseWriter, r *http.Request, link string) err
 	}
 	res, err := g.tokens.Setup(r.Context(), link, strings.TrimSpace(in["service_id"]), strings.TrimSpace(in["user_id"]), strings.TrimSpace(in["pin"]), clientIP(r))
 	if err != nil {
-		ref := gate.RefusalFor(err)
+		ref := g.flow.RefusalFor(err)
 		if wantsJSON(r) || ref.Code == gate.StoreUnavailable {
 			return g.refuse(w, r, ref)
 		}

@@ -57,11 +57,11 @@ var errOTPFormat = errors.New("otpgate: enter the digits the token app shows")
 func (g *Gate) Code(raw string) (string, *Refusal) {
 	code := strings.TrimSpace(raw)
 	if len(code) != g.tokens.Config().Digits {
-		return "", Refuse(OTPFormat, errOTPFormat)
+		return "", g.Refuse(OTPFormat, errOTPFormat)
 	}
 	for i := 0; i < len(code); i++ {
 		if code[i] < '0' || code[i] > '9' {
-			return "", Refuse(OTPFormat, errOTPFormat)
+			return "", g.Refuse(OTPFormat, errOTPFormat)
 		}
 	}
 	return code, nil
@@ -72,7 +72,7 @@ func (g *Gate) Code(raw string) (string, *Refusal) {
 func (g *Gate) Operation(ctx context.Context, who *Customer, id string) (*challenge.Operation, *Refusal) {
 	op, err := g.challenges.Get(ctx, id, who.Session)
 	if err != nil {
-		return nil, RefusalFor(err)
+		return nil, g.RefusalFor(err)
 	}
 	return op, nil
 }
@@ -94,7 +94,7 @@ func (g *Gate) Confirm(ctx context.Context, who *Customer, id, raw, clientIP str
 		if !errors.Is(err, challenge.ErrGone) {
 			log.Error("confirming operation", zap.Error(err))
 		}
-		return nil, RefusalFor(err)
+		return nil, g.RefusalFor(err)
 	}
 	switch c := res.Check; c.Outcome {
 	case token.CodeOK:
@@ -105,25 +105,25 @@ func (g *Gate) Confirm(ctx context.Context, who *Customer, id, raw, clientIP str
 		return res.Op, nil
 	case token.CodeInvalid:
 		log.Info("wrong code", zap.Int("attempts_left", c.AttemptsLeft))
-		return nil, Refuse(InvalidOTP, &token.CodeError{Outcome: token.CodeInvalid, AttemptsLeft: c.AttemptsLeft})
+		return nil, g.Refuse(InvalidOTP, &token.CodeError{Outcome: token.CodeInvalid, AttemptsLeft: c.AttemptsLeft})
 	case token.CodeReused:
 		log.Info("code of a spent time step")
-		return nil, Refuse(OTPReused, nil)
+		return nil, g.Refuse(OTPReused, nil)
 	case token.CodeLocked:
 		log.Warn("customer locked; held operation discarded")
-		return nil, Refuse(Locked, nil)
+		return nil, g.Refuse(Locked, nil)
 	case token.CodeNoToken:
 		log.Info("no active token at confirmation; held operation discarded")
-		return nil, Refuse(EnrollmentRequired, nil)
+		return nil, g.Refuse(EnrollmentRequired, nil)
 	}
 	log.Error("code check without an outcome the gateway knows", zap.Int("outcome", int(res.Check.Outcome)))
-	return nil, Refuse(StoreUnavailable, errors.New("code check without a known outcome"))
+	return nil, g.Refuse(StoreUnavailable, errors.New("code check without a known outcome"))
 }
 
 // Cancel discards the held operation id at who's request.
 func (g *Gate) Cancel(ctx context.Context, who *Customer, id, clientIP string) *Refusal {
 	if err := g.challenges.Cancel(ctx, id, who.Session, clientIP); err != nil {
-		return RefusalFor(err)
+		return g.RefusalFor(err)
 	}
 	return nil
 }

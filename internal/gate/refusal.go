@@ -108,9 +108,22 @@ var statuses = map[string]int{
 }
 
 // Refuse returns the refusal code, with the status from the table and the
-// catalogue's English text as its message. cause, which may be nil, is kept
-// for the log. An unknown code is a programming error and refuses with 500.
+// catalogue's English text as its message (worded for codes of the default
+// period and digits; Gate.Refuse words them for the gateway's). cause,
+// which may be nil, is kept for the log. An unknown code is a programming
+// error and refuses with 500.
 func Refuse(code string, cause error) *Refusal {
+	return refuse(pages.Common{Lang: pages.English}, code, cause)
+}
+
+// Refuse is the package's Refuse with the message worded for g's codes:
+// "the 8-digit number", "up to 30 seconds".
+func (g *Gate) Refuse(code string, cause error) *Refusal {
+	cfg := g.tokens.Config()
+	return refuse(pages.Common{Lang: pages.English, Period: cfg.Period, Digits: cfg.Digits}, code, cause)
+}
+
+func refuse(words pages.Common, code string, cause error) *Refusal {
 	status, ok := statuses[code]
 	if !ok {
 		status = http.StatusInternalServerError
@@ -124,7 +137,7 @@ func Refuse(code string, cause error) *Refusal {
 	case code == RenewTooEarly && errors.As(cause, &early):
 		args = append(args, early.From.Format(time.DateOnly))
 	}
-	return &Refusal{Status: status, Code: code, Message: "otpgate: " + pages.T(pages.English, code, args...), cause: cause}
+	return &Refusal{Status: status, Code: code, Message: "otpgate: " + words.T(code, args...), cause: cause}
 }
 
 // RefuseSaying is Refuse with message instead of the catalogue's text, for
@@ -139,21 +152,26 @@ func RefuseSaying(code, message string, cause error) *Refusal {
 // RefusalFor turns an error of the token lifecycle or the held operations
 // into the refusal the customer gets. What no sentinel names is a store
 // failure: 503, with the error kept for the log.
-func RefusalFor(err error) *Refusal {
+func RefusalFor(err error) *Refusal { return refusalFor(Refuse, err) }
+
+// RefusalFor is the package's RefusalFor worded for g's codes (Gate.Refuse).
+func (g *Gate) RefusalFor(err error) *Refusal { return refusalFor(g.Refuse, err) }
+
+func refusalFor(refuse func(string, error) *Refusal, err error) *Refusal {
 	var ce *token.CodeError
 	var early *token.RenewTooEarlyError
 	for _, s := range sentinels {
 		if errors.Is(err, s.err) {
-			return Refuse(s.code, err)
+			return refuse(s.code, err)
 		}
 	}
 	switch {
 	case errors.As(err, &ce) && ce.Outcome == token.CodeInvalid:
-		return Refuse(InvalidOTP, err)
+		return refuse(InvalidOTP, err)
 	case errors.As(err, &early):
-		return Refuse(RenewTooEarly, err)
+		return refuse(RenewTooEarly, err)
 	}
-	return Refuse(StoreUnavailable, err)
+	return refuse(StoreUnavailable, err)
 }
 
 // sentinels are the errors with a refusal of their own, in the order they

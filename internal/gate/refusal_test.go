@@ -120,3 +120,23 @@ func TestCheckRules(t *testing.T) {
 		}
 	}
 }
+
+// A Gate's refusals say what its codes look like: their digits and period,
+// not the defaults.
+func TestRefusalWordedForTheCodes(t *testing.T) {
+	t.Parallel()
+	tokens, err := token.New(nil, nil, nil, token.Config{Digits: 8, Period: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := gate.New(nil, tokens, nil, nil, nil, nil)
+	if _, ref := g.Code("123456"); ref == nil || !strings.Contains(ref.Message, "8-digit") {
+		t.Errorf("a 6-digit code refused with %+v; want the message to ask for 8 digits", ref)
+	}
+	if ref := g.RefusalFor(token.ErrReusedCode); !strings.Contains(ref.Message, "30 seconds") {
+		t.Errorf("reused code: %q; want it to say up to 30 seconds", ref.Message)
+	}
+	if ref := gate.RefusalFor(token.ErrReusedCode); !strings.Contains(ref.Message, "60 seconds") {
+		t.Errorf("reused code, default wording: %q", ref.Message)
+	}
+}
