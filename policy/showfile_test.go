@@ -35,8 +35,13 @@ func TestCompileDisplayOptions(t *testing.T) {
 		{"branch before bank", func(r *Rule) {
 			r.Show = []Field{{Name: "br", Format: "branch"}, {Name: "b", Format: "bank"}}
 		}, "format branch needs"},
-		{"zengin file", func(r *Rule) { r.ShowFile = &FileDisplay{Field: "file", Format: "zengin"}; r.RefuseDoubtfulFiles = true }, ""},
-		{"csv file", func(r *Rule) { r.ShowFile = &FileDisplay{Field: "file", Format: "csv", Columns: csvMap, Charset: "shift_jis"} }, ""},
+		{"zengin file", func(r *Rule) {
+			r.ShowFile = &FileDisplay{Field: "file", Format: "zengin"}
+			r.RefuseDoubtfulFiles = true
+		}, ""},
+		{"csv file", func(r *Rule) {
+			r.ShowFile = &FileDisplay{Field: "file", Format: "csv", Columns: csvMap, Charset: "shift_jis"}
+		}, ""},
 		{"file without field", func(r *Rule) { r.ShowFile = &FileDisplay{Format: "zengin"} }, "show_file: no field"},
 		{"unknown file format", func(r *Rule) { r.ShowFile = &FileDisplay{Field: "file", Format: "xml"} }, `unknown format "xml"`},
 		{"csv without map", func(r *Rule) { r.ShowFile = &FileDisplay{Field: "file", Format: "csv"} }, "no column map"},
