@@ -161,6 +161,9 @@ func (cs charset) decode(b []byte) (string, error) {
 	if bytes.ContainsRune(out, utf8.RuneError) {
 		return string(out), fmt.Errorf("not valid %s", cs)
 	}
+	if err := javaAgrees(cs.name, cs.enc, b); err != nil {
+		return string(out), err
+	}
 	// Browsers name charsets by WHATWG labels, Java servers by IANA names,
 	// and some labels differ: "iso-8859-1" is windows-1252 to a browser and
 	// Latin-1 to Java, which reads 0x80 as a control character, not "€".
@@ -255,6 +258,10 @@ func parseParams(r *Request, ct contentType, body []byte, fallback charset) *par
 		if err != nil {
 			ps.failBody(refusef("the multipart body cannot be read as the bank reads it (%v); send form-data parts with plain name=\"…\" and filename=\"…\" parameters, as browsers do", err))
 		}
+	case isJSON(media) && ct.charset != "" && !jsonCS.same(charset{}):
+		// JSON readers (encoding/json, Jackson) read UTF-8 whatever the
+		// Content-Type says.
+		ps.failBody(refusef("a JSON body in %q is read as UTF-8 by JSON readers; send it in UTF-8", ct.charset))
 	case isJSON(media):
 		ps.addQuery(query, fallback, cs)
 		if err := parseJSON(ps, body, jsonCS); err != nil {
