@@ -105,7 +105,7 @@ func reenrolIssuedNotice(t *testing.T, e *env, addr string) {
 	}
 	b := got[0].Body
 	ja := strings.Index(b, "新しいトークンの発行を受け付けました")
-	en := strings.Index(b, "a new one-time password token was issued for your user ID")
+	en := strings.Index(b, "a new one-time password token was issued for the user ID below")
 	notice := strings.Index(b, "■ワンタイムパスワードに関するご注意")
 	if ja < 0 || en < ja || notice < en {
 		t.Errorf("issue notice to %s: Japanese %d, English %d, phishing notice %d; want them in this order:\n%s", addr, ja, en, notice, b)
