@@ -157,7 +157,7 @@ func rtShown(t *testing.T, e *env, c *customer, sid string, v gwVariant) (map[st
 // encoding/json ignore the parameter), reads the bytes as UTF-8, and
 // replaces what is not UTF-8. The view shows a payee bank, with no doubt
 // notice, that the bank does not execute.
-func TestRedteamBypassDemoBankJSONCharsetShown(t *testing.T) {
+func TestRedteamDemoBankJSONCharsetShownStopped(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	c := gwEnrolled(e, "S001", "U001")
 	sid := gwSession(c)

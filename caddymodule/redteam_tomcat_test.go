@@ -118,7 +118,7 @@ func rtProveVictimCookie(t *testing.T, tc *tomcat, name, cookie, tag string) {
 // transfer as the attacker's, the attacker confirms it with their own code,
 // and the release carries the confirming request's Cookie header unchanged:
 // Tomcat executes the transfer as the victim, who entered no code.
-func TestRedteamBypassTomcatCookieQuote(t *testing.T) {
+func TestRedteamTomcatCookieQuoteStopped(t *testing.T) {
 	tomcatRequired(t)
 	tc := startTomcat(t, rtTomcatPort, false)
 	e := rtTomcatEnv(t, tc, envOptions{Extra: tomcatRules})
@@ -146,7 +146,7 @@ func TestRedteamBypassTomcatCookieQuote(t *testing.T) {
 // victim's): the gateway passes the transfer through as the attacker's, a
 // legacy customer, and Tomcat executes it as the victim, whose company
 // requires a code. No code of anyone's is entered.
-func TestRedteamBypassTomcatCookieQuoteNoCode(t *testing.T) {
+func TestRedteamTomcatCookieQuoteNoCodeStopped(t *testing.T) {
 	tomcatRequired(t)
 	tc := startTomcat(t, rtTomcatPort+1, false)
 	e := rtTomcatEnv(t, tc, envOptions{NoRequireAll: true, Extra: tomcatRules + "\n\t\trequire_otp S001"})
@@ -209,7 +209,7 @@ func TestRedteamTomcatCookieSpellingsStopped(t *testing.T) {
 // without a doubt notice, a payee other than the one Tomcat executes; an
 // extension character's ASCII trail byte even comes back as a letter at
 // Tomcat ("①" shown, "\uFFFD@" executed).
-func TestRedteamBypassTomcatCharsetShown(t *testing.T) {
+func TestRedteamTomcatCharsetShownStopped(t *testing.T) {
 	tomcatRequired(t)
 	tc := startTomcat(t, rtTomcatPort+3, false)
 	e := rtTomcatEnv(t, tc, envOptions{Extra: tomcatRules})
