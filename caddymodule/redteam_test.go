@@ -151,7 +151,7 @@ func rtShown(t *testing.T, e *env, c *customer, sid string, v gwVariant) (map[st
 	return shown, doubt, nil
 }
 
-// TestRedteamBypassDemoBankJSONCharsetShown: a JSON body that declares a
+// TestRedteamDemoBankJSONCharsetShownStopped: a JSON body that declares a
 // charset other than UTF-8. The gateway decodes it in that charset for the
 // confirm view; the bank, like JSON readers generally (Jackson and Go's
 // encoding/json ignore the parameter), reads the bytes as UTF-8, and

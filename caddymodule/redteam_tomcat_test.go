@@ -111,7 +111,7 @@ func rtProveVictimCookie(t *testing.T, tc *tomcat, name, cookie, tag string) {
 	}
 }
 
-// TestRedteamBypassTomcatCookieQuote: the gateway identifies a request by
+// TestRedteamTomcatCookieQuoteStopped: the gateway identifies a request by
 // the one JSESSIONID cookie Go's parser finds; Tomcat by the first valid one
 // its own parser finds. With the victim's session spelled so that only
 // Tomcat reads it, before the attacker's own session, the gateway pauses the
@@ -141,7 +141,7 @@ func TestRedteamTomcatCookieQuoteStopped(t *testing.T) {
 	}
 }
 
-// TestRedteamBypassTomcatCookieQuoteNoCode: the same spelling when the
+// TestRedteamTomcatCookieQuoteNoCodeStopped: the same spelling when the
 // attacker's own company does not use OTP yet (require_otp lists only the
 // victim's): the gateway passes the transfer through as the attacker's, a
 // legacy customer, and Tomcat executes it as the victim, whose company
@@ -200,7 +200,7 @@ func TestRedteamTomcatCookieSpellingsStopped(t *testing.T) {
 	}
 }
 
-// TestRedteamBypassTomcatCharsetShown: the gateway decodes a declared
+// TestRedteamTomcatCharsetShownStopped: the gateway decodes a declared
 // charset with Go's WHATWG decoders and checks only that the IANA reading of
 // the label agrees, which for these labels is the same Go decoder. Java
 // decodes "Shift_JIS" and "EUC-JP" with JIS X 0208 (no NEC or IBM
