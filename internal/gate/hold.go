@@ -150,11 +150,11 @@ func (g *Gate) hold(ctx context.Context, who *Customer, op *challenge.Operation,
 		}
 		d, ref, err := g.decideAgain(ctx, who, op)
 		switch {
-		case errors.Is(err, errNeedsCode):
-			continue
 		case err != nil:
 			log.Error("auditing a protected operation", zap.Error(err))
 			return Refused, Refuse(StoreUnavailable, err)
+		case d == Held:
+			continue
 		case d == PassThrough:
 			log.Info("service does not require OTP: protected operation passed through unchanged")
 		default:
@@ -166,11 +166,10 @@ func (g *Gate) hold(ctx context.Context, who *Customer, op *challenge.Operation,
 	return Refused, Refuse(StoreUnavailable, errors.New("token state changed on every try"))
 }
 
-// errNeedsCode: deciding again found that a code is needed now.
-var errNeedsCode = errors.New("a code is needed now")
-
 // decideAgain decides for op when challenge.Pause found no code needed,
 // and writes the audit record of the decision in the same transaction.
+// Held means a code is needed now after all: nothing is written, and the
+// caller holds op.
 func (g *Gate) decideAgain(ctx context.Context, who *Customer, op *challenge.Operation) (Decision, *Refusal, error) {
 	var d Decision
 	var ref *Refusal
@@ -182,7 +181,7 @@ func (g *Gate) decideAgain(ctx context.Context, who *Customer, op *challenge.Ope
 		var rec audit.Record
 		d, ref, rec = g.decide(op, req)
 		if d == Held {
-			return errNeedsCode
+			return nil
 		}
 		return audit.Append(tx, rec)
 	})
