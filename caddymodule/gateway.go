@@ -139,7 +139,7 @@ func (g *Gateway) confirmPage(w http.ResponseWriter, r *http.Request, id string,
 		Revoke: gate.ActionOf(op) == gate.Revoke,
 	}
 	if shown != nil {
-		p.Error, p.AttemptsLeft = shown.Code, attemptsLeft(shown)
+		p.Error, p.AttemptsLeft = shown.Code, shown.AttemptsLeft()
 	}
 	for _, f := range op.Fields {
 		p.Fields = append(p.Fields, pages.Field{Label: f.Label, LabelEn: f.LabelEn, Value: f.Value})
@@ -253,7 +253,11 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, ref *gate.Refus
 			zap.NamedError("cause", errors.Unwrap(ref)), zap.String("path", challenge.RedactSessionIDs(r.URL.EscapedPath())))
 	}
 	if wantsJSON(r) {
-		return writeJSON(w, ref.Status, g.details(ref, map[string]any{"error": ref.Code, "message": ref.Message}))
+		v := ref.JSON()
+		if ref.Code == gate.EnrollmentRequired || ref.Code == gate.TokenExpired {
+			v["token_url"] = g.BasePath + "/token"
+		}
+		return writeJSON(w, ref.Status, v)
 	}
 	title, link := "title_error", pages.Link{Href: g.Home, Text: "back_to_menu"}
 	var args []any
@@ -274,36 +278,6 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, ref *gate.Refus
 		args = []any{strings.TrimPrefix(ref.Message, "otpgate: ")}
 	}
 	return g.render(w, ref.Status, pages.MessagePage{Common: g.common(w, r, ""), Status: ref.Status, Title: title, Body: ref.Code, Args: args, Links: []pages.Link{link}})
-}
-
-// details adds to a JSON refusal what the client needs to act on it.
-func (g *Gateway) details(ref *gate.Refusal, v map[string]any) map[string]any {
-	var early *token.RenewTooEarlyError
-	switch ref.Code {
-	case gate.InvalidOTP:
-		v["attempts_left"] = attemptsLeft(ref)
-	case gate.RenewTooEarly:
-		if errors.As(ref, &early) {
-			v["renew_from"] = early.From
-		}
-	case gate.EnrollmentRequired, gate.TokenExpired:
-		v["token_url"] = g.BasePath + "/token"
-	case gate.UpstreamFailed:
-		v["outcome"] = "unknown"
-	case gate.UpstreamNotSent:
-		v["outcome"] = "not_executed"
-	}
-	return v
-}
-
-// attemptsLeft is the number of codes the customer may still get wrong
-// after the wrong code ref refuses.
-func attemptsLeft(ref *gate.Refusal) int {
-	var ce *token.CodeError
-	if errors.As(ref, &ce) {
-		return ce.AttemptsLeft
-	}
-	return 0
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {

@@ -38,7 +38,7 @@ func (g *Gateway) tokenPage(w http.ResponseWriter, r *http.Request, status int, 
 		MaskedEmail: token.MaskEmail(st.Email), Expires: st.Expires, DaysLeft: st.DaysLeft, RenewOpen: st.RenewOpen,
 		RenewFrom: st.RenewFrom, Info: info}
 	if shown != nil {
-		p.Error, p.AttemptsLeft = shown.Code, attemptsLeft(shown)
+		p.Error, p.AttemptsLeft = shown.Code, shown.AttemptsLeft()
 	}
 	return g.render(w, status, p)
 }

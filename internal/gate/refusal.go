@@ -30,6 +30,35 @@ func (r *Refusal) Error() string { return r.Message }
 // Unwrap returns the refusal's cause, if any.
 func (r *Refusal) Unwrap() error { return r.cause }
 
+// JSON is the refusal as API clients get it: "error" and "message", and
+// what they need to act on it — "attempts_left" after a wrong code,
+// "renew_from" when renewal opens, the "outcome" of a failed release.
+func (r *Refusal) JSON() map[string]any {
+	v := map[string]any{"error": r.Code, "message": r.Message}
+	var early *token.RenewTooEarlyError
+	switch {
+	case r.Code == InvalidOTP:
+		v["attempts_left"] = r.AttemptsLeft()
+	case r.Code == RenewTooEarly && errors.As(r.cause, &early):
+		v["renew_from"] = early.From
+	case r.Code == UpstreamFailed:
+		v["outcome"] = "unknown"
+	case r.Code == UpstreamNotSent:
+		v["outcome"] = "not_executed"
+	}
+	return v
+}
+
+// AttemptsLeft is how many wrong codes the customer may still enter after
+// the one an InvalidOTP refusal refuses; 0 for other refusals.
+func (r *Refusal) AttemptsLeft() int {
+	var ce *token.CodeError
+	if r.Code == InvalidOTP && errors.As(r.cause, &ce) {
+		return ce.AttemptsLeft
+	}
+	return 0
+}
+
 // Codes of refusals, as clients read them in JSON "error".
 const (
 	LoginRequired        = "login_required"

@@ -140,3 +140,29 @@ func TestRefusalWordedForTheCodes(t *testing.T) {
 		t.Errorf("reused code, default wording: %q", ref.Message)
 	}
 }
+
+// What an API client reads of a refusal: its code and message, and the
+// details it acts on.
+func TestRefusalJSON(t *testing.T) {
+	t.Parallel()
+	from := time.Date(2027, 3, 2, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		ref  *gate.Refusal
+		key  string
+		want any
+	}{
+		{gate.RefusalFor(&token.CodeError{Outcome: token.CodeInvalid, AttemptsLeft: 2}), "attempts_left", 2},
+		{gate.RefusalFor(&token.RenewTooEarlyError{From: from}), "renew_from", from},
+		{gate.Refuse(gate.UpstreamFailed, nil), "outcome", "unknown"},
+		{gate.Refuse(gate.UpstreamNotSent, nil), "outcome", "not_executed"},
+		{gate.Refuse(gate.Locked, nil), "error", gate.Locked},
+	} {
+		v := tc.ref.JSON()
+		if v[tc.key] != tc.want || v["error"] != tc.ref.Code || v["message"] != tc.ref.Message {
+			t.Errorf("%s: %v; want %s = %v", tc.ref.Code, v, tc.key, tc.want)
+		}
+	}
+	if n := gate.Refuse(gate.Locked, nil).AttemptsLeft(); n != 0 {
+		t.Errorf("attempts left of a lock: %d", n)
+	}
+}
