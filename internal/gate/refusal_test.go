@@ -166,3 +166,27 @@ func TestRefusalJSON(t *testing.T) {
 		t.Errorf("attempts left of a lock: %d", n)
 	}
 }
+
+// Every refusal has a status of its own in the table and a text in the
+// catalogue, in both languages, that pages show.
+func TestEveryRefusalHasStatusAndText(t *testing.T) {
+	t.Parallel()
+	for _, code := range []string{
+		gate.LoginRequired, gate.LoginUnreadable, gate.EnrollmentRequired, gate.TokenExpired, gate.Locked,
+		gate.ChallengeGone, gate.InvalidOTP, gate.OTPReused, gate.OTPFormat, gate.CSRF, gate.BadRequest,
+		gate.UnsupportedMediaType, gate.PathTooLong, gate.NotFound, gate.BodyTooLarge, gate.AmbiguousPath,
+		gate.UnshowableRequest, gate.StoreUnavailable, gate.UpstreamFailed, gate.UpstreamNotSent, gate.PINFormat,
+		gate.PINTrivial, gate.EmailFormat, gate.EmailNotRegistered, gate.EmailDomain, gate.ActiveToken,
+		gate.ReissueNeedsToken, gate.IssueChanged, gate.MailFailed, gate.NotIssued, gate.RenewTooEarly,
+		gate.SetupFailed, gate.LinkGone,
+	} {
+		if ref := gate.Refuse(code, nil); ref.Status < 400 || ref.Status >= 500 && ref.Status != http.StatusServiceUnavailable && ref.Status != http.StatusBadGateway {
+			t.Errorf("%s: status %d", code, ref.Status)
+		}
+		for _, lang := range []pages.Lang{pages.Japanese, pages.English} {
+			if pages.T(lang, code) == code {
+				t.Errorf("%s: no %v text in the catalogue", code, lang)
+			}
+		}
+	}
+}

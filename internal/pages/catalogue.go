@@ -102,6 +102,18 @@ var catalogue = map[string]message{
 		"リクエストを処理できませんでした。お取引は実行されていません。メニューから操作をやり直してください。",
 		"The request could not be processed. Your operation was not executed. Please start again from the banking menu.",
 	},
+	"not_found": {
+		"お探しのページは見つかりませんでした。メニューから操作をやり直してください。",
+		"The page was not found. Please start again from the banking menu.",
+	},
+	"unsupported_media_type": {
+		"この形式のリクエストは受け付けられません。お取引は実行されていません。画面のフォームから操作をやり直してください。",
+		"Requests of this kind are not accepted. Your operation was not executed. Please start again from the form on the page.",
+	},
+	"path_too_long": {
+		"URLが長すぎるため処理できませんでした。お取引は実行されていません。メニューから操作をやり直してください。",
+		"The address (URL) is too long to be processed. Your operation was not executed. Please start again from the banking menu.",
+	},
 	"cancelled": {
 		"お取引を取り消しました。このお取引は実行されていません。",
 		"The operation was cancelled. It was not executed.",
