@@ -672,7 +672,7 @@ func TestEnrolSMTPCAFileOption(t *testing.T) {
 	if err != nil || g.Mail == nil || g.Mail.SMTP == nil || g.Mail.SMTP.CAFile != caFile {
 		t.Fatalf("parsing ca_file: %v, %+v", err, g.Mail)
 	}
-	n, err := g.Mail.notifier(caddy.NewReplacer(), "bank")
+	n, err := g.Mail.notifier(caddy.NewReplacer(), "bank", "")
 	if err != nil {
 		t.Fatalf("notifier with a PEM ca_file: %v", err)
 	}
@@ -684,7 +684,7 @@ func TestEnrolSMTPCAFileOption(t *testing.T) {
 	os.WriteFile(notPEM, []byte("not a certificate"), 0o600)
 	for _, bad := range []string{notPEM, filepath.Join(t.TempDir(), "missing.pem")} {
 		g.Mail.SMTP.CAFile = bad
-		if _, err := g.Mail.notifier(caddy.NewReplacer(), "bank"); err == nil || !strings.Contains(err.Error(), "ca_file") {
+		if _, err := g.Mail.notifier(caddy.NewReplacer(), "bank", ""); err == nil || !strings.Contains(err.Error(), "ca_file") {
 			t.Errorf("ca_file %s: %v; want an error naming ca_file", bad, err)
 		}
 	}

@@ -10,15 +10,19 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/otpgate/otpgate/internal/challenge"
+	"github.com/otpgate/otpgate/internal/display"
 	"github.com/otpgate/otpgate/internal/gate"
 	"github.com/otpgate/otpgate/internal/pages"
 	"github.com/otpgate/otpgate/internal/token"
+	"github.com/otpgate/otpgate/internal/zengin"
+	"github.com/otpgate/otpgate/policy"
 )
 
 // serveGateway answers the gateway's own pages under BasePath.
@@ -39,6 +43,8 @@ func (g *Gateway) serveGateway(w http.ResponseWriter, r *http.Request, next cadd
 			return g.serveConfirm(w, r, next, id)
 		case action == "cancel" && r.Method == http.MethodPost:
 			return g.cancel(w, r, id)
+		case action == "file" && r.Method == http.MethodGet:
+			return g.filePage(w, r, id)
 		}
 	case rest == "token" && r.Method == http.MethodGet:
 		return g.tokenPage(w, r, http.StatusOK, nil, "")
@@ -54,10 +60,10 @@ func (g *Gateway) serveGateway(w http.ResponseWriter, r *http.Request, next cadd
 // browsers, 401 naming the challenge for API clients.
 func (g *Gateway) held(w http.ResponseWriter, r *http.Request, op *challenge.Operation) error {
 	if wantsJSON(r) {
-		return writeJSON(w, http.StatusUnauthorized, withDoubt(op, map[string]any{
+		return writeJSON(w, http.StatusUnauthorized, g.withFile(r, op, withDoubt(op, map[string]any{
 			"error": "otp_required", "challenge": op.ID, "kind": op.Kind, "fields": op.Fields,
 			"confirm_url": g.BasePath + "/confirm/" + op.ID, "expires": op.Expires,
-		}))
+		})))
 	}
 	return redirect(w, g.BasePath+"/confirm/"+op.ID)
 }
@@ -126,8 +132,8 @@ func (g *Gateway) confirmPage(w http.ResponseWriter, r *http.Request, id string,
 		return g.refuse(w, r, ref)
 	}
 	if wantsJSON(r) {
-		return writeJSON(w, http.StatusOK, withDoubt(op, map[string]any{"challenge": op.ID, "kind": op.Kind, "fields": op.Fields,
-			"method": op.Method, "path": pathOf(op.RequestURI), "expires": op.Expires}))
+		return writeJSON(w, http.StatusOK, g.withFile(r, op, withDoubt(op, map[string]any{"challenge": op.ID, "kind": op.Kind, "fields": op.Fields,
+			"method": op.Method, "path": pathOf(op.RequestURI), "expires": op.Expires})))
 	}
 	st, err := g.tokens.Status(r.Context(), tokenUser(who))
 	if err != nil {
@@ -136,15 +142,79 @@ func (g *Gateway) confirmPage(w http.ResponseWriter, r *http.Request, id string,
 	p := pages.ConfirmPage{
 		Common: g.common(w, r, who.Session), ChallengeID: op.ID, Kind: op.Kind, Expires: op.Expires,
 		RenewOpen: st.RenewOpen, RenewDaysLeft: st.DaysLeft, Action: gate.ConfirmAt(op), Doubt: op.Doubt,
-		Revoke: gate.ActionOf(op) == gate.Revoke,
+		Revoke: gate.ActionOf(op) == gate.Revoke, Title: op.Title, TitleEn: op.TitleEn, Banks: g.banks,
 	}
 	if shown != nil {
 		p.Error, p.AttemptsLeft = shown.Code, shown.AttemptsLeft()
 	}
 	for _, f := range op.Fields {
-		p.Fields = append(p.Fields, pages.Field{Label: f.Label, LabelEn: f.LabelEn, Value: f.Value})
+		p.Fields = append(p.Fields, pages.Field{Label: f.Label, LabelEn: f.LabelEn, Value: f.Value, Format: f.Format})
+	}
+	if op.ShowFile != nil {
+		p.File, p.FileUnreadable = g.heldFile(op)
+		p.FileList = g.BasePath + "/confirm/" + op.ID + "/file"
 	}
 	return g.render(w, status, p)
+}
+
+// heldFile summarises the transfer file held with op, whose rule shows
+// one: from the held request alone, read as the policy reads it (so the
+// file the bank will read). unreadable says none could be found or read.
+func (g *Gateway) heldFile(op *challenge.Operation) (s *zengin.Summary, unreadable bool) {
+	s, err := policy.SummariseFile(*op.ShowFile, op.Header.Get("Content-Type"), op.Body)
+	if err != nil {
+		g.logger.Info("held transfer file cannot be summarised", zap.String("challenge", op.ID), zap.Error(err))
+		return nil, true
+	}
+	return s, false
+}
+
+// withFile adds to a JSON view of op the summary of its transfer file, if
+// its rule shows one.
+func (g *Gateway) withFile(r *http.Request, op *challenge.Operation, v map[string]any) map[string]any {
+	if op.ShowFile != nil {
+		s, unreadable := g.heldFile(op)
+		v["file"] = pages.FileJSON(pages.Negotiate(r.Header.Get("Accept-Language")), s, unreadable)
+	}
+	return v
+}
+
+// filePage lists every transfer of the file held with challenge id,
+// linked from its confirm page.
+func (g *Gateway) filePage(w http.ResponseWriter, r *http.Request, id string) error {
+	who, ref := g.customer(r)
+	var op *challenge.Operation
+	if ref == nil {
+		op, ref = g.flow.Operation(r.Context(), who, id)
+	}
+	if ref == nil && op.ShowFile == nil {
+		ref = gate.Refuse(gate.NotFound, nil)
+	}
+	if ref != nil {
+		return g.refuse(w, r, ref)
+	}
+	if wantsJSON(r) {
+		return writeJSON(w, http.StatusOK, g.withFile(r, op, map[string]any{"challenge": op.ID}))
+	}
+	s, _ := g.heldFile(op)
+	return g.render(w, http.StatusOK, pages.FilePage{Common: g.common(w, r, who.Session), File: s, Back: g.BasePath + "/confirm/" + op.ID})
+}
+
+// loadBankTable reads the bank_table file; "" is no table.
+func loadBankTable(path string) (*display.BankTable, error) {
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("otpgate: bank_table: %v", err)
+	}
+	defer f.Close()
+	t, err := display.LoadBankTable(f)
+	if err != nil {
+		return nil, fmt.Errorf("otpgate: bank_table %s: %v", path, err)
+	}
+	return t, nil
 }
 
 func (g *Gateway) cancel(w http.ResponseWriter, r *http.Request, id string) error {
@@ -232,7 +302,7 @@ func (g *Gateway) csrfOK(r *http.Request, session, got string) bool {
 func (g *Gateway) common(w http.ResponseWriter, r *http.Request, session string) pages.Common {
 	cfg := g.tokens.Config()
 	return pages.Common{Lang: pages.Negotiate(r.Header.Get("Accept-Language")), Base: g.BasePath, CSRF: g.csrfToken(w, r, session), Issuer: g.Issuer,
-		Period: cfg.Period, Digits: cfg.Digits}
+		Contact: g.Contact, Period: cfg.Period, Digits: cfg.Digits}
 }
 
 func (g *Gateway) render(w http.ResponseWriter, status int, p pages.Page) error {

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/otpgate/otpgate/internal/challenge"
+	"github.com/otpgate/otpgate/internal/display"
 	"github.com/otpgate/otpgate/internal/gate"
 	"github.com/otpgate/otpgate/internal/seal"
 	"github.com/otpgate/otpgate/internal/session"
@@ -170,6 +171,7 @@ type Gateway struct {
 	challenges *challenge.Manager
 	sessions   *session.Manager
 	flow       *gate.Gate
+	banks      *display.BankTable
 	mailer     mailNotifier
 	logger     *zap.Logger
 	stop       context.CancelFunc
@@ -206,7 +208,7 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	if g.Identity == nil {
 		return errors.New("otpgate: identity is required: say how the gateway knows the customer (login_form or header)")
 	}
-	if err := g.Identity.provision(repl); err != nil {
+	if err := g.Identity.provision(); err != nil {
 		return err
 	}
 
@@ -253,7 +255,10 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("otpgate: %v", err)
 	}
 
-	if g.mailer, err = g.Mail.notifier(repl, g.Issuer); err != nil {
+	if g.mailer, err = g.Mail.notifier(repl, g.Issuer, g.Contact); err != nil {
+		return err
+	}
+	if g.banks, err = loadBankTable(repl.ReplaceAll(g.BankTable, "")); err != nil {
 		return err
 	}
 

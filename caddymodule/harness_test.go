@@ -195,17 +195,18 @@ func (e *env) caddyfile(opt envOptions) string {
 		rule transfer {
 			path /transfer/execute
 			show to_bank 振込先金融機関 "Payee bank"
-			show to_account 振込先口座 "Payee account"
-			show amount 金額 Amount
+			show to_account 振込先口座 "Payee account" account
+			show amount 金額 Amount yen
 		}
 		rule bill_payment {
 			path /payment/execute
 			show payee 収納機関 Payee
-			show amount 金額 Amount
+			show amount 金額 Amount yen
 		}
 		rule bulk_transfer {
 			path /bulk/execute /payroll/execute
 			show file 振込データ "Transfer file"
+			show_file file zengin
 		}
 		rule user_change {
 			path /profile/update

@@ -50,7 +50,7 @@ type SMTPConfig struct {
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 }
 
-func (m *MailConfig) notifier(repl *caddy.Replacer, issuer string) (mailNotifier, error) {
+func (m *MailConfig) notifier(repl *caddy.Replacer, issuer, contact string) (mailNotifier, error) {
 	if m == nil {
 		return mailNotifier{}, errors.New("otpgate: mail is required: setup links are mailed (use mail_dir for a folder of .eml files, or smtp)")
 	}
@@ -84,7 +84,7 @@ func (m *MailConfig) notifier(repl *caddy.Replacer, issuer string) (mailNotifier
 	default:
 		return mailNotifier{}, errors.New("otpgate: mail: set dir or smtp")
 	}
-	return mailNotifier{sender: s, issuer: issuer}, nil
+	return mailNotifier{sender: s, issuer: issuer, from: from, contact: contact}, nil
 }
 
 // extraRoots is a TLS configuration that trusts the system roots and the
@@ -109,12 +109,16 @@ func extraRoots(path string) (*tls.Config, error) {
 type mailNotifier struct {
 	sender mail.Sender
 	issuer string
+	// from is the sender address, named on the token page so customers
+	// can let it through their filters before the mail is sent; contact
+	// is the bank's contact line, at the foot of every mail.
+	from, contact string
 }
 
 func (n mailNotifier) Notify(ctx context.Context, no token.Notice) error {
 	msg, err := mail.Compose(mail.Event(no.Event), no.Email, mail.Data{
 		ServiceID: no.User.Service, UserID: no.User.ID, Issuer: n.issuer, Link: no.Link, LinkExpires: no.LinkExpires,
-		Expires: no.Expires, At: no.At,
+		Expires: no.Expires, At: no.At, Contact: n.contact,
 	})
 	if err != nil {
 		return err
@@ -127,7 +131,7 @@ func (n mailNotifier) Notify(ctx context.Context, no token.Notice) error {
 // once rather than retried.
 func (n mailNotifier) deliver(ctx context.Context, no outbox.Notice) error {
 	msg, err := mail.Compose(mail.Event(no.Event), no.To, mail.Data{
-		ServiceID: no.Service, UserID: no.User, Issuer: n.issuer, Expires: no.Expires, At: no.At,
+		ServiceID: no.Service, UserID: no.User, Issuer: n.issuer, Expires: no.Expires, At: no.At, Contact: n.contact,
 	})
 	if err != nil {
 		return outbox.Permanent(err)

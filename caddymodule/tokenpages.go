@@ -36,7 +36,7 @@ func (g *Gateway) tokenPage(w http.ResponseWriter, r *http.Request, status int, 
 	}
 	p := pages.TokenPage{Common: g.common(w, r, who.Session), State: string(st.State), Locked: st.Locked,
 		MaskedEmail: token.MaskEmail(st.Email), Expires: st.Expires, DaysLeft: st.DaysLeft, RenewOpen: st.RenewOpen,
-		RenewFrom: st.RenewFrom, Info: info}
+		RenewFrom: st.RenewFrom, Info: info, MailFrom: g.mailer.from}
 	if shown != nil {
 		p.Error, p.AttemptsLeft = shown.Code, shown.AttemptsLeft()
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/otpgate/otpgate/internal/seal"
 	"github.com/otpgate/otpgate/internal/store"
 	"github.com/otpgate/otpgate/internal/token"
+	"github.com/otpgate/otpgate/policy"
 )
 
 // Field is one value the customer is shown and confirms.
@@ -36,6 +37,8 @@ type Field struct {
 	Label   string `json:"label,omitempty"`
 	LabelEn string `json:"label_en,omitempty"`
 	Value   string `json:"value"`
+	// Format is how the confirm page shows Value (policy.Field.Format).
+	Format string `json:"format,omitempty"`
 }
 
 // Operation is a paused request.
@@ -46,18 +49,25 @@ type Field struct {
 // "escaped_characters" (values holding characters that display misleadingly
 // are kept escaped). The confirm page and its JSON view say so.
 type Operation struct {
-	ID       string    `json:"id"`
-	Service  string    `json:"service"`
-	User     string    `json:"user"`
-	Session  string    `json:"session"` // hash of the session that created it
-	ClientIP string    `json:"client_ip,omitempty"`
-	Rule     string    `json:"rule"`
-	Kind     string    `json:"kind"`
-	Action   string    `json:"action,omitempty"` // what confirming it does (gate.Action)
-	Fields   []Field   `json:"fields,omitempty"`
-	Doubt    string    `json:"doubt,omitempty"` // see Operation
-	Created  time.Time `json:"created"`
-	Expires  time.Time `json:"expires"`
+	ID       string  `json:"id"`
+	Service  string  `json:"service"`
+	User     string  `json:"user"`
+	Session  string  `json:"session"` // hash of the session that created it
+	ClientIP string  `json:"client_ip,omitempty"`
+	Rule     string  `json:"rule"`
+	Kind     string  `json:"kind"`
+	Action   string  `json:"action,omitempty"` // what confirming it does (gate.Action)
+	Fields   []Field `json:"fields,omitempty"`
+	Doubt    string  `json:"doubt,omitempty"` // see Operation
+	// Title and TitleEn name the operation in the bank's own wording
+	// (policy.Rule.Title), and ShowFile says how its transfer file is
+	// summarised: kept with the operation, so that its confirm page comes
+	// from what was held, whatever the rules are by then.
+	Title    string              `json:"title,omitempty"`
+	TitleEn  string              `json:"title_en,omitempty"`
+	ShowFile *policy.FileDisplay `json:"show_file,omitempty"`
+	Created  time.Time           `json:"created"`
+	Expires  time.Time           `json:"expires"`
 
 	// The request as received, to be released byte for byte.
 	Method     string      `json:"method"`

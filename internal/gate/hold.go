@@ -69,11 +69,14 @@ func (g *Gate) Hold(ctx context.Context, identify func() (*Customer, error), m *
 	}
 	op := snapshot(r)
 	op.Rule, op.Kind, op.Action, op.Doubt = m.Rule.Name, string(m.Kind), string(Forward), string(m.Verdict)
+	// The page is built from what is held alone: the rule's wording and
+	// file display go with the operation.
+	op.Title, op.TitleEn, op.ShowFile = m.Rule.Title, m.Rule.TitleEn, m.Rule.ShowFile
 	// With conflicting values the bank may act on any of them: none is
 	// shown, and the audit records no displayed field.
 	if m.Verdict != policy.Conflicting {
 		for _, f := range m.Fields {
-			op.Fields = append(op.Fields, challenge.Field{Name: f.Name, Label: f.Label, LabelEn: f.LabelEn, Value: f.Value})
+			op.Fields = append(op.Fields, challenge.Field{Name: f.Name, Label: f.Label, LabelEn: f.LabelEn, Value: f.Value, Format: f.Format})
 		}
 	}
 	d, ref := g.hold(ctx, who, op, log)
