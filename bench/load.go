@@ -141,7 +141,7 @@ func (cy *cycler) target(t *vegeta.Target) error {
 		j := cy.ready[0]
 		cy.ready = cy.ready[1:]
 		c := cy.cs[j.cust]
-		code, ok := c.NextCode(now)
+		code, _, ok := c.NextCode(now)
 		if !ok {
 			return fmt.Errorf("customer %d has no time step left although it was ready", j.cust)
 		}

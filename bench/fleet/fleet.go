@@ -103,20 +103,20 @@ func Code(secret []byte, step int64) string {
 // Step is the 60-second time step of t.
 func Step(t time.Time) int64 { return t.Unix() / 60 }
 
-// NextCode spends the customer's next time step and returns its code: the
-// current step, or the next one if the current one is spent, as the
-// gateway's window (skew 1) accepts either whichever side of a step
+// NextCode spends the customer's next time step and returns it and its
+// code: the current step, or the next one if the current one is spent, as
+// the gateway's window (skew 1) accepts either whichever side of a step
 // boundary the check lands. ok is false when both are spent: the customer
 // must wait for the clock.
-func (c *Customer) NextCode(now time.Time) (code string, ok bool) {
+func (c *Customer) NextCode(now time.Time) (code string, step int64, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	step := max(Step(now), c.lastStep+1)
+	step = max(Step(now), c.lastStep+1)
 	if step > Step(now)+1 {
-		return "", false
+		return "", 0, false
 	}
 	c.lastStep = step
-	return Code(c.Secret, step), true
+	return Code(c.Secret, step), step, true
 }
 
 // Ready reports whether NextCode would give a code at now.
