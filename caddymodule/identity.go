@@ -2,9 +2,13 @@ package caddymodule
 
 import (
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -50,19 +54,164 @@ type Identity struct {
 	// Default: 12h
 	MaxAge caddy.Duration `json:"max_age,omitempty"`
 
-	// Service is a placeholder giving the service ID (header source), e.g.
-	// {http.request.tls.client.subject} parts or
-	// {http.request.header.X-Service-Id}. A request header is trusted only
-	// from a proxy listed in the server's trusted_proxies.
+	// Service is the service ID (header source): text with at least one
+	// placeholder, and only placeholders the client cannot set (see
+	// identityPlaceholders): {http.request.tls.client.*} of a verified
+	// client certificate, {http.auth.user.*} from an authentication
+	// handler, {http.vars.*}, or {http.request.header.*} with Trusted.
+	// Anything else, such as {http.request.cookie.*}, a query value or
+	// {http.request.host}, is refused at load.
 	Service string `json:"service,omitempty"`
-	// User is a placeholder giving the user ID (header source).
+	// User is the user ID (header source), written as Service.
 	User string `json:"user,omitempty"`
+	// Trusted says who set the request headers that Service or User read
+	// ({http.request.header.*}); a client can send any header, so the
+	// operator must say. "forward_auth": forward_auth's copy_headers, which
+	// deletes the client's copies and sets them from the auth server's
+	// answer (list every header read here in copy_headers); a request
+	// forward_auth did not answer with 2xx names nobody. "proxy": a proxy
+	// in the server's trusted_proxies; a request from any other address
+	// names nobody. Required when a request header is read, refused
+	// otherwise.
+	Trusted string `json:"trusted,omitempty"`
 
-	login       *session.LoginForm
-	headerBased bool
+	login *session.LoginForm
+	// What identify checks for the placeholders Service and User read.
+	needs identityNeeds
 }
 
-func (id *Identity) provision(_ *caddy.Replacer) error {
+// Values of Identity.Trusted.
+const (
+	trustedForwardAuth = "forward_auth"
+	trustedProxy       = "proxy"
+)
+
+// identityNeeds is what a request must show before the header identity's
+// placeholders are believed.
+type identityNeeds struct {
+	verifiedCert bool   // a client certificate Caddy verified
+	header       string // Trusted, when a request header is read
+}
+
+// identityPlaceholders are the placeholders a header identity may read:
+// values the client cannot choose. Each says what identify then requires.
+var identityPlaceholders = []struct {
+	prefix string
+	what   string
+}{
+	// Only from a certificate Caddy verified against a CA (identify checks
+	// the verified chains): with client_auth mode "request" or "require" a
+	// client presents a self-signed certificate naming anyone.
+	{"http.request.tls.client.", "a verified TLS client certificate"},
+	// Set by an authentication handler (basic_auth, caddy-security) that
+	// ran before the gateway; unknown, and so nobody, where none did.
+	{"http.auth.user.", "an authentication handler such as basic_auth"},
+	// Set by the operator's own vars or map handlers: as trustworthy as
+	// what the operator set them from.
+	{"http.vars.", "the vars or map handlers"},
+	// Client-controlled unless Trusted says who set it.
+	{"http.request.header.", "a request header, with trusted forward_auth or trusted proxy"},
+}
+
+// checkIdentityValue reads one of Service and User as Caddy's replacer
+// will, and refuses it unless it has a placeholder and every placeholder
+// is one the client cannot set. It adds to needs what identify must check.
+func checkIdentityValue(name, value, trusted string, needs *identityNeeds) error {
+	// Caddy's own replacer finds the placeholders, so escapes and unclosed
+	// braces are read here exactly as they will be on every request.
+	var keys []string
+	repl := caddy.NewEmptyReplacer()
+	repl.Map(func(key string) (any, bool) {
+		keys = append(keys, key)
+		return "", true
+	})
+	repl.ReplaceAll(value, "")
+	if len(keys) == 0 {
+		return fmt.Errorf("otpgate: identity header %s %q has no placeholder, so every request would be the same customer; use e.g. {http.request.tls.client.subject}", name, value)
+	}
+next:
+	for _, key := range keys {
+		for _, p := range identityPlaceholders {
+			if !strings.HasPrefix(key, p.prefix) || len(key) == len(p.prefix) {
+				continue
+			}
+			switch p.prefix {
+			case "http.request.tls.client.":
+				if !knownCertField(key) {
+					return fmt.Errorf("otpgate: identity header %s {%s}: Caddy has no such client certificate field; see the http.request.tls.client placeholders in Caddy's documentation, e.g. {http.request.tls.client.subject}", name, key)
+				}
+				needs.verifiedCert = true
+			case "http.request.header.":
+				if trusted == "" {
+					return fmt.Errorf("otpgate: identity header %s {%s}: a client can send any request header; say who sets it: trusted forward_auth (forward_auth copy_headers deletes the client's copy) or trusted proxy (a proxy in trusted_proxies)", name, key)
+				}
+				needs.header = trusted
+			}
+			continue next
+		}
+		return fmt.Errorf("otpgate: identity header %s {%s}: the client can set this placeholder, or it is not a per-request value; use a verified TLS client certificate ({http.request.tls.client.*}), {http.auth.user.*}, {http.vars.*}, or {http.request.header.*} with trusted forward_auth or trusted proxy", name, key)
+	}
+	return nil
+}
+
+// knownCertField says whether Caddy's replacer knows key, a client
+// certificate placeholder, so that a misspelt field is refused at load
+// instead of naming nobody on every request.
+func knownCertField(key string) bool {
+	r := &http.Request{URL: &url.URL{Path: "/"}, Header: http.Header{},
+		TLS: &tls.ConnectionState{PeerCertificates: []*x509.Certificate{{}}}}
+	repl := caddy.NewReplacer()
+	caddyhttp.PrepareRequest(r, repl, nil, nil)
+	_, known := repl.Get(key)
+	return known
+}
+
+// validate checks the identity configuration; provision fills defaults.
+func (id *Identity) validate() error {
+	switch id.Source {
+	case "login_form":
+		if id.Service != "" || id.User != "" || id.Trusted != "" {
+			return errors.New("otpgate: identity login_form: service, user and trusted belong to identity header")
+		}
+		for _, s := range id.SuccessStatus {
+			if s < 100 || s > 599 {
+				return fmt.Errorf("otpgate: identity login_form success_status %d: want an HTTP status code such as 302", s)
+			}
+		}
+		return nil
+	case "header":
+		_, err := id.headerNeeds()
+		return err
+	default:
+		return fmt.Errorf("otpgate: identity source %q: want login_form or header", id.Source)
+	}
+}
+
+// headerNeeds checks a header identity and says what identify must check.
+func (id *Identity) headerNeeds() (identityNeeds, error) {
+	var needs identityNeeds
+	if id.Service == "" || id.User == "" {
+		return needs, errors.New("otpgate: identity header needs both service and user, e.g. user {http.request.tls.client.subject}")
+	}
+	switch id.Trusted {
+	case "", trustedForwardAuth, trustedProxy:
+	default:
+		return needs, fmt.Errorf("otpgate: identity header trusted %q: want forward_auth or proxy", id.Trusted)
+	}
+	if err := checkIdentityValue("service", id.Service, id.Trusted, &needs); err != nil {
+		return needs, err
+	}
+	if err := checkIdentityValue("user", id.User, id.Trusted, &needs); err != nil {
+		return needs, err
+	}
+	if id.Trusted != "" && needs.header == "" {
+		return needs, fmt.Errorf("otpgate: identity header trusted %s: neither service nor user reads a request header ({http.request.header.*}); remove it", id.Trusted)
+	}
+	return needs, nil
+}
+
+// provision fills defaults and builds what identify uses.
+func (id *Identity) provision() error {
 	switch id.Source {
 	case "login_form":
 		if id.LoginPath == "" {
@@ -98,10 +247,10 @@ func (id *Identity) provision(_ *caddy.Replacer) error {
 			Cookie: id.Cookie, SuccessStatus: id.SuccessStatus, SuccessLocation: id.SuccessLocation,
 		}
 	case "header":
-		if id.Service == "" || id.User == "" {
-			return fmt.Errorf("otpgate: identity header needs both service and user placeholders, e.g. service {http.request.header.X-Service-Id}")
+		var err error
+		if id.needs, err = id.headerNeeds(); err != nil {
+			return err
 		}
-		id.headerBased = strings.Contains(id.Service, "{http.request.header.") || strings.Contains(id.User, "{http.request.header.")
 	default:
 		return fmt.Errorf("otpgate: identity source %q: want login_form or header", id.Source)
 	}
@@ -111,21 +260,36 @@ func (id *Identity) provision(_ *caddy.Replacer) error {
 // identify tells who sends r: nil when the customer is unknown or the
 // request is ambiguous about its session; callers refuse protected
 // operations then. A header identity is believed only when the client
-// could not have set it: a request header only from a trusted proxy.
+// could not have set it (SECURITY.md 18, 32): a certificate only once
+// verified, a request header only when forward_auth answered this request
+// or it came from a trusted proxy, as the configuration says.
 func (g *Gateway) identify(r *http.Request) (*gate.Customer, error) {
 	id := g.Identity
 	if id.Source != "header" {
 		view := g.view(r, nil)
 		return g.flow.LoginCustomer(r.Context(), &view)
 	}
-	if id.headerBased {
-		if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); !trusted {
-			return nil, nil
-		}
-	}
 	repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	if repl == nil {
 		return nil, nil
+	}
+	if id.needs.verifiedCert && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
+		return nil, nil
+	}
+	switch id.needs.header {
+	case trustedProxy:
+		if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); !trusted {
+			return nil, nil
+		}
+	case trustedForwardAuth:
+		// forward_auth runs the rest of the route, this gateway included,
+		// inside its handling of a 2xx answer, after copy_headers replaced
+		// the client's headers; its proxy's status is then in the replacer.
+		// Without it forward_auth did not run for this request (a matcher
+		// skipped it), and the headers are the client's own.
+		if status, _ := repl.Get("http.reverse_proxy.status_code"); !is2xx(status) {
+			return nil, nil
+		}
 	}
 	svc, usr := repl.ReplaceKnown(id.Service, ""), repl.ReplaceKnown(id.User, "")
 	if svc == "" || usr == "" || strings.Contains(svc, "{") || strings.Contains(usr, "{") {
@@ -185,6 +349,11 @@ func (w *headerWatcher) Write(b []byte) (int, error) {
 }
 
 func (w *headerWatcher) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func is2xx(status any) bool {
+	code, ok := status.(int)
+	return ok && code >= 200 && code <= 299
+}
 
 func clientIP(r *http.Request) string {
 	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok {
