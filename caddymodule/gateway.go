@@ -323,7 +323,7 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, ref *gate.Refus
 			zap.NamedError("cause", errors.Unwrap(ref)), zap.String("path", challenge.RedactSessionIDs(r.URL.EscapedPath())))
 	}
 	if wantsJSON(r) {
-		v := ref.JSON()
+		v := ref.JSON(pages.Negotiate(r.Header.Get("Accept-Language")))
 		if ref.Code == gate.EnrollmentRequired || ref.Code == gate.TokenExpired {
 			v["token_url"] = g.BasePath + "/token"
 		}
@@ -343,11 +343,13 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, ref *gate.Refus
 		link = pages.Link{Href: g.BasePath + "/token", Text: "to_token_page"}
 	case gate.UpstreamFailed, gate.UpstreamNotSent:
 		title = "title_" + ref.Code
+	case gate.ChallengeGone:
+		title = "title_" + ref.TextID()
 	case gate.AmbiguousPath, gate.UnshowableRequest:
 		// Their message says what could not be read and what to send.
 		args = []any{strings.TrimPrefix(ref.Message, "otpgate: ")}
 	}
-	return g.render(w, ref.Status, pages.MessagePage{Common: g.common(w, r, ""), Status: ref.Status, Title: title, Body: ref.Code, Args: args, Links: []pages.Link{link}})
+	return g.render(w, ref.Status, pages.MessagePage{Common: g.common(w, r, ""), Status: ref.Status, Title: title, Body: ref.TextID(), Args: args, Links: []pages.Link{link}})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {

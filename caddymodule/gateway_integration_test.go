@@ -303,7 +303,7 @@ func TestGwWrongCodesLockSurvivesRestart(t *testing.T) {
 	for i := 1; i <= 5; i++ {
 		res, body, _ := gwConfirmForm(browser, bid, gwWrongCode(browser), nil)
 		switch {
-		case i < 5 && (res.StatusCode != http.StatusOK || !strings.Contains(body, fmt.Sprintf("残り%d回", 5-i))):
+		case i < 5 && (res.StatusCode != http.StatusOK || !strings.Contains(body, fmt.Sprintf("あと%d回", 5-i))):
 			t.Fatalf("browser wrong code %d: status %d; want 200 page with %d attempts left\n%s", i, res.StatusCode, 5-i, body)
 		case i == 5 && res.StatusCode != http.StatusLocked:
 			t.Fatalf("browser wrong code 5: status %d; want 423", res.StatusCode)

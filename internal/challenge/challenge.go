@@ -114,8 +114,9 @@ func (op *Operation) FieldMap() map[string]string {
 // Errors of Get, Confirm and Cancel.
 var (
 	// ErrGone: the challenge is unknown, expired, already confirmed or
-	// cancelled, or belongs to another session. These are not told apart:
-	// a stranger learns nothing about other customers' challenges.
+	// cancelled, or belongs to another session. Only the session that held
+	// it is told which (a *GoneError, see Fate): a stranger learns nothing
+	// about other customers' challenges.
 	ErrGone = errors.New("otpgate: the operation expired or was already done; start it again")
 )
 
@@ -199,6 +200,9 @@ func (m *Manager) Pause(ctx context.Context, op *Operation) (token.Requirement, 
 		if err := staged.Commit(tx); err != nil {
 			return err
 		}
+		if err := m.setFate(tx, op, fateHeld, now); err != nil {
+			return err
+		}
 		return audit.Append(tx, audit.Record{Time: now, Event: audit.Challenge, Service: op.Service, User: op.User,
 			ClientIP: op.ClientIP, Actor: "customer", Kind: op.Kind, Rule: op.Rule, Request: op.LogRequest(),
 			Digest: op.Digest, Fields: op.FieldMap()})
@@ -244,7 +248,7 @@ func (m *Manager) load(tx store.Tx, id, session string, now time.Time) (*Operati
 	}
 	v, err := store.GetChunked(tx, store.Pending, id)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil, ErrGone
+		return nil, gone(tx, id, session, now)
 	}
 	if err != nil {
 		return nil, err
@@ -254,7 +258,7 @@ func (m *Manager) load(tx store.Tx, id, session string, now time.Time) (*Operati
 		return nil, err
 	}
 	if !now.Before(op.Expires) || op.Session != session {
-		return nil, ErrGone
+		return nil, gone(tx, id, session, now)
 	}
 	return op, nil
 }
@@ -305,6 +309,9 @@ func (m *Manager) Confirm(ctx context.Context, id, session, code, clientIP strin
 			if err := m.drop(tx, op); err != nil {
 				return err
 			}
+			if err := m.setFate(tx, op, FateDone, now); err != nil {
+				return err
+			}
 		case token.CodeReused:
 			rec.Event = audit.CodeReused
 		case token.CodeInvalid:
@@ -351,6 +358,9 @@ func (m *Manager) Cancel(ctx context.Context, id, session, clientIP string) erro
 		if err := m.drop(tx, op); err != nil {
 			return err
 		}
+		if err := m.setFate(tx, op, FateCancelled, now); err != nil {
+			return err
+		}
 		return audit.Append(tx, audit.Record{Time: now, Event: audit.Cancelled, Service: op.Service, User: op.User,
 			ClientIP: clientIP, Actor: "customer", Kind: op.Kind, Rule: op.Rule, Digest: op.Digest})
 	})
@@ -368,7 +378,8 @@ var ErrNotSent = errors.New("nothing reached the bank")
 // unknown outcome (the bank may have executed it), unless it wraps
 // ErrNotSent.
 func (m *Manager) RecordRelease(ctx context.Context, op *Operation, clientIP string, status int, upstreamErr error) error {
-	rec := audit.Record{Time: m.Now(), Event: audit.Released, Service: op.Service, User: op.User, ClientIP: clientIP,
+	now := m.Now()
+	rec := audit.Record{Time: now, Event: audit.Released, Service: op.Service, User: op.User, ClientIP: clientIP,
 		Actor: "customer", Kind: op.Kind, Rule: op.Rule, Request: op.LogRequest(), Digest: op.Digest,
 		Fields: op.FieldMap(), Detail: fmt.Sprintf("upstream status %d", status)}
 	switch {
@@ -380,5 +391,12 @@ func (m *Manager) RecordRelease(ctx context.Context, op *Operation, clientIP str
 	default:
 		rec.Event, rec.Detail = audit.ReleaseError, "outcome unknown, not retried: "+upstreamErr.Error()
 	}
-	return m.store.Update(ctx, func(tx store.Tx) error { return audit.Append(tx, rec) })
+	return m.store.Update(ctx, func(tx store.Tx) error {
+		if errors.Is(upstreamErr, ErrNotSent) {
+			if err := m.setFate(tx, op, FateNotSent, now); err != nil {
+				return err
+			}
+		}
+		return audit.Append(tx, rec)
+	})
 }

@@ -77,7 +77,8 @@ const (
 	// a header, its chunks and writes an audit record (3·MaxOps), the
 	// discarded chunks number at most MaxBytes/MaxValueSize plus one per
 	// operation (64, with MaxBytes ≤ MaxChunkedSize), and Pause writes
-	// three keys of its own: 3·16 + 64 + 3 = 115 ≤ 128.
+	// four keys of its own (index, header, fate, audit record):
+	// 3·16 + 64 + 4 = 116 ≤ 128.
 	MaxOpsLimit = 16
 )
 

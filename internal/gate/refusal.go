@@ -3,9 +3,11 @@ package gate
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/otpgate/otpgate/internal/challenge"
+	"github.com/otpgate/otpgate/internal/display"
 	"github.com/otpgate/otpgate/internal/pages"
 	"github.com/otpgate/otpgate/internal/token"
 )
@@ -21,8 +23,17 @@ type Refusal struct {
 
 	// cause is what led to the refusal, for the operator's log and for the
 	// details some answers carry (a *token.CodeError's attempts left, a
-	// *token.RenewTooEarlyError's date); never shown as is.
+	// *token.RenewTooEarlyError's date, a gone operation's fate); never
+	// shown as is.
 	cause error
+	// text is the catalogue ID of the message: Code, or a text more
+	// precise (challenge_gone_done).
+	text string
+	// saying says Message is the caller's own (RefuseSaying): the
+	// catalogue text takes it as its argument in other languages.
+	saying bool
+	// words is the wording of the codes the message speaks of.
+	words pages.Common
 }
 
 func (r *Refusal) Error() string { return r.Message }
@@ -30,13 +41,39 @@ func (r *Refusal) Error() string { return r.Message }
 // Unwrap returns the refusal's cause, if any.
 func (r *Refusal) Unwrap() error { return r.cause }
 
-// JSON is the refusal as API clients get it: "error" and "message", and
-// what they need to act on it — "attempts_left" after a wrong code,
-// "renew_from" when renewal opens, the "outcome" of a failed release.
-func (r *Refusal) JSON() map[string]any {
-	v := map[string]any{"error": r.Code, "message": r.Message}
+// TextID is the catalogue ID of the refusal's text, for pages: its code,
+// or a text more precise for the case (a gone operation's fate).
+func (r *Refusal) TextID() string { return r.text }
+
+// MessageIn is Message in lang: the catalogue's text in that language,
+// with "otpgate: " before it as every message to clients has.
+func (r *Refusal) MessageIn(lang pages.Lang) string {
+	if lang != pages.English {
+		lang = pages.Japanese
+	}
+	words := r.words
+	words.Lang = lang
+	if r.saying {
+		if lang == pages.English {
+			return r.Message
+		}
+		return "otpgate: " + words.T(r.text, strings.TrimPrefix(r.Message, "otpgate: "))
+	}
+	return "otpgate: " + words.T(r.text, args(lang, r.Code, r.cause)...)
+}
+
+// JSON is the refusal as API clients get it: "error" and "message" (in
+// lang), and what they need to act on it — "attempts_left" after a wrong
+// code, "renew_from" when renewal opens, the "outcome" of a failed
+// release, the "fate" of a gone operation when the client's session held
+// it (expired, cancelled, discarded, not_sent: not executed; done: handed
+// to the bank).
+func (r *Refusal) JSON(lang pages.Lang) map[string]any {
+	v := map[string]any{"error": r.Code, "message": r.MessageIn(lang)}
 	var early *token.RenewTooEarlyError
 	switch {
+	case r.Code == ChallengeGone && challenge.FateOf(r.cause) != challenge.FateUnknown:
+		v["fate"] = string(challenge.FateOf(r.cause))
 	case r.Code == InvalidOTP:
 		v["attempts_left"] = r.AttemptsLeft()
 	case r.Code == RenewTooEarly && errors.As(r.cause, &early):
@@ -157,24 +194,41 @@ func refuse(words pages.Common, code string, cause error) *Refusal {
 	if !ok {
 		status = http.StatusInternalServerError
 	}
-	var args []any
+	text := code
+	if f := challenge.FateOf(cause); code == ChallengeGone && f != challenge.FateUnknown {
+		text = code + "_" + string(f)
+	}
+	r := &Refusal{Status: status, Code: code, cause: cause, text: text, words: words}
+	r.Message = r.MessageIn(pages.English)
+	return r
+}
+
+// args are the arguments of the text of a refusal code with cause, in lang.
+func args(lang pages.Lang, code string, cause error) []any {
 	var ce *token.CodeError
 	var early *token.RenewTooEarlyError
 	switch {
 	case code == InvalidOTP && errors.As(cause, &ce):
-		args = append(args, ce.AttemptsLeft)
+		return []any{ce.AttemptsLeft}
 	case code == RenewTooEarly && errors.As(cause, &early):
-		args = append(args, early.From.Format(time.DateOnly))
+		if lang == pages.English {
+			return []any{early.From.Format(time.DateOnly)}
+		}
+		return []any{display.FormatDate(early.From.In(jst).Format("20060102"), display.Japanese).Text}
 	}
-	return &Refusal{Status: status, Code: code, Message: "otpgate: " + words.T(code, args...), cause: cause}
+	return nil
 }
+
+// jst is Japan time, in which the pages write days.
+var jst = time.FixedZone("JST", 9*60*60)
 
 // RefuseSaying is Refuse with message instead of the catalogue's text, for
 // refusals whose message says exactly what was wrong with the request
-// (which path reading, which field) and what to send instead.
+// (which path reading, which field) and what to send instead. In other
+// languages the catalogue's text quotes it.
 func RefuseSaying(code, message string, cause error) *Refusal {
 	r := Refuse(code, cause)
-	r.Message = message
+	r.Message, r.saying = message, true
 	return r
 }
 

@@ -157,13 +157,61 @@ func TestRefusalJSON(t *testing.T) {
 		{gate.Refuse(gate.UpstreamNotSent, nil), "outcome", "not_executed"},
 		{gate.Refuse(gate.Locked, nil), "error", gate.Locked},
 	} {
-		v := tc.ref.JSON()
+		v := tc.ref.JSON(pages.English)
 		if v[tc.key] != tc.want || v["error"] != tc.ref.Code || v["message"] != tc.ref.Message {
 			t.Errorf("%s: %v; want %s = %v", tc.ref.Code, v, tc.key, tc.want)
 		}
 	}
 	if n := gate.Refuse(gate.Locked, nil).AttemptsLeft(); n != 0 {
 		t.Errorf("attempts left of a lock: %d", n)
+	}
+}
+
+// JSON messages are in the client's language, worded for the gateway's
+// codes, and keep the "otpgate: " every message to clients starts with.
+func TestRefusalJSONLanguage(t *testing.T) {
+	t.Parallel()
+	from := time.Date(2027, 3, 2, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name   string
+		ref    *gate.Refusal
+		ja, en string
+	}{
+		{"wrong code", gate.RefusalFor(&token.CodeError{Outcome: token.CodeInvalid, AttemptsLeft: 2}), "あと2回", "2 attempts left"},
+		{"renewal date", gate.RefusalFor(&token.RenewTooEarlyError{From: from}), "2027年3月2日から", "from 2027-03-02"},
+		{"reused code", gate.Refuse(gate.OTPReused, nil), "最大60秒", "up to 60 seconds"},
+		{"said by the caller", gate.RefuseSaying(gate.AmbiguousPath, "otpgate: path has %2F", nil), "（path has %2F）", "otpgate: path has %2F"},
+	} {
+		ja, en := tc.ref.JSON(pages.Japanese)["message"].(string), tc.ref.JSON(pages.English)["message"].(string)
+		if !strings.HasPrefix(ja, "otpgate: ") || !strings.Contains(ja, tc.ja) {
+			t.Errorf("%s: Japanese message %q; want %q in it", tc.name, ja, tc.ja)
+		}
+		if !strings.HasPrefix(en, "otpgate: ") || !strings.Contains(en, tc.en) || en != tc.ref.Message {
+			t.Errorf("%s: English message %q; want %q in it, as Message %q", tc.name, en, tc.en, tc.ref.Message)
+		}
+	}
+}
+
+// A gone operation's refusal says what became of it when the session held
+// it: the fate in JSON, and a text of its own for each fate.
+func TestRefusalGoneFate(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	for _, f := range []challenge.Fate{challenge.FateExpired, challenge.FateCancelled, challenge.FateDiscarded, challenge.FateDone, challenge.FateNotSent} {
+		ref := gate.RefusalFor(fmt.Errorf("loading: %w", &challenge.GoneError{Fate: f}))
+		if ref.Code != gate.ChallengeGone || ref.Status != http.StatusGone {
+			t.Errorf("%s: %s %d", f, ref.Code, ref.Status)
+		}
+		v := ref.JSON(pages.Japanese)
+		msg, _ := v["message"].(string)
+		if v["fate"] != string(f) || seen[msg] || ref.TextID() != "challenge_gone_"+string(f) || pages.T(pages.Japanese, ref.TextID()) == ref.TextID() {
+			t.Errorf("%s: JSON %v, text %s; want the fate and a message of its own", f, v, ref.TextID())
+		}
+		seen[msg] = true
+	}
+	ref := gate.RefusalFor(challenge.ErrGone)
+	if v := ref.JSON(pages.English); v["fate"] != nil || ref.TextID() != gate.ChallengeGone {
+		t.Errorf("unknown fate: %v, text %s", v, ref.TextID())
 	}
 }
 

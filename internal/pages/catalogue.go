@@ -44,8 +44,15 @@ var catalogue = map[string]message{
 	"to_login":      {"ログイン画面へ", "To the login page"},
 
 	// Messages the gateway passes.
-	"invalid_otp":     {"ワンタイムパスワードが正しくありません。残り%d回", "The one-time password is incorrect. %d attempts left."},
-	"invalid_otp_one": {"ワンタイムパスワードが正しくありません。残り%d回", "The one-time password is incorrect. %d attempt left."},
+	// What happens at zero attempts is said with the count.
+	"invalid_otp": {
+		"ワンタイムパスワードが正しくありません。あと%d回誤入力するとロックされ、ワンタイムパスワードが必要なお取引ができなくなります（ロックの解除にはお取引店でのお手続きが必要です）。",
+		"The one-time password is incorrect. %d attempts left: after that it is locked, and operations that need a one-time password are not possible until your branch unlocks it.",
+	},
+	"invalid_otp_one": {
+		"ワンタイムパスワードが正しくありません。あと%d回誤入力するとロックされ、ワンタイムパスワードが必要なお取引ができなくなります（ロックの解除にはお取引店でのお手続きが必要です）。",
+		"The one-time password is incorrect. %d attempt left: after that it is locked, and operations that need a one-time password are not possible until your branch unlocks it.",
+	},
 	"otp_reused": {
 		"このワンタイムパスワードは既に使用されています。トークンアプリに次のパスワードが表示されるまで（最大{period}秒）お待ちのうえ、新しいパスワードを入力してください。",
 		"This one-time password has already been used. Wait until the token app shows the next password (up to {period} seconds) and enter the new one.",
@@ -59,9 +66,36 @@ var catalogue = map[string]message{
 		"The one-time password was entered wrongly too many times and has been locked. This operation was discarded and not executed. Unlocking requires a procedure at the bank: please contact your branch.",
 	},
 	"challenge_gone": {
-		"このお取引は有効期限が切れたか、既に処理されています。お手数ですが、メニューから操作をやり直してください。",
-		"This operation has expired or has already been processed. Please start it again from the banking menu.",
+		"このお取引は、有効期限切れ・取り消し・実行済みのいずれかのため、ご利用いただけません。実行されたかどうかは取引履歴でご確認のうえ、必要な場合はメニューから操作をやり直してください。",
+		"This operation has expired, was cancelled or has already been processed. Check your transaction history to see whether it was executed, and if needed start it again from the banking menu.",
 	},
+	// A gone operation, as the session that held it is told (the
+	// challenge's fate): whether money moved comes first.
+	"challenge_gone_expired": {
+		"このお取引は、確認画面の有効期限までにワンタイムパスワードが入力されなかったため、実行されていません。お手数ですが、メニューから操作をやり直してください。",
+		"This operation was NOT executed: no one-time password was entered before the confirmation expired. Please start it again from the banking menu.",
+	},
+	"challenge_gone_cancelled": {
+		"このお取引は取り消されたため、実行されていません。必要な場合は、メニューから操作をやり直してください。",
+		"This operation was cancelled and NOT executed. If you still want it, start it again from the banking menu.",
+	},
+	"challenge_gone_discarded": {
+		"このお取引は破棄されたため、実行されていません（ワンタイムパスワードのロック、トークンの失効、または新しいお取引を続けて始めたことによるものです）。必要な場合は、メニューから操作をやり直してください。",
+		"This operation was discarded and NOT executed (the one-time password was locked, the token was revoked, or newer operations were started after it). If you still want it, start it again from the banking menu.",
+	},
+	"challenge_gone_not_sent": {
+		"このお取引は、インターネットバンキングに接続できなかったため送信されておらず、実行されていません。お手数ですが、メニューから操作をやり直してください。",
+		"This operation was not sent, because internet banking could not be reached: it was NOT executed. Please start it again from the banking menu.",
+	},
+	"challenge_gone_done": {
+		"このお取引は、ワンタイムパスワードによる確認が済み、既にインターネットバンキングへ送信されています。結果は取引履歴でご確認ください。もう一度操作すると、二重のお取引になるおそれがあります。",
+		"This operation was already confirmed with a one-time password and sent to internet banking. Check the result in your transaction history: doing it again may make a duplicate.",
+	},
+	"title_challenge_gone_expired":   {"有効期限が切れたお取引", "Operation expired"},
+	"title_challenge_gone_cancelled": {"取り消したお取引", "Operation cancelled"},
+	"title_challenge_gone_discarded": {"破棄されたお取引", "Operation discarded"},
+	"title_challenge_gone_not_sent":  {"お取引は実行されていません", "The operation was not executed"},
+	"title_challenge_gone_done":      {"確認済みのお取引", "Operation already confirmed"},
 	"login_required": {
 		"このお取引を行うには、先にインターネットバンキングにログインしてください。",
 		"Please log in to internet banking before carrying out this operation.",

@@ -57,10 +57,9 @@ func TestT(t *testing.T) {
 		args []any
 		want string
 	}{
-		{Japanese, "invalid_otp", []any{3}, "ワンタイムパスワードが正しくありません。残り3回"},
-		{English, "invalid_otp", []any{3}, "The one-time password is incorrect. 3 attempts left."},
-		{English, "invalid_otp", []any{1}, "The one-time password is incorrect. 1 attempt left."},
-		{Japanese, "invalid_otp", []any{1}, "ワンタイムパスワードが正しくありません。残り1回"},
+		{Japanese, "invalid_otp", []any{3}, "ワンタイムパスワードが正しくありません。あと3回誤入力するとロックされ、ワンタイムパスワードが必要なお取引ができなくなります（ロックの解除にはお取引店でのお手続きが必要です）。"},
+		{English, "invalid_otp", []any{3}, "The one-time password is incorrect. 3 attempts left: after that it is locked, and operations that need a one-time password are not possible until your branch unlocks it."},
+		{English, "invalid_otp", []any{1}, "The one-time password is incorrect. 1 attempt left: after that it is locked, and operations that need a one-time password are not possible until your branch unlocks it."},
 		{English, "csrf", []any{4}, "This form has expired. Please reload the page and try again."}, // extra args dropped
 		{Japanese, "issue_sent", []any{"ta***@example.jp"}, "初期設定用のメールを ta***@example.jp に送信しました。携帯電話でメールを開き、STEP2に進んでください。"},
 		{"fr", "cancelled", nil, "お取引を取り消しました。このお取引は実行されていません。"}, // unknown lang: Japanese
@@ -387,8 +386,9 @@ func TestConfirmErrors(t *testing.T) {
 		want     []string
 		not      []string
 	}{
-		{Japanese, "invalid_otp", 3, []string{"残り3回"}, []string{"あと3回"}},
-		{English, "invalid_otp", 1, []string{"1 attempt left."}, []string{"more wrong"}},
+		// The error says what happens at zero attempts, so no second line.
+		{Japanese, "invalid_otp", 3, []string{"あと3回誤入力するとロックされ"}, []string{"あと3回誤入力するとロックされます。"}},
+		{English, "invalid_otp", 1, []string{"1 attempt left: after that it is locked"}, []string{"more wrong"}},
 		{English, "otp_reused", 4, []string{"already been used", "4 more wrong entries"}, nil},
 		{Japanese, "otp_format", 0, []string{"6桁"}, []string{"あと"}},
 		{English, "csrf", 2, []string{"reload", "2 more wrong entries"}, nil},
@@ -536,7 +536,7 @@ func TestTokenMessages(t *testing.T) {
 		{TokenPage{Info: "renewed", Expires: expires}, "新しい有効期限は2026年4月1日です。"},
 		{TokenPage{Error: "renew_too_early", RenewFrom: expires}, "2026年4月1日から更新できます。"},
 		{TokenPage{Error: "renew_too_early"}, T(Japanese, "renew_too_early_nodate")},
-		{TokenPage{Error: "invalid_otp", AttemptsLeft: 2}, "残り2回"},
+		{TokenPage{Error: "invalid_otp", AttemptsLeft: 2}, "あと2回誤入力するとロックされ"},
 		{TokenPage{Error: "mail_failed"}, T(Japanese, "mail_failed")},
 	}
 	for _, tt := range tests {
@@ -624,7 +624,7 @@ func TestMessagePage(t *testing.T) {
 	c := common
 	c.Lang = English
 	body = render(t, 503, MessagePage{Common: c, Status: 200, Title: "title_error", Body: "invalid_otp", Args: []any{2}})
-	for _, want := range []string{`<body class="page status-ok">`, "2 attempts left."} {
+	for _, want := range []string{`<body class="page status-ok">`, "2 attempts left:"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("missing %s\n%s", want, body)
 		}
