@@ -39,15 +39,31 @@ type Sender interface {
 	Send(ctx context.Context, m Message) error
 }
 
-// newMsg builds the RFC 5322 message shared by every Sender, so what the demo
-// folder shows is byte for byte the kind of mail the relay receives.
-func newMsg(from string, m Message, now time.Time) (*gomail.Msg, error) {
+// CheckSender refuses a sender address no mail can carry: empty, or not
+// an RFC 5322 address. Check the configured address when it is loaded,
+// not at the first mail.
+func CheckSender(from string) error {
+	_, err := parseSender(from)
+	return err
+}
+
+func parseSender(from string) (*mail.Address, error) {
 	if strings.TrimSpace(from) == "" {
 		return nil, errors.New("no sender address configured")
 	}
 	sender, err := mail.ParseAddress(from)
 	if err != nil {
 		return nil, fmt.Errorf("invalid sender address %q: %v", from, err)
+	}
+	return sender, nil
+}
+
+// newMsg builds the RFC 5322 message shared by every Sender, so what the demo
+// folder shows is byte for byte the kind of mail the relay receives.
+func newMsg(from string, m Message, now time.Time) (*gomail.Msg, error) {
+	sender, err := parseSender(from)
+	if err != nil {
+		return nil, err
 	}
 	to, err := parseRecipient(m.To)
 	if err != nil {

@@ -127,9 +127,11 @@ func (s *SMTP) tlsConfig() *tls.Config {
 	return c
 }
 
-// check refuses configurations that cannot work or would be unsafe, before
-// any connection is made.
-func (s *SMTP) check() error {
+// Check refuses configurations that cannot work or would be unsafe (an
+// unknown TLS mode, clear text to a relay off this machine), before any
+// connection is made. Send checks again; call Check when the configuration
+// is loaded so that a mistake is found then, not at the first mail.
+func (s *SMTP) Check() error {
 	if s.Host == "" {
 		return errors.New("no relay host configured")
 	}
@@ -153,7 +155,7 @@ func (s *SMTP) check() error {
 }
 
 func (s *SMTP) send(ctx context.Context, m Message) error {
-	if err := s.check(); err != nil {
+	if err := s.Check(); err != nil {
 		return err
 	}
 	msg, err := newMsg(s.From, m, time.Now())
