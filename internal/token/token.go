@@ -109,6 +109,12 @@ type Config struct {
 	EnrolAddress EnrolAddress
 }
 
+// Check reports what New would refuse in c, without changing c: for a
+// configuration check at load, before any store is opened.
+func (c Config) Check() error {
+	return c.defaults()
+}
+
 func (c *Config) defaults() error {
 	if c.Issuer == "" {
 		c.Issuer = "otpgate"
