@@ -1,0 +1,733 @@
+package caddymodule
+
+// Campaigns: the gateway under faults and abuse, bounded in count and time.
+// The short versions run with every `go test`; OTPGATE_CAMPAIGN_KILLS and
+// OTPGATE_CAMPAIGN_RELOADS make the crash and reload campaigns longer
+// (bench/README.md).
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	"github.com/otpgate/otpgate"
+	"github.com/otpgate/otpgate/bench/fleet"
+	"github.com/otpgate/otpgate/internal/audit"
+	"github.com/otpgate/otpgate/internal/demobank"
+	"github.com/otpgate/otpgate/internal/store"
+	"github.com/otpgate/otpgate/internal/store/boltstore"
+	"github.com/otpgate/otpgate/internal/token"
+)
+
+// campaignCount reads a campaign's length from the environment.
+func campaignCount(name string, short int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return short
+}
+
+// buildOtpgate builds cmd/otpgate into a temporary folder, once per test
+// binary.
+var buildOtpgate = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "otpgate-campaign-bin-")
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "otpgate")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/otpgate")
+	cmd.Dir = ".."
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/otpgate: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// freePort returns a loopback port nothing listens on now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// exampleConfig is Caddyfile.example (the demo policy) with the gateway
+// on port, its files in dir, the key given and the bank at bankAddr.
+func exampleConfig(t *testing.T, global string, port int, dir, key, bankAddr string) string {
+	t.Helper()
+	cfg := string(otpgate.CaddyfileExample)
+	for _, rep := range [][2]string{
+		{"admin localhost:2019", global},
+		{":8080 {", fmt.Sprintf(":%d {", port)},
+		{"database otpgate.db", "database " + filepath.Join(dir, "otpgate.db")},
+		{"secret_key {env.OTPGATE_SECRET_KEY}", "secret_key " + key},
+		{"mail_dir mail", "mail_dir " + filepath.Join(dir, "mail")},
+		{"reverse_proxy 127.0.0.1:9080", "reverse_proxy " + bankAddr},
+	} {
+		if !strings.Contains(cfg, rep[0]) {
+			t.Fatalf("Caddyfile.example no longer holds %q", rep[0])
+		}
+		cfg = strings.Replace(cfg, rep[0], rep[1], 1)
+	}
+	return cfg
+}
+
+// gatewayProcess is cmd/otpgate running as a child process.
+type gatewayProcess struct {
+	t      *testing.T
+	bin    string
+	config string
+	dir    string
+	base   string
+	// extraFiles are handed to the process as fd 3, 4, ...
+	extraFiles []*os.File
+	cmd        *exec.Cmd
+	starts     int
+}
+
+func (p *gatewayProcess) start() {
+	p.t.Helper()
+	logf, err := os.OpenFile(filepath.Join(p.dir, "otpgate.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer logf.Close()
+	p.cmd = exec.Command(p.bin, "run", "--config", p.config, "--adapter", "caddyfile")
+	p.cmd.Env = append(os.Environ(), "HOME="+p.dir, "XDG_CONFIG_HOME="+p.dir, "XDG_DATA_HOME="+p.dir)
+	p.cmd.Stdout, p.cmd.Stderr = logf, logf
+	p.cmd.ExtraFiles = p.extraFiles
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	p.starts++
+	c := &http.Client{Timeout: time.Second}
+	for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if res, err := c.Get(p.base + "/.otpgate/assets/otpgate.css"); err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return
+			}
+		}
+	}
+	log, _ := os.ReadFile(filepath.Join(p.dir, "otpgate.log"))
+	p.t.Fatalf("start %d: the gateway does not answer 20 s after starting\n%s", p.starts, log[max(0, len(log)-4000):])
+}
+
+// kill ends the process with SIGKILL: no shutdown, no deferred close.
+func (p *gatewayProcess) kill() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.cmd.Wait()
+	p.cmd = nil
+}
+
+// campaignBank is the demo bank behind the fleet login, in this process.
+func campaignBank(t *testing.T) (*demobank.Bank, string) {
+	bank := demobank.New()
+	srv := httptest.NewServer(fleet.Bank(bank))
+	t.Cleanup(srv.Close)
+	return bank, strings.TrimPrefix(srv.URL, "http://")
+}
+
+func randomKey(t *testing.T) ([]byte, string) {
+	k := make([]byte, 32)
+	rand.Read(k)
+	return k, base64.StdEncoding.EncodeToString(k)
+}
+
+// tokenRecords reads every token record of the database at path, which no
+// process may hold open.
+func tokenRecords(t *testing.T, path string) map[string]token.Record {
+	t.Helper()
+	db, err := boltstore.Open(path, 2*time.Second)
+	if err != nil {
+		t.Fatalf("the database does not open after the crash: %v", err)
+	}
+	defer db.Close()
+	out := map[string]token.Record{}
+	after := ""
+	for range 10000 {
+		page, next, err := db.Scan(context.Background(), store.Tokens, after, store.MaxScanLimit)
+		if err != nil {
+			t.Fatalf("reading tokens after the crash: %v", err)
+		}
+		for _, kv := range page {
+			var r token.Record
+			if err := json.Unmarshal(kv.Value, &r); err != nil {
+				t.Fatalf("token record %q unreadable after the crash: %v", kv.Key, err)
+			}
+			out[r.Service+"/"+r.User] = r
+		}
+		if next == "" {
+			return out
+		}
+		after = next
+	}
+	t.Fatal("the token bucket does not end")
+	return nil
+}
+
+// crashLoad is the load generator's own record of a crash campaign.
+type crashLoad struct {
+	mu sync.Mutex
+	// rightCode: references whose confirmation carried a right code (sent,
+	// whatever came back); released: those answered 200.
+	rightCode, released map[string]bool
+	// acked: the highest step of a customer whose confirmation was
+	// answered 200 (so its commit was durable before the answer).
+	acked map[string]int64
+	// locked: customers answered 423 (their lock was committed).
+	locked          map[string]bool
+	holds, confirms int
+	transportErrors int
+	unexpected      []string
+}
+
+func (l *crashLoad) note(format string, args ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.unexpected) < 20 {
+		l.unexpected = append(l.unexpected, fmt.Sprintf(format, args...))
+	}
+}
+
+// wrongCode is a six-digit code that is none of the codes of secret near now.
+func wrongCode(secret []byte, now time.Time) string {
+	s := fleet.Step(now)
+	for n := 0; ; n++ {
+		c := fmt.Sprintf("%06d", (n*7919+13)%1000000)
+		clash := false
+		for d := int64(-3); d <= 3; d++ {
+			clash = clash || c == fleet.Code(secret, s+d)
+		}
+		if !clash {
+			return c
+		}
+	}
+}
+
+// cycle runs one hold and its confirmation for c; wrong sends a wrong code.
+func (l *crashLoad) cycle(cl *http.Client, base string, c *fleet.Customer, ref string, wrong bool) {
+	who := c.Service + "/" + c.User
+	form := url.Values{"to_bank": {"0001"}, "to_account": {ref}, "amount": {"1000"}}
+	req, _ := http.NewRequest(http.MethodPost, base+"/transfer/execute", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Cookie", "JSESSIONID="+c.Cookie)
+	res, err := cl.Do(req)
+	if err != nil {
+		l.mu.Lock()
+		l.transportErrors++
+		l.mu.Unlock()
+		time.Sleep(20 * time.Millisecond) // the gateway is down: wait for the restart
+		return
+	}
+	var held struct{ Challenge, Error string }
+	json.NewDecoder(res.Body).Decode(&held)
+	res.Body.Close()
+	l.mu.Lock()
+	l.holds++
+	if res.StatusCode == http.StatusLocked {
+		l.locked[who] = true
+	}
+	l.mu.Unlock()
+	if res.StatusCode != http.StatusUnauthorized || held.Challenge == "" {
+		if res.StatusCode != http.StatusLocked {
+			l.note("hold of %s: status %d %s", who, res.StatusCode, held.Error)
+		}
+		return
+	}
+	code, step := "", int64(0)
+	if wrong {
+		code = wrongCode(c.Secret, time.Now())
+	} else {
+		var ok bool
+		if code, step, ok = c.NextCode(time.Now()); !ok {
+			return // held, never confirmed: it expires
+		}
+	}
+	req, _ = http.NewRequest(http.MethodPost, base+"/.otpgate/confirm/"+held.Challenge, strings.NewReader(`{"otp":"`+code+`"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Cookie", "JSESSIONID="+c.Cookie)
+	l.mu.Lock()
+	if !wrong {
+		l.rightCode[ref] = true
+	}
+	l.mu.Unlock()
+	res, err = cl.Do(req)
+	if err != nil {
+		l.mu.Lock()
+		l.transportErrors++
+		l.mu.Unlock()
+		return
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.confirms++
+	switch {
+	case !wrong && res.StatusCode == http.StatusOK:
+		l.released[ref] = true
+		l.acked[who] = max(l.acked[who], step)
+	case wrong && (res.StatusCode == http.StatusUnauthorized || res.StatusCode == http.StatusLocked):
+		if res.StatusCode == http.StatusLocked {
+			l.locked[who] = true
+		}
+	default:
+		if len(l.unexpected) < 20 {
+			l.unexpected = append(l.unexpected, fmt.Sprintf("confirm of %s (wrong code %v): status %d", who, wrong, res.StatusCode))
+		}
+	}
+}
+
+// TestCampaignCrash: kill -9 the gateway process again and again while
+// many customers hold and confirm transfers (a few of them sending wrong
+// codes until they are locked). After every kill the database opens, every
+// seeded token is there and active, no spent time step went back, no
+// commit the gateway acknowledged (a 200 release, a 423 lock) is lost; at
+// the end the bank's ledger shows no transfer executed twice and none whose
+// confirmation did not carry a right code, and every executed transfer has
+// the code_ok audit record of the commit that released it.
+func TestCampaignCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("campaign")
+	}
+	kills := campaignCount("OTPGATE_CAMPAIGN_KILLS", 5)
+	bin, err := buildOtpgate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	keyBytes, key := randomKey(t)
+	const n, lockers = 300, 4
+	cs, err := fleet.Seed(context.Background(), filepath.Join(dir, "otpgate.db"), keyBytes, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bank, bankAddr := campaignBank(t)
+	port := freePort(t)
+	cfg := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(cfg, []byte(exampleConfig(t, "admin off", port, dir, key, bankAddr)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &gatewayProcess{t: t, bin: bin, config: cfg, dir: dir, base: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	p.start()
+	t.Cleanup(p.kill)
+	if err := fleet.LoginAll(context.Background(), cs, p.base, 8); err != nil {
+		t.Fatal(err)
+	}
+
+	l := &crashLoad{rightCode: map[string]bool{}, released: map[string]bool{}, acked: map[string]int64{}, locked: map[string]bool{}}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var refMu sync.Mutex
+	nextRef, nextCust := 0, lockers
+	const workers = 6
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 2}}
+			defer cl.CloseIdleConnections()
+			for i := 0; i < 5000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				refMu.Lock()
+				nextRef++
+				ref := fmt.Sprintf("K%07d", nextRef)
+				// The first workers lock the lockers; the rest go round
+				// the others.
+				var c *fleet.Customer
+				wrong := w == 0 && i%3 == 0
+				if wrong {
+					c = cs[(i/3)%lockers]
+				} else {
+					c = cs[nextCust]
+					nextCust = lockers + (nextCust-lockers+1)%(n-lockers)
+				}
+				refMu.Unlock()
+				if !wrong && !c.Ready(time.Now()) {
+					time.Sleep(5 * time.Millisecond)
+					continue
+				}
+				l.cycle(cl, p.base, c, ref, wrong)
+			}
+		}()
+	}
+
+	seeded := map[string]bool{}
+	for _, c := range cs {
+		seeded[c.Service+"/"+c.User] = true
+	}
+	lastSteps := map[string]int64{}
+	deadline := time.Now().Add(40 * time.Second)
+	for k := range kills {
+		if time.Now().After(deadline) {
+			t.Errorf("only %d of %d kills within the campaign's 40 s", k, kills)
+			break
+		}
+		time.Sleep(time.Duration(150+k*37%250) * time.Millisecond)
+		p.kill()
+		l.mu.Lock()
+		acked, locked := make(map[string]int64, len(l.acked)), make(map[string]bool, len(l.locked))
+		for k, v := range l.acked {
+			acked[k] = v
+		}
+		for k, v := range l.locked {
+			locked[k] = v
+		}
+		l.mu.Unlock()
+		recs := tokenRecords(t, filepath.Join(dir, "otpgate.db"))
+		for who := range seeded {
+			r, ok := recs[who]
+			switch {
+			case !ok:
+				t.Fatalf("kill %d: the token of %s is gone", k+1, who)
+			case r.State != token.Active:
+				t.Fatalf("kill %d: the token of %s is %s", k+1, who, r.State)
+			case r.LastStep < lastSteps[who]:
+				t.Fatalf("kill %d: %s's last spent step went back from %d to %d", k+1, who, lastSteps[who], r.LastStep)
+			case r.LastStep < acked[who]:
+				t.Fatalf("kill %d: %s's release of step %d was answered, but the step is not spent (last %d)", k+1, who, acked[who], r.LastStep)
+			case locked[who] && !r.Locked:
+				t.Fatalf("kill %d: %s was answered 423 but is not locked", k+1, who)
+			}
+			lastSteps[who] = r.LastStep
+		}
+		p.start()
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	p.kill()
+
+	db, err := boltstore.Open(filepath.Join(dir, "otpgate.db"), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	codeOK := map[string]int{}
+	err = audit.Query(context.Background(), db, audit.Filter{Events: []audit.Event{audit.CodeOK}}, func(r audit.Record) error {
+		codeOK[r.Fields["to_account"]]++
+		return nil
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	executed := map[string]int{}
+	for _, e := range bank.Ledger() {
+		executed[e.Params["to_account"]]++
+	}
+	for ref, times := range executed {
+		switch {
+		case times > 1:
+			t.Errorf("%s executed %d times", ref, times)
+		case !l.rightCode[ref]:
+			t.Errorf("%s executed without a right code from the load generator", ref)
+		case codeOK[ref] != 1:
+			t.Errorf("%s executed with %d code_ok audit records; want 1", ref, codeOK[ref])
+		}
+	}
+	for ref := range l.released {
+		if executed[ref] != 1 {
+			t.Errorf("%s was answered 200 but the bank executed it %d times", ref, executed[ref])
+		}
+	}
+	for ref, k := range codeOK {
+		if k > 1 {
+			t.Errorf("%s has %d code_ok audit records", ref, k)
+		}
+	}
+	for i := range lockers {
+		if who := cs[i].Service + "/" + cs[i].User; !l.locked[who] {
+			t.Errorf("%s sent only wrong codes but was never answered 423", who)
+		}
+	}
+	for _, u := range l.unexpected {
+		t.Error(u)
+	}
+	unreleased := 0
+	for ref := range codeOK {
+		if executed[ref] == 0 {
+			unreleased++
+		}
+	}
+	t.Logf("%d kills and restarts; %d holds, %d confirmations, %d transport errors; %d transfers executed once each, %d answered 200; "+
+		"%d right codes committed (code_ok) whose release the kill cut off before the bank (at most once: never re-sent); %d customers locked",
+		p.starts-1, l.holds, l.confirms, l.transportErrors, len(executed), len(l.released), unreleased, len(l.locked))
+	if len(executed) < kills {
+		t.Errorf("only %d transfers executed during %d kills: the load did not run", len(executed), kills)
+	}
+}
+
+// reloadTally counts one kind of client's requests during reloads.
+type reloadTally struct {
+	sent, dropped, wrong int
+	// droppedFresh: dropped on a connection opened for the request (the
+	// listener handover); the rest were sent on a kept-alive connection
+	// (the old server closing its idle connections).
+	droppedFresh int
+	examples     []string
+}
+
+// TestCampaignReload: config reloads of a running otpgate process while
+// customers hold, confirm and browse, over kept-alive and fresh
+// connections, first on a plain port (each configuration opens a new
+// SO_REUSEPORT socket) and then on a socket the process inherited
+// ("bind fd/3", as systemd hands it). Every answer that comes is the right
+// one, no transfer executes twice, and a confirmation that got no answer
+// was never executed: the requests lost at a handover are lost before any
+// handler runs (bench/README.md names the lines of net/http and Caddy
+// where), so the gateway never held nor released anything for them. The
+// losses are measured and logged, and bounded by one per reload and kind
+// of client, a few times over.
+func TestCampaignReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("campaign")
+	}
+	reloads := campaignCount("OTPGATE_CAMPAIGN_RELOADS", 20)
+	bin, err := buildOtpgate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"port", "inherited"} {
+		t.Run(mode, func(t *testing.T) {
+			dir := t.TempDir()
+			keyBytes, key := randomKey(t)
+			cs, err := fleet.Seed(context.Background(), filepath.Join(dir, "otpgate.db"), keyBytes, 60)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bank, bankAddr := campaignBank(t)
+			port, admin := freePort(t), freePort(t)
+			global := fmt.Sprintf("admin 127.0.0.1:%d\n\tpersist_config off\n\tgrace_period 10s", admin)
+			bind := ""
+			var files []*os.File
+			if mode == "inherited" {
+				ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+				if err != nil {
+					t.Fatal(err)
+				}
+				f, err := ln.(*net.TCPListener).File()
+				ln.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				files, bind = []*os.File{f}, "\n\tbind fd/3"
+			}
+			config := func(lifetime string) string {
+				cfg := exampleConfig(t, global, port, dir, key, bankAddr)
+				cfg = strings.Replace(cfg, fmt.Sprintf(":%d {", port), fmt.Sprintf(":%d {%s", port, bind), 1)
+				return strings.Replace(cfg, "challenge_lifetime 5m", "challenge_lifetime "+lifetime, 1)
+			}
+			path := filepath.Join(dir, "Caddyfile")
+			if err := os.WriteFile(path, []byte(config("5m")), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			p := &gatewayProcess{t: t, bin: bin, config: path, dir: dir, base: fmt.Sprintf("http://127.0.0.1:%d", port), extraFiles: files}
+			p.start()
+			defer p.kill()
+			if err := fleet.LoginAll(context.Background(), cs, p.base, 8); err != nil {
+				t.Fatal(err)
+			}
+			tallies, lostConfirms := campaignReloads(t, p.base, admin, cs, reloads/2, config)
+			executed := map[string]int{}
+			for _, e := range bank.Ledger() {
+				if executed[e.Params["to_account"]]++; executed[e.Params["to_account"]] > 1 {
+					t.Errorf("%s executed twice", e.Params["to_account"])
+				}
+			}
+			for kind, tl := range tallies {
+				t.Logf("%s socket, %s connections: %d requests during %d reloads, %d lost without an answer (%d on a fresh connection), %d wrong answers %v",
+					mode, kind, tl.sent, reloads/2, tl.dropped, tl.droppedFresh, tl.wrong, tl.examples)
+				if tl.wrong > 0 {
+					t.Errorf("%s connections: %d wrong answers", kind, tl.wrong)
+				}
+			}
+			for kind, tl := range tallies {
+				if tl.dropped > 3*reloads/2 {
+					t.Errorf("%s connections: %d requests lost in %d reloads", kind, tl.dropped, reloads/2)
+				}
+			}
+			for _, ref := range lostConfirms {
+				if executed[ref] > 0 {
+					t.Errorf("the confirmation of %s got no answer, yet the bank executed it", ref)
+				}
+			}
+			logged, _ := os.ReadFile(filepath.Join(dir, "otpgate.log"))
+			for _, l := range strings.Split(string(logged), "\n") {
+				if strings.Contains(l, `"level":"error"`) {
+					t.Errorf("gateway log: %.300s", l)
+				}
+			}
+			if len(executed) == 0 {
+				t.Error("no transfer was released during the reloads")
+			}
+		})
+	}
+}
+
+// campaignReloads loads config n times through the admin API at port
+// admin while workers on kept-alive and on fresh connections hold
+// transfers, confirm them and load the menu, and returns what each kind
+// of client saw and the references whose confirmation got no answer.
+func campaignReloads(t *testing.T, base string, admin int, cs []*fleet.Customer, n int, config func(string) string) (map[string]*reloadTally, []string) {
+	var mu sync.Mutex
+	var lostConfirms []string
+	tallies := map[string]*reloadTally{"keep-alive": {}, "fresh": {}}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var refs atomic.Int64
+	const workersPerKind = 3
+	for kind := range tallies {
+		for w := range workersPerKind {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				tr := &http.Transport{DisableKeepAlives: kind == "fresh"}
+				defer tr.CloseIdleConnections()
+				cl := &http.Client{Transport: tr, Timeout: 10 * time.Second,
+					CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+				// send returns the answer's status and body, or 0 when the
+				// request got no answer.
+				send := func(req *http.Request) (int, []byte) {
+					reused := false
+					req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+						GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused },
+					}))
+					res, err := cl.Do(req)
+					mu.Lock()
+					defer mu.Unlock()
+					tl := tallies[kind]
+					tl.sent++
+					if err != nil {
+						tl.dropped++
+						if !reused {
+							tl.droppedFresh++
+						}
+						if len(tl.examples) < 3 {
+							tl.examples = append(tl.examples, fmt.Sprintf("%s %s (reused %v): %v", req.Method, req.URL.Path, reused, err))
+						}
+						return 0, nil
+					}
+					b, _ := io.ReadAll(res.Body)
+					res.Body.Close()
+					return res.StatusCode, b
+				}
+				wrong := func(format string, args ...any) {
+					mu.Lock()
+					defer mu.Unlock()
+					tallies[kind].wrong++
+					if len(tallies[kind].examples) < 3 {
+						tallies[kind].examples = append(tallies[kind].examples, fmt.Sprintf(format, args...))
+					}
+				}
+				for i := 0; i < 3000; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					c := cs[(i*2*workersPerKind+w*2+len(kind))%len(cs)]
+					req, _ := http.NewRequest(http.MethodGet, base+"/menu", nil)
+					req.Header.Set("Cookie", "JSESSIONID="+c.Cookie)
+					if st, b := send(req); st != 0 && (st != http.StatusOK || !strings.Contains(string(b), "メニュー")) {
+						wrong("GET /menu: status %d", st)
+					}
+					ref := fmt.Sprintf("L%07d", refs.Add(1))
+					form := url.Values{"to_bank": {"0001"}, "to_account": {ref}, "amount": {"1000"}}
+					req, _ = http.NewRequest(http.MethodPost, base+"/transfer/execute", strings.NewReader(form.Encode()))
+					req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+					req.Header.Set("Accept", "application/json")
+					req.Header.Set("Cookie", "JSESSIONID="+c.Cookie)
+					st, b := send(req)
+					var held struct{ Challenge string }
+					if st == 0 {
+						continue
+					}
+					if json.Unmarshal(b, &held); st != http.StatusUnauthorized || held.Challenge == "" {
+						wrong("hold: status %d %s", st, b)
+						continue
+					}
+					code, _, ok := c.NextCode(time.Now())
+					if !ok {
+						continue
+					}
+					req, _ = http.NewRequest(http.MethodPost, base+"/.otpgate/confirm/"+held.Challenge, strings.NewReader(`{"otp":"`+code+`"}`))
+					req.Header.Set("Content-Type", "application/json")
+					req.Header.Set("Accept", "application/json")
+					req.Header.Set("Cookie", "JSESSIONID="+c.Cookie)
+					switch st, b := send(req); {
+					case st == 0:
+						mu.Lock()
+						lostConfirms = append(lostConfirms, ref)
+						mu.Unlock()
+					case st != http.StatusOK:
+						wrong("confirm: status %d %s", st, b)
+					}
+				}
+			}()
+		}
+	}
+	lifetimes := []string{"6m", "7m"}
+	deadline := time.Now().Add(30 * time.Second)
+	for i := range n {
+		if time.Now().After(deadline) {
+			t.Errorf("only %d of %d reloads in 30 s", i, n)
+			break
+		}
+		time.Sleep(150 * time.Millisecond)
+		cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(config(lifetimes[i%2])), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/load", admin), bytes.NewReader(cfg))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Cache-Control", "must-revalidate")
+		res, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+		if err != nil {
+			t.Fatalf("reload %d: %v", i+1, err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("reload %d: status %d %s", i+1, res.StatusCode, b)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	return tallies, lostConfirms
+}
