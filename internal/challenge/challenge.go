@@ -52,7 +52,7 @@ type Operation struct {
 	ID       string  `json:"id"`
 	Service  string  `json:"service"`
 	User     string  `json:"user"`
-	Session  string  `json:"session"` // hash of the session that created it
+	Session  string  `json:"session"` // the session handle of the customer who held it (gate.Customer.Session: a login's ID)
 	ClientIP string  `json:"client_ip,omitempty"`
 	Rule     string  `json:"rule"`
 	Kind     string  `json:"kind"`

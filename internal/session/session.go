@@ -33,8 +33,9 @@ type Binding struct {
 	Seen    time.Time `json:"seen"`
 }
 
-// Hash is the key a cookie value is stored under, and the session handle
-// challenges are bound to.
+// Hash is the key a cookie value is stored under. Held operations are
+// bound to the binding's ID (Binding.ID), which survives a rotation of the
+// cookie, not to this hash.
 func Hash(cookieValue string) string {
 	h := sha256.Sum256([]byte("otpgate session v1\x00" + cookieValue))
 	return hex.EncodeToString(h[:])

@@ -558,13 +558,6 @@ var fakeSecret = make([]byte, 20)
 
 func (m *Manager) fakeCheck(code string, now time.Time) { m.match(fakeSecret, code, now) }
 
-// Code computes the code for secret at t with the manager's settings. It is
-// for tests and the demo's printed hints, never for checking.
-func (m *Manager) Code(secret []byte, t time.Time) (string, error) {
-	b32 := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(secret)
-	return hotp.GenerateCodeCustom(b32, uint64(t.Unix()/int64(m.cfg.Period/time.Second)), hotp.ValidateOpts{Digits: otp.Digits(m.cfg.Digits), Algorithm: m.algo})
-}
-
 // enqueue queues n in the outbox within tx, so that it is mailed exactly
 // when the change it announces commits, whether or not the customer's
 // connection stays open. A token without an address has no one to tell.
