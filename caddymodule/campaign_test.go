@@ -11,6 +11,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -730,4 +731,202 @@ func campaignReloads(t *testing.T, base string, admin int, cs []*fleet.Customer,
 	close(stop)
 	wg.Wait()
 	return tallies, lostConfirms
+}
+
+// peakRSS is the high-water mark of a process's resident memory.
+func peakRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatalf("reading the gateway's memory: %v", err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				t.Fatalf("VmHWM %q: %v", v, err)
+			}
+			return kb << 10
+		}
+	}
+	t.Fatal("no VmHWM in /proc/<pid>/status")
+	return 0
+}
+
+// rawExchange sends raw on a new connection to addr, then (unless
+// halfClose is false) closes the writing half, and returns the status line
+// of the answer ("" if the server closed without one) and how long it took.
+func rawExchange(addr, raw string, halfClose bool, timeout time.Duration) (string, time.Duration, error) {
+	t0 := time.Now()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		return "", 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(timeout))
+	if _, err := io.WriteString(c, raw); err != nil {
+		return "", time.Since(t0), err
+	}
+	if halfClose {
+		c.(*net.TCPConn).CloseWrite()
+	}
+	line := make([]byte, 0, 64)
+	buf := make([]byte, 1)
+	for len(line) < 64 {
+		if _, err := c.Read(buf); err != nil {
+			break
+		}
+		if buf[0] == '\n' {
+			break
+		}
+		line = append(line, buf[0])
+	}
+	return strings.TrimSpace(string(line)), time.Since(t0), nil
+}
+
+// TestCampaignBadInput: slow clients, huge headers, huge, chunked and
+// truncated bodies on a protected path, large bodies held at once and two
+// thousand operations held at once, against an otpgate process with the
+// demo policy and read timeouts an operator sets. Each gets a clear
+// status (or, for a client that never finishes its header, a closed
+// connection at the timeout), nothing reaches the bank, and the process's
+// peak resident memory is measured.
+func TestCampaignBadInput(t *testing.T) {
+	if testing.Short() {
+		t.Skip("campaign")
+	}
+	bin, err := buildOtpgate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	keyBytes, key := randomKey(t)
+	const customers, holdsEach = 400, 5
+	cs, err := fleet.Seed(context.Background(), filepath.Join(dir, "otpgate.db"), keyBytes, customers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bank, bankAddr := campaignBank(t)
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	global := "admin off\n\tservers {\n\t\ttimeouts {\n\t\t\tread_header 1s\n\t\t\tread_body 2s\n\t\t}\n\t}"
+	path := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(path, []byte(exampleConfig(t, global, port, dir, key, bankAddr)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := &gatewayProcess{t: t, bin: bin, config: path, dir: dir, base: "http://" + addr}
+	p.start()
+	defer p.kill()
+	if err := fleet.LoginAll(context.Background(), cs, p.base, 8); err != nil {
+		t.Fatal(err)
+	}
+	start := peakRSS(t, p.cmd.Process.Pid)
+	cookie := "Cookie: JSESSIONID=" + cs[0].Cookie + "\r\n"
+	head := "POST /transfer/execute HTTP/1.1\r\nHost: " + addr + "\r\nAccept: application/json\r\n" +
+		"Content-Type: application/x-www-form-urlencoded\r\n" + cookie
+
+	for _, tc := range []struct {
+		name      string
+		raw       string
+		halfClose bool
+		want      string // the status line's start; "" for a connection closed unanswered
+		within    time.Duration
+	}{
+		{"header never finished", "POST /transfer/execute HTTP/1.1\r\nHost: " + addr + "\r\nX-Slow: ", false, "", 3 * time.Second},
+		{"body stalls (read_body timeout)", head + "Content-Length: 1000\r\n\r\namount=1", false, "HTTP/1.1 400", 5 * time.Second},
+		{"header of 64 KiB", "GET /menu HTTP/1.1\r\nHost: " + addr + "\r\nX-Big: " + strings.Repeat("a", 64<<10) + "\r\n\r\n", false, "HTTP/1.1 431", 3 * time.Second},
+		// Answered once net/http has tried to discard 256 KiB of the unread
+		// body, here at the read_body timeout since the client stalls.
+		{"body over max_body, announced", head + "Content-Length: 11534336\r\n\r\namount=1", false, "HTTP/1.1 413", 3 * time.Second},
+		{"body over max_body, chunked", head + "Transfer-Encoding: chunked\r\n\r\n" + strings.Repeat(fmt.Sprintf("%x\r\n%s\r\n", 1<<20, strings.Repeat("a", 1<<20)), 11) + "0\r\n\r\n", false, "HTTP/1.1 413", 10 * time.Second},
+		{"body truncated", head + "Content-Length: 5000\r\n\r\namount=1000&to_bank=0001", true, "HTTP/1.1 400", 3 * time.Second},
+	} {
+		line, took, err := rawExchange(addr, tc.raw, tc.halfClose, tc.within+5*time.Second)
+		switch {
+		case err != nil && !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE):
+			t.Errorf("%s: %v", tc.name, err)
+		case !strings.HasPrefix(line, tc.want) || (tc.want == "" && line != ""):
+			t.Errorf("%s: answered %q; want %q", tc.name, line, tc.want)
+		case took > tc.within:
+			t.Errorf("%s: answered after %v; want within %v", tc.name, took, tc.within)
+		default:
+			t.Logf("%s: %q after %v", tc.name, line, took.Round(time.Millisecond))
+		}
+	}
+
+	// Large bodies held at once: each is buffered, sealed and staged in
+	// chunks, so memory grows with how many arrive together.
+	const big, bigSize = 8, 8 << 20
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	statuses := map[int]int{}
+	for i := range big {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			body := "to_bank=0001&to_account=BIG&amount=1&memo=" + strings.Repeat("x", bigSize)
+			req, _ := http.NewRequest(http.MethodPost, p.base+"/transfer/execute", strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Accept", "application/json")
+			req.Header.Set("Cookie", "JSESSIONID="+cs[1+i].Cookie)
+			res, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				statuses[0]++
+				return
+			}
+			res.Body.Close()
+			statuses[res.StatusCode]++
+		}()
+	}
+	wg.Wait()
+	if statuses[http.StatusUnauthorized] != big {
+		t.Errorf("%d bodies of %d MiB held at once: statuses %v; want all 401 (held)", big, bigSize>>20, statuses)
+	}
+	afterBig := peakRSS(t, p.cmd.Process.Pid)
+
+	// Two thousand operations held at once, by four hundred customers.
+	statuses = map[int]int{}
+	t0 := time.Now()
+	tr := &http.Transport{MaxIdleConnsPerHost: customers}
+	defer tr.CloseIdleConnections()
+	cl := &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	for _, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range holdsEach {
+				form := url.Values{"to_bank": {"0001"}, "to_account": {fmt.Sprintf("M%s-%d", c.User, j)}, "amount": {"1000"}}
+				req, _ := http.NewRequest(http.MethodPost, p.base+"/transfer/execute", strings.NewReader(form.Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.Header.Set("Accept", "application/json")
+				req.Header.Set("Cookie", "JSESSIONID="+c.Cookie)
+				res, err := cl.Do(req)
+				code := 0
+				if err == nil {
+					io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+					code = res.StatusCode
+				}
+				mu.Lock()
+				statuses[code]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	took := time.Since(t0)
+	if statuses[http.StatusUnauthorized] != customers*holdsEach {
+		t.Errorf("%d operations held at once: statuses %v; want all 401 (held)", customers*holdsEach, statuses)
+	}
+	end := peakRSS(t, p.cmd.Process.Pid)
+	if n := len(bank.Ledger()); n != 0 {
+		t.Errorf("the bank executed %d operations; none was confirmed", n)
+	}
+	t.Logf("peak RSS of the gateway process: %d MiB after start-up and logins, %d MiB after %d bodies of %d MiB held at once, %d MiB after %d holds at once (%v)",
+		start>>20, afterBig>>20, big, bigSize>>20, end>>20, customers*holdsEach, took.Round(time.Millisecond))
+	if end > 1<<30 {
+		t.Errorf("peak RSS %d MiB; want under 1 GiB", end>>20)
+	}
 }
