@@ -106,14 +106,6 @@ func (e *env) stored(cookie string) (Binding, bool) {
 	return b, found
 }
 
-// put writes a binding directly, as an earlier process would have left it.
-func (e *env) put(cookie string, v []byte) {
-	e.t.Helper()
-	if err := e.db.Update(ctx, func(tx store.Tx) error { return tx.Put(store.Sessions, Hash(cookie), v) }); err != nil {
-		e.t.Fatal(err)
-	}
-}
-
 // keys lists the bindings the store holds and has not expired.
 func (e *env) keys() []string {
 	e.t.Helper()

@@ -248,11 +248,10 @@ func Parse(data []byte) *Summary { return parse(data, MaxRecords) }
 
 // reader is the state of one Parse.
 type reader struct {
-	s         *Summary
-	seen      [10]bool // record types seen, by digit
-	afterEnd  bool
-	noHeader  bool // a record came before any header (reported once)
-	trailerOK bool // s.Trailer is the first trailer's
+	s        *Summary
+	seen     [10]bool // record types seen, by digit
+	afterEnd bool
+	noHeader bool // a record came before any header (reported once)
 }
 
 func parse(data []byte, maxRecords int) *Summary {
