@@ -930,3 +930,53 @@ func TestCampaignBadInput(t *testing.T) {
 		t.Errorf("peak RSS %d MiB; want under 1 GiB", end>>20)
 	}
 }
+
+// TestCampaignClock: with the clock exactly on a step boundary and one
+// nanosecond before it, a code is accepted through the whole handler chain
+// when its step is within the configured skew of the server's step, and
+// refused one step further, on either side; each accepted code releases
+// its transfer once.
+func TestCampaignClock(t *testing.T) {
+	for _, skew := range []int64{1, 0} {
+		t.Run(fmt.Sprintf("skew %d", skew), func(t *testing.T) {
+			e := newEnv(t, envOptions{Extra: fmt.Sprintf("skew %d", skew)})
+			g := e.gw()
+			c := e.customer("S001", "U001")
+			c.login()
+			u := token.User{Service: "S001", ID: "U001"}
+			boundary := time.Unix((e.clock.Now().Unix()/60+2)*60, 0)
+			released := 0
+			for _, at := range []time.Time{boundary, boundary.Add(-time.Nanosecond)} {
+				// A fresh token for each clock: nothing spent, no failures.
+				secret := make([]byte, 20)
+				rand.Read(secret)
+				if err := token.SeedActive(context.Background(), g.store, g.sealer, []token.User{u}, [][]byte{secret}, e.clock.Now(), 365*24*time.Hour); err != nil {
+					t.Fatal(err)
+				}
+				e.clock.mu.Lock()
+				e.clock.t = at
+				e.clock.mu.Unlock()
+				cur := at.Unix() / 60
+				// Refused first (two failures, below the lock), then the
+				// accepted steps oldest first, since a step spends the
+				// ones before it.
+				for _, d := range []int64{-skew - 1, skew + 1} {
+					id := gwPauseJSON(c, "/transfer/execute", gwTransfer)
+					if res, body, _ := gwConfirmJSON(c, id, fleet.Code(secret, cur+d)); res.StatusCode != http.StatusUnauthorized {
+						t.Errorf("clock %v, code of step %+d: status %d %s; want 401 invalid_otp", at.Format(time.RFC3339Nano), d, res.StatusCode, body)
+					}
+				}
+				for d := -skew; d <= skew; d++ {
+					id := gwPauseJSON(c, "/transfer/execute", gwTransfer)
+					if res, body, _ := gwConfirmJSON(c, id, fleet.Code(secret, cur+d)); res.StatusCode != http.StatusOK {
+						t.Errorf("clock %v, code of step %+d: status %d %.200s; want the bank's 200", at.Format(time.RFC3339Nano), d, res.StatusCode, body)
+					}
+					released++
+				}
+			}
+			if n := len(e.ledger()); n != released {
+				t.Errorf("the bank executed %d transfers; want %d, one per accepted code", n, released)
+			}
+		})
+	}
+}
