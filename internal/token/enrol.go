@@ -570,6 +570,29 @@ func codeChecked(tx store.Tx, c Check, u User, clientIP, purpose string, now tim
 	return noToken, audit.Append(tx, rec(audit.Refused, purpose+"; "+noToken.Error()))
 }
 
+// spendCode checks code within tx for p (activation or renewal) and
+// carries out what the check decided: its audit records, and the lock
+// notice when a wrong code locked the customer (locked). It returns the
+// token's record for a right code, or nil and the refusal the customer
+// gets; noToken is the refusal for a token in no state to check.
+func (m *Manager) spendCode(tx store.Tx, u User, code string, p Purpose, clientIP string, now time.Time, noToken error) (r *Record, refusal error, locked bool, err error) {
+	purpose := map[Purpose]string{ForActivation: "activation", ForRenewal: "renewal"}[p]
+	c, err := m.CheckInTx(tx, u, code, p, now)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if refusal, err = codeChecked(tx, c, u, clientIP, purpose, now, noToken); err != nil {
+		return nil, nil, false, err
+	}
+	switch {
+	case c.JustLocked:
+		return nil, refusal, true, EnqueueLocked(tx, c.Record)
+	case c.Outcome != CodeOK:
+		return nil, refusal, false, nil
+	}
+	return c.Record, nil, false, nil
+}
+
 // Activate is STEP 3: the first right code from the phone makes the token
 // active for Validity, and from then on the user's service requires OTP for
 // all its users. The code's time step is spent. A wrong, reused or locked
@@ -582,22 +605,11 @@ func (m *Manager) Activate(ctx context.Context, u User, code, clientIP string) e
 	var outcome error
 	var queued bool
 	err := m.store.Update(ctx, func(tx store.Tx) error {
-		outcome, queued = nil, false
-		c, err := m.CheckInTx(tx, u, code, ForActivation, now)
-		if err != nil {
+		r, refusal, locked, err := m.spendCode(tx, u, code, ForActivation, clientIP, now, ErrNotInitialised)
+		outcome, queued = refusal, locked
+		if err != nil || r == nil {
 			return err
 		}
-		if outcome, err = codeChecked(tx, c, u, clientIP, "activation", now, ErrNotInitialised); err != nil {
-			return err
-		}
-		if c.JustLocked {
-			queued = true
-			return EnqueueLocked(tx, c.Record)
-		}
-		if c.Outcome != CodeOK {
-			return nil
-		}
-		r := c.Record
 		r.State, r.ActivatedAt, r.Expires, r.Reminded = Active, now, now.Add(m.cfg.Validity), time.Time{}
 		if err := save(tx, r); err != nil {
 			return err

@@ -51,21 +51,10 @@ func (m *Manager) Renew(ctx context.Context, u User, code, clientIP string) (tim
 			outcome = &RenewTooEarlyError{From: from}
 			return nil
 		}
-		c, err := m.CheckInTx(tx, u, code, ForRenewal, now)
-		if err != nil {
+		r, outcome, queued, err = m.spendCode(tx, u, code, ForRenewal, clientIP, now, ErrNoToken)
+		if err != nil || r == nil {
 			return err
 		}
-		if outcome, err = codeChecked(tx, c, u, clientIP, "renewal", now, ErrNoToken); err != nil {
-			return err
-		}
-		if c.JustLocked {
-			queued = true
-			return EnqueueLocked(tx, c.Record)
-		}
-		if c.Outcome != CodeOK {
-			return nil
-		}
-		r = c.Record
 		r.Expires = maxTime(now, r.Expires).Add(m.cfg.Validity)
 		r.State = Active
 		if err := save(tx, r); err != nil {
