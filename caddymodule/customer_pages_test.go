@@ -224,12 +224,18 @@ func TestCustomerPagesTransferFileList(t *testing.T) {
 		t.Errorf("file page has no way back to the confirmation:\n%s", list)
 	}
 
-	req, _ := http.NewRequest(http.MethodGet, gatewayURL+"/.otpgate/confirm/"+id, nil)
-	req.Header.Set("Accept", "application/json")
-	_, body := c.do(req)
-	for _, w := range []string{`"count":15`, `"type":"総合振込"`, `"total":3681436`} {
-		if !strings.Contains(body, w) {
-			t.Errorf("confirm JSON lacks %s: %s", w, body)
+	// In the client's language; English when it names none.
+	for lang, typ := range map[string]string{"ja": "総合振込", "": "Bulk transfer"} {
+		req, _ := http.NewRequest(http.MethodGet, gatewayURL+"/.otpgate/confirm/"+id, nil)
+		req.Header.Set("Accept", "application/json")
+		if lang != "" {
+			req.Header.Set("Accept-Language", lang)
+		}
+		_, body := c.do(req)
+		for _, w := range []string{`"count":15`, `"type":"` + typ + `"`, `"total":3681436`} {
+			if !strings.Contains(body, w) {
+				t.Errorf("confirm JSON (Accept-Language %q) lacks %s: %s", lang, w, body)
+			}
 		}
 	}
 	// Another rule's operation has no file page.

@@ -638,6 +638,12 @@ func enrolPage(c *customer, method, path, acceptLanguage string, form url.Values
 		req.Header.Set("Accept-Language", acceptLanguage)
 	}
 	res, body := c.do(req)
+	// The token forms answer with the token page by POST-redirect-GET:
+	// follow it as a browser does.
+	if loc := res.Header.Get("Location"); method == http.MethodPost && res.StatusCode == http.StatusSeeOther &&
+		strings.HasPrefix(path, "/.otpgate/token/") && strings.HasPrefix(loc, "/.otpgate/token?") {
+		return enrolPage(c, http.MethodGet, loc, acceptLanguage, nil)
+	}
 	return res, html.UnescapeString(body)
 }
 

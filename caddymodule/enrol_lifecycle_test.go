@@ -79,7 +79,7 @@ func TestEnrolRenewWindow(t *testing.T) {
 		t.Fatalf("token 10 days after expiry: %v; want expired", st)
 	}
 	ledger := len(e.ledger())
-	if res := enrolTransfer(c); res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/.otpgate/token" {
+	if res := enrolTransfer(c); res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/.otpgate/token?from=operation" {
 		t.Fatalf("transfer with an expired token: %d → %q; want 303 to /.otpgate/token", res.StatusCode, res.Header.Get("Location"))
 	}
 	if res, out := enrolTransferJSON(c); res.StatusCode != http.StatusForbidden || out["error"] != "token_expired" {
@@ -163,8 +163,8 @@ func TestEnrolRevokePausedAndConfirmed(t *testing.T) {
 	}
 
 	// Now transfers go to enrolment.
-	if res := enrolTransfer(c); res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/.otpgate/token" {
-		t.Fatalf("transfer after revoke: %d → %q; want 303 to /.otpgate/token", res.StatusCode, res.Header.Get("Location"))
+	if res := enrolTransfer(c); res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/.otpgate/token?from=operation" {
+		t.Fatalf("transfer after revoke: %d → %q; want 303 to /.otpgate/token saying it was not executed", res.StatusCode, res.Header.Get("Location"))
 	}
 	if res, out := enrolTransferJSON(c); res.StatusCode != http.StatusForbidden || out["error"] != "enrollment_required" {
 		t.Fatalf("transfer after revoke (JSON): %d %v; want 403 enrollment_required", res.StatusCode, out)
@@ -382,8 +382,8 @@ func TestEnrolRequireOTPPerService(t *testing.T) {
 
 	required := e.customer("S002", "U101")
 	required.login()
-	if res := enrolTransfer(required); res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/.otpgate/token" {
-		t.Fatalf("S002 transfer without a token: %d → %q; want 303 to /.otpgate/token", res.StatusCode, res.Header.Get("Location"))
+	if res := enrolTransfer(required); res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/.otpgate/token?from=operation" {
+		t.Fatalf("S002 transfer without a token: %d → %q; want 303 to /.otpgate/token saying it was not executed", res.StatusCode, res.Header.Get("Location"))
 	}
 	if res, out := enrolTransferJSON(required); res.StatusCode != http.StatusForbidden || out["error"] != "enrollment_required" {
 		t.Fatalf("S002 transfer without a token (JSON): %d %v; want 403 enrollment_required", res.StatusCode, out)
@@ -419,7 +419,7 @@ func TestEnrolRequireOTPPerService(t *testing.T) {
 	if v := enrolAdminToken(t, e, "S001", "U002"); v["service_requires_otp"] != true {
 		t.Fatalf("admin view of S001 after U001 activated: %v; want requiring OTP", v)
 	}
-	if res := enrolTransfer(legacy); res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/.otpgate/token" {
+	if res := enrolTransfer(legacy); res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/.otpgate/token?from=operation" {
 		t.Fatalf("S001/U002 transfer after U001 enrolled: %d → %q; want 303 to /.otpgate/token", res.StatusCode, res.Header.Get("Location"))
 	}
 	if res, out := enrolTransferJSON(legacy); res.StatusCode != http.StatusForbidden || out["error"] != "enrollment_required" {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -43,6 +44,9 @@ func (g *Gateway) serveGateway(w http.ResponseWriter, r *http.Request, next cadd
 			return g.serveConfirm(w, r, next, id)
 		case action == "cancel" && r.Method == http.MethodPost:
 			return g.cancel(w, r, id)
+		case action == "cancel" && r.Method == http.MethodGet:
+			// The address bar after cancelling: the page says what became of it.
+			return redirect(w, g.BasePath+"/confirm/"+id)
 		case action == "file" && r.Method == http.MethodGet:
 			return g.filePage(w, r, id)
 		}
@@ -50,6 +54,10 @@ func (g *Gateway) serveGateway(w http.ResponseWriter, r *http.Request, next cadd
 		return g.tokenPage(w, r, http.StatusOK, nil, "")
 	case strings.HasPrefix(rest, "token/") && r.Method == http.MethodPost:
 		return g.tokenAction(w, r, strings.TrimPrefix(rest, "token/"))
+	case strings.HasPrefix(rest, "token/") && r.Method == http.MethodGet && tokenActions[strings.TrimPrefix(rest, "token/")]:
+		// A reload of a token form's answer, a bookmark, a restored tab:
+		// the token page, never a bare 404.
+		return redirect(w, g.BasePath+"/token")
 	case strings.HasPrefix(rest, "setup/") && (r.Method == http.MethodGet || r.Method == http.MethodPost):
 		return g.setup(w, r, strings.TrimPrefix(rest, "setup/"))
 	}
@@ -60,7 +68,7 @@ func (g *Gateway) serveGateway(w http.ResponseWriter, r *http.Request, next cadd
 // browsers, 401 naming the challenge for API clients.
 func (g *Gateway) held(w http.ResponseWriter, r *http.Request, op *challenge.Operation) error {
 	if wantsJSON(r) {
-		return writeJSON(w, http.StatusUnauthorized, g.withFile(r, op, withDoubt(op, map[string]any{
+		return writeJSON(w, http.StatusUnauthorized, g.withFile(r, op, withDoubt(jsonLang(r), op, map[string]any{
 			"error": "otp_required", "challenge": op.ID, "kind": op.Kind, "fields": op.Fields,
 			"confirm_url": g.BasePath + "/confirm/" + op.ID, "expires": op.Expires,
 		})))
@@ -70,9 +78,9 @@ func (g *Gateway) held(w http.ResponseWriter, r *http.Request, op *challenge.Ope
 
 // withDoubt adds to a JSON view of op why its fields are not shown as sent,
 // if they are not: "doubt" is the code, "doubt_message" the notice.
-func withDoubt(op *challenge.Operation, v map[string]any) map[string]any {
+func withDoubt(lang pages.Lang, op *challenge.Operation, v map[string]any) map[string]any {
 	if op.Doubt != "" {
-		v["doubt"], v["doubt_message"] = op.Doubt, pages.DoubtText(pages.English, op.Doubt)
+		v["doubt"], v["doubt_message"] = op.Doubt, pages.DoubtText(lang, op.Doubt)
 	}
 	return v
 }
@@ -99,6 +107,10 @@ func (g *Gateway) serveConfirm(w http.ResponseWriter, r *http.Request, next cadd
 	case wantsJSON(r):
 	case ref.Code == gate.OTPFormat:
 		return g.confirmPage(w, r, id, ref, http.StatusBadRequest)
+	case ref.Code == gate.OTPReused:
+		// The operation waits on: the form again, and when the next code
+		// appears.
+		return g.confirmPage(w, r, id, ref, http.StatusConflict)
 	case ref.Code == gate.InvalidOTP:
 		// A wrong code is the confirm page again, with the attempts left.
 		return g.confirmPage(w, r, id, ref, http.StatusOK)
@@ -132,7 +144,7 @@ func (g *Gateway) confirmPage(w http.ResponseWriter, r *http.Request, id string,
 		return g.refuse(w, r, ref)
 	}
 	if wantsJSON(r) {
-		return writeJSON(w, http.StatusOK, g.withFile(r, op, withDoubt(op, map[string]any{"challenge": op.ID, "kind": op.Kind, "fields": op.Fields,
+		return writeJSON(w, http.StatusOK, g.withFile(r, op, withDoubt(jsonLang(r), op, map[string]any{"challenge": op.ID, "kind": op.Kind, "fields": op.Fields,
 			"method": op.Method, "path": pathOf(op.RequestURI), "expires": op.Expires})))
 	}
 	st, err := g.tokens.Status(r.Context(), tokenUser(who))
@@ -146,6 +158,9 @@ func (g *Gateway) confirmPage(w http.ResponseWriter, r *http.Request, id string,
 	}
 	if shown != nil {
 		p.Error, p.AttemptsLeft = shown.Code, shown.AttemptsLeft()
+		if shown.Code == gate.OTPReused {
+			p.NextCode = g.nextCode()
+		}
 	}
 	for _, f := range op.Fields {
 		p.Fields = append(p.Fields, pages.Field{Label: f.Label, LabelEn: f.LabelEn, Value: f.Value, Format: f.Format})
@@ -155,6 +170,16 @@ func (g *Gateway) confirmPage(w http.ResponseWriter, r *http.Request, id string,
 		p.FileList = g.BasePath + "/confirm/" + op.ID + "/file"
 	}
 	return g.render(w, status, p)
+}
+
+// nextCode is when the token app shows its next code: the start of the
+// next time step.
+func (g *Gateway) nextCode() time.Time {
+	period := int64(g.tokens.Config().Period / time.Second)
+	if period <= 0 {
+		return time.Time{}
+	}
+	return time.Unix((now().Unix()/period+1)*period, 0)
 }
 
 // heldFile summarises the transfer file held with op, whose rule shows
@@ -174,7 +199,7 @@ func (g *Gateway) heldFile(op *challenge.Operation) (s *zengin.Summary, unreadab
 func (g *Gateway) withFile(r *http.Request, op *challenge.Operation, v map[string]any) map[string]any {
 	if op.ShowFile != nil {
 		s, unreadable := g.heldFile(op)
-		v["file"] = pages.FileJSON(pages.Negotiate(r.Header.Get("Accept-Language")), s, unreadable)
+		v["file"] = pages.FileJSON(jsonLang(r), s, unreadable)
 	}
 	return v
 }
@@ -301,7 +326,7 @@ func (g *Gateway) csrfOK(r *http.Request, session, got string) bool {
 
 func (g *Gateway) common(w http.ResponseWriter, r *http.Request, session string) pages.Common {
 	cfg := g.tokens.Config()
-	return pages.Common{Lang: pages.Negotiate(r.Header.Get("Accept-Language")), Base: g.BasePath, CSRF: g.csrfToken(w, r, session), Issuer: g.Issuer,
+	return pages.Common{Lang: pages.Negotiate(r.Header.Get("Accept-Language")), Base: g.BasePath, CSRF: g.csrfToken(w, r, session), Issuer: cfg.Issuer,
 		Contact: g.Contact, Period: cfg.Period, Digits: cfg.Digits}
 }
 
@@ -323,7 +348,7 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, ref *gate.Refus
 			zap.NamedError("cause", errors.Unwrap(ref)), zap.String("path", challenge.RedactSessionIDs(r.URL.EscapedPath())))
 	}
 	if wantsJSON(r) {
-		v := ref.JSON(pages.Negotiate(r.Header.Get("Accept-Language")))
+		v := ref.JSON(jsonLang(r))
 		if ref.Code == gate.EnrollmentRequired || ref.Code == gate.TokenExpired {
 			v["token_url"] = g.BasePath + "/token"
 		}
@@ -333,7 +358,8 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, ref *gate.Refus
 	var args []any
 	switch ref.Code {
 	case gate.EnrollmentRequired, gate.TokenExpired:
-		return redirect(w, g.BasePath+"/token")
+		// The token page says the operation was not executed.
+		return redirect(w, g.BasePath+"/token?from=operation")
 	case gate.LoginRequired, gate.LoginUnreadable:
 		link.Text = "to_login"
 		if g.Identity != nil && g.Identity.Source == "login_form" {
@@ -374,6 +400,16 @@ func securityHeaders(h http.Header) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Content-Type-Options", "nosniff")
+}
+
+// jsonLang is the language of the texts in a JSON answer: the one
+// Accept-Language asks for, English when it asks for none (an API client
+// that does not say reads the messages it always has).
+func jsonLang(r *http.Request) pages.Lang {
+	if r.Header.Get("Accept-Language") == "" {
+		return pages.English
+	}
+	return pages.Negotiate(r.Header.Get("Accept-Language"))
 }
 
 // wantsJSON: API clients ask for JSON; browsers ask for HTML.

@@ -715,7 +715,7 @@ func TestGwConfirmPageShowsStoredFields(t *testing.T) {
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("confirm page: status %d", res.StatusCode)
 	}
-	for _, want := range []string{"50000", "1234567", "0001"} {
+	for _, want := range []string{"50,000円", "1234567", "0001"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("confirm page lacks the stored %q", want)
 		}

@@ -38,9 +38,11 @@ func TestRevokePathVariantsNeedCSRF(t *testing.T) {
 				t.Errorf("POST %s %v: %d; want 403 (or 400 for a path backends read differently)\n%s", path, form, res.StatusCode, body)
 			}
 		}
+		// A GET revokes nothing: a refusal, or the token page (the address
+		// bar after the revocation's form).
 		req, _ := http.NewRequest(http.MethodGet, gatewayURL+path, nil)
-		if res, body := c.do(req); res.StatusCode == http.StatusOK || res.StatusCode == http.StatusSeeOther {
-			t.Errorf("GET %s: %d; want a refusal\n%s", path, res.StatusCode, body)
+		if res, body := c.do(req); res.StatusCode == http.StatusOK || res.StatusCode == http.StatusSeeOther && res.Header.Get("Location") != "/.otpgate/token" {
+			t.Errorf("GET %s: %d %q; want a refusal or 303 to the token page\n%s", path, res.StatusCode, res.Header.Get("Location"), body)
 		}
 	}
 	if n := len(gwEvents(e, audit.Challenge)) - before; n != 0 {
@@ -72,7 +74,7 @@ func TestRevokeWithoutTokenNeverForwarded(t *testing.T) {
 	res, out := c.postJSON("/.otpgate/token/revoke", map[string]string{})
 	gwWantError(t, "revoke without a token (JSON)", res, out, http.StatusForbidden, "enrollment_required")
 	res, _ = c.postForm("/.otpgate/token/revoke", url.Values{"csrf": {c.csrf("/.otpgate/token")}})
-	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/.otpgate/token" {
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/.otpgate/token?from=operation" {
 		t.Errorf("revoke without a token (form): %d → %q; want 303 to the token page", res.StatusCode, res.Header.Get("Location"))
 	}
 	for _, r := range bank.reqs {

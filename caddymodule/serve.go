@@ -103,6 +103,10 @@ func (g *Gateway) readBody(r *http.Request) ([]byte, *gate.Refusal) {
 // Only a JSON content type exempts its form from the CSRF token (input): a
 // cross-site page cannot send one without a CORS preflight.
 func (g *Gateway) revoke(w http.ResponseWriter, r *http.Request) error {
+	if r.Method == http.MethodGet {
+		// The address bar after the revocation's form: the token page.
+		return redirect(w, g.BasePath+"/token")
+	}
 	if r.Method != http.MethodPost {
 		return g.refuse(w, r, gate.Refuse(gate.NotFound, nil))
 	}

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -36,7 +37,10 @@ func (g *Gateway) tokenPage(w http.ResponseWriter, r *http.Request, status int, 
 	}
 	p := pages.TokenPage{Common: g.common(w, r, who.Session), State: string(st.State), Locked: st.Locked,
 		MaskedEmail: token.MaskEmail(st.Email), Expires: st.Expires, DaysLeft: st.DaysLeft, RenewOpen: st.RenewOpen,
-		RenewFrom: st.RenewFrom, Info: info, MailFrom: g.mailer.from}
+		RenewFrom: st.RenewFrom, Info: info, MailFrom: g.mailer.from, Home: g.Home}
+	if shown == nil && info == "" && r.Method == http.MethodGet {
+		p.Notice, p.Info = tokenPageSays(r.URL.Query(), st.State)
+	}
 	if shown != nil {
 		p.Error, p.AttemptsLeft = shown.Code, shown.AttemptsLeft()
 	}
@@ -66,7 +70,7 @@ func (g *Gateway) tokenAction(w http.ResponseWriter, r *http.Request, action str
 		if wantsJSON(r) {
 			return writeJSON(w, http.StatusOK, map[string]any{"status": "issued", "email": res.MaskedEmail, "link_expires": res.LinkExpires})
 		}
-		return g.tokenPage(w, r, http.StatusOK, nil, "issue_sent")
+		return redirect(w, g.BasePath+"/token?done=issued")
 	case "confirm", "renew":
 		code, ref := g.flow.Code(in["otp"])
 		if ref != nil {
@@ -96,9 +100,41 @@ func (g *Gateway) tokenAction(w http.ResponseWriter, r *http.Request, action str
 			}
 			return writeJSON(w, http.StatusOK, map[string]any{"status": info, "state": st.State, "expires": expires})
 		}
-		return g.tokenPage(w, r, http.StatusOK, nil, info)
+		return redirect(w, g.BasePath+"/token?done="+info)
 	}
 	return g.refuse(w, r, gate.Refuse(gate.NotFound, nil))
+}
+
+// tokenActions are the token forms' actions (tokenAction), whose answers
+// are redirects to the token page (POST-redirect-GET).
+var tokenActions = map[string]bool{"issue": true, "confirm": true, "renew": true}
+
+// tokenPageSays reads the token page's query: why the customer was sent
+// there (from: operation, login) and what they just did (done: issued,
+// activated, renewed). Each is shown only when the token's state makes it
+// true, so a crafted link cannot make the page say what did not happen.
+func tokenPageSays(q url.Values, state token.State) (notice, info string) {
+	switch q.Get("from") {
+	case "operation":
+		switch state {
+		case token.Expired:
+			notice = "renew_not_executed"
+		case token.Active:
+		default:
+			notice = "enrol_not_executed"
+		}
+	case "login":
+		if state != token.Active {
+			notice = "enrol_at_login"
+		}
+	}
+	switch done := q.Get("done"); {
+	case done == "issued" && state == token.Issued:
+		info = "issue_sent"
+	case (done == "activated" || done == "renewed") && state == token.Active:
+		info = done
+	}
+	return notice, info
 }
 
 // tokenError answers a refused token action: JSON with its details, or the

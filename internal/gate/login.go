@@ -10,6 +10,8 @@ import (
 
 	"github.com/otpgate/otpgate/internal/challenge"
 	"github.com/otpgate/otpgate/internal/session"
+	"github.com/otpgate/otpgate/internal/store"
+	"github.com/otpgate/otpgate/internal/token"
 	"github.com/otpgate/otpgate/policy"
 )
 
@@ -136,4 +138,30 @@ func (w *LoginWatch) Answered(ctx context.Context, status int, header http.Heade
 		}
 	}
 	return d
+}
+
+// TokenFirst reports whether the customer a login just bound (d, from
+// Answered) must start or renew a token before any protected operation:
+// their service requires OTP and they have no active token (none yet,
+// revoked, reset, or expired). The gateway then answers the login with the
+// token page rather than the bank's menu, as the service it reproduces
+// does (所定の利用申込後、初回ログイン時に STEP 1-3). It is false for any
+// other decision, for a locked customer (the token page offers them
+// nothing to do) and when the store cannot say: the login then goes on
+// as the bank answered it, and protected operations still need the token.
+func (g *Gate) TokenFirst(ctx context.Context, d session.Decision) bool {
+	if d.Action != session.Bind {
+		return false
+	}
+	var req token.Requirement
+	err := g.store.View(context.WithoutCancel(ctx), func(tx store.Tx) error {
+		var err error
+		req, err = g.tokens.RequirementInTx(tx, token.User{Service: d.Service, ID: d.User}, g.tokens.Now())
+		return err
+	})
+	if err != nil {
+		g.log.Error("reading the token state of a customer who just logged in", zap.Error(err))
+		return false
+	}
+	return req == token.NeedEnrolment || req == token.NeedRenewal
 }

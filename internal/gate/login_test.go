@@ -3,6 +3,7 @@ package gate_test
 import (
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/otpgate/otpgate/internal/gate"
 	"github.com/otpgate/otpgate/internal/session"
@@ -121,5 +122,35 @@ func TestWatchLogin(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A login answered with the token page first: a customer whose service
+// requires OTP and who has no active token, and no one else.
+func TestTokenFirst(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	bind := func(who *gate.Customer) session.Decision {
+		return session.Decision{Action: session.Bind, Service: who.Service, User: who.User, New: "S3CR3T"}
+	}
+	for _, tc := range []struct {
+		name string
+		d    session.Decision
+		want bool
+	}{
+		{"no token, OTP required", bind(hanako), true},
+		{"active token", bind(taro), false},
+		{"no token, OTP not required", bind(jiro), false},
+		{"no login", session.Decision{Action: session.Nothing, Service: hanako.Service, User: hanako.User}, false},
+		{"a rotation", session.Decision{Action: session.Rotate, Service: hanako.Service, User: hanako.User}, false},
+	} {
+		if got := e.g.TokenFirst(ctx, tc.d); got != tc.want {
+			t.Errorf("%s: %v; want %v", tc.name, got, tc.want)
+		}
+	}
+	// An expired token must be renewed first too.
+	e.clk.add(366 * 24 * time.Hour)
+	if !e.g.TokenFirst(ctx, bind(taro)) {
+		t.Errorf("expired token: not sent to the token page")
 	}
 }

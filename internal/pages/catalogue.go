@@ -39,9 +39,10 @@ var catalogue = map[string]message{
 	"title_bad_request":     {"リクエストを処理できません", "The request cannot be processed"},
 
 	// Link texts.
-	"back_to_menu":  {"メニューへ戻る", "Back to the menu"},
-	"to_token_page": {"トークン管理へ", "To token management"},
-	"to_login":      {"ログイン画面へ", "To the login page"},
+	"back_to_menu":     {"メニューへ戻る", "Back to the menu"},
+	"to_token_page":    {"トークン管理へ", "To token management"},
+	"to_login":         {"ログイン画面へ", "To the login page"},
+	"continue_to_menu": {"メニューへ進む", "Continue to the menu"},
 
 	// Messages the gateway passes.
 	// What happens at zero attempts is said with the count.
@@ -56,6 +57,23 @@ var catalogue = map[string]message{
 	"otp_reused": {
 		"このワンタイムパスワードは既に使用されています。トークンアプリに次のパスワードが表示されるまで（最大{period}秒）お待ちのうえ、新しいパスワードを入力してください。",
 		"This one-time password has already been used. Wait until the token app shows the next password (up to {period} seconds) and enter the new one.",
+	},
+	"next_code_at": {
+		"次のパスワードは %s（日本時間）頃にトークンアプリに表示されます。このお取引は実行されていません。表示されたら、この画面で入力してください。",
+		"The token app shows the next password at about %s (Japan time). This operation was not executed: enter the new password on this page when it appears.",
+	},
+	// Why the customer is on the token page (TokenPage.Notice).
+	"enrol_not_executed": {
+		"ご依頼のお取引は実行されていません。ご契約先ではワンタイムパスワードのご利用が必須のため、先にトークンの利用を開始してください（STEP1～3）。STEP3が終わったら、メニューからもう一度お取引を行ってください。",
+		"The operation you started was NOT executed. Your company requires one-time passwords: start using a token first (STEP 1 to 3). When STEP 3 is done, start the operation again from the menu.",
+	},
+	"renew_not_executed": {
+		"ご依頼のお取引は実行されていません。トークンの有効期限が切れているため、先にトークンを更新してください。更新が終わったら、メニューからもう一度お取引を行ってください。",
+		"The operation you started was NOT executed, because your token has expired. Renew the token first, then start the operation again from the menu.",
+	},
+	"enrol_at_login": {
+		"ログインしました。ご契約先ではワンタイムパスワードのご利用が必須です。振込などのお取引の前に、この画面でトークンの利用を開始してください（STEP1～3）。後で行う場合は、下のボタンでメニューへ進めます。",
+		"You are logged in. Your company requires one-time passwords: before transfers and other protected operations, start using a token on this page (STEP 1 to 3). To do it later, continue to the menu with the button below.",
 	},
 	"otp_format": {
 		"トークンアプリに表示されている{digits}桁の数字を入力してください。",

@@ -163,6 +163,9 @@ type ConfirmPage struct {
 	Error         string    // message ID or ""
 	RenewDaysLeft int       // >0 and RenewOpen: "your token expires in N days", link to the token page
 	RenewOpen     bool
+	// NextCode, if set, is when the token app shows its next code: the
+	// page says so after a code of a spent time step (otp_reused).
+	NextCode time.Time
 	// Action, if set, is where the code is posted instead of
 	// Base+"/confirm/"+ChallengeID: the gateway passes the operation's own
 	// path, so the bank's answer lands where its relative links resolve.
@@ -191,6 +194,14 @@ type TokenPage struct {
 	// issue form so the customer can let it through their mail filter
 	// before the mail is sent; "" names none.
 	MailFrom string
+	// Notice, if set, says why the customer is here (a message ID):
+	// "enrol_not_executed" or "renew_not_executed" (a protected operation
+	// they started needs a token first, and was not executed),
+	// "enrol_at_login" (sent here by their first login).
+	Notice string
+	// Home is the bank's menu, linked from the page ("" links nowhere);
+	// after a login the link continues there.
+	Home string
 }
 
 // SetupPage is opened on the customer's phone from the mailed link (STEP 2):

@@ -44,6 +44,7 @@ type confirmView struct {
 	File                 *fileView
 	Expires              string // "15:04", Japan time; "" when unknown
 	Error                string
+	NextCode             string // when the next code appears (after a spent one)
 	Attempts             string // attempts left, when the error text does not say it
 	Renew                string // renewal reminder or ""
 	TokenPage            string
@@ -64,6 +65,9 @@ type tokenView struct {
 	Issue, Reissue, Confirm, Renew, Revoke string
 	RenewIntro                             string
 	EmailHint                              string // names the sender address when known
+
+	Notice string     // why the customer is here, or ""
+	Links  []linkView // the way back to the bank
 }
 
 type setupView struct {
@@ -184,6 +188,9 @@ func confirmOf(p *ConfirmPage) confirmView {
 			v.Attempts = T(lang, "attempts_left", p.AttemptsLeft)
 		}
 	}
+	if !p.NextCode.IsZero() {
+		v.NextCode = T(lang, "next_code_at", p.NextCode.In(jst).Format("15:04:05"))
+	}
 	if p.RenewOpen && p.RenewDaysLeft > 0 {
 		v.Renew = T(lang, "renew_soon", p.RenewDaysLeft)
 	}
@@ -268,6 +275,17 @@ func tokenOf(p *TokenPage) tokenView {
 	}
 	v.Error = tokenMessage(v.layout, p, p.Error)
 	v.Info = tokenMessage(v.layout, p, p.Info)
+	switch p.Notice {
+	case "enrol_not_executed", "renew_not_executed", "enrol_at_login":
+		v.Notice = T(lang, p.Notice)
+	}
+	if p.Home != "" {
+		text := "back_to_menu"
+		if p.Notice == "enrol_at_login" {
+			text = "continue_to_menu"
+		}
+		v.Links = []linkView{{Href: p.Home, Text: T(lang, text)}}
+	}
 	v.EmailHint = T(lang, "email_hint")
 	if p.MailFrom != "" {
 		v.EmailHint = T(lang, "email_hint_from", p.MailFrom)
