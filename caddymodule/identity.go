@@ -114,8 +114,10 @@ var identityPlaceholders = []struct {
 }
 
 // checkIdentityValue reads one of Service and User as Caddy's replacer
-// will, and refuses it unless it has a placeholder and every placeholder
-// is one the client cannot set. It adds to needs what identify must check.
+// will, and refuses it unless every placeholder is one the client cannot
+// set. A user needs a placeholder, or every request would be one customer;
+// a service may be fixed text (a bank with one service). It adds to needs
+// what identify must check.
 func checkIdentityValue(name, value, trusted string, needs *identityNeeds) error {
 	// Caddy's own replacer finds the placeholders, so escapes and unclosed
 	// braces are read here exactly as they will be on every request.
@@ -126,8 +128,8 @@ func checkIdentityValue(name, value, trusted string, needs *identityNeeds) error
 		return "", true
 	})
 	repl.ReplaceAll(value, "")
-	if len(keys) == 0 {
-		return fmt.Errorf("otpgate: identity header %s %q has no placeholder, so every request would be the same customer; use e.g. {http.request.tls.client.subject}", name, value)
+	if len(keys) == 0 && name == "user" {
+		return fmt.Errorf("otpgate: identity header user %q has no placeholder, so every request would be the same customer; use e.g. {http.request.tls.client.subject}", value)
 	}
 next:
 	for _, key := range keys {
