@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base32"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,6 +23,9 @@ import (
 
 	"github.com/otpgate/otpgate"
 	"github.com/otpgate/otpgate/internal/demobank"
+	"github.com/otpgate/otpgate/internal/seal"
+	"github.com/otpgate/otpgate/internal/store/boltstore"
+	"github.com/otpgate/otpgate/internal/token"
 )
 
 func init() {
@@ -58,6 +63,16 @@ func cmdDemo(fl caddycmd.Flags) (int, error) {
 		}
 		os.Setenv("OTPGATE_SECRET_KEY", base64.StdEncoding.EncodeToString(key))
 	}
+	if err := os.MkdirAll(filepath.Dir(demoBankTable), 0o755); err != nil {
+		return caddy.ExitCodeFailedStartup, err
+	}
+	if err := os.WriteFile(demoBankTable, otpgate.BankTableSample, 0o644); err != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("writing the sample bank table: %v", err)
+	}
+	renewal, err := seedRenewal(os.Getenv("OTPGATE_SECRET_KEY"))
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("seeding the demo token: %v", err)
+	}
 
 	ln, err := net.Listen("tcp", "127.0.0.1:9080")
 	if err != nil {
@@ -91,11 +106,18 @@ Demo users (password "demo"):
 	for _, u := range demobank.Users() {
 		fmt.Printf("  service %s  user %s  %s %s\n", u.ServiceID, u.UserID, u.Company, u.Name)
 	}
-	fmt.Print(`
-Log in, open a transfer: the gateway sends you to enrol a token first (STEP 1-3),
-then asks for a code on every transfer, payment, bulk transfer, token change and
-profile change. Ctrl-C stops.
-`)
+	fmt.Printf(`
+Log in: a user without a token is sent to enrol one (STEP 1-3); then the gateway
+asks for a code on every transfer, payment, bulk transfer, token change and
+profile change. The bulk and payroll pages offer sample Zengin files to upload.
+
+%s %s already has a token, expiring in 10 days, so renewal is open. Its codes:
+  oathtool --totp -s 60 -b %s
+  or add %s
+  to a token app.
+
+Ctrl-C stops.
+`, renewal.user.Service, renewal.user.ID, renewal.secret, renewal.uri)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	<-sig
@@ -104,4 +126,57 @@ profile change. Ctrl-C stops.
 		return caddy.ExitCodeFailedQuit, err
 	}
 	return caddy.ExitCodeSuccess, nil
+}
+
+// demoBankTable is where Caddyfile.example's bank_table leads from the
+// demo's folder.
+const demoBankTable = "internal/display/banks-sample.csv"
+
+// demoRenewal is the demo customer whose token is seeded close to its
+// expiry, so that renewal can be tried at once.
+var demoRenewal = token.User{Service: "S002", ID: "U101"}
+
+// demoRenewalValidity is how long the seeded token lives: "10 days" on the
+// token page for the demo's first half day.
+const demoRenewalValidity = 10*24*time.Hour + 12*time.Hour
+
+// renewalToken is the seeded token: its customer and secret, base32 and as
+// an otpauth:// URI for a token app.
+type renewalToken struct {
+	user        token.User
+	secret, uri string
+}
+
+// seedRenewal writes, before the gateway opens the database, an active
+// token for demoRenewal that expires in 10 days: inside the renew window,
+// so the token page offers renewal and the confirm pages remind of it.
+func seedRenewal(keyText string) (renewalToken, error) {
+	key, err := seal.ParseKey(keyText)
+	if err != nil {
+		return renewalToken{}, err
+	}
+	sealer, err := seal.New(key)
+	if err != nil {
+		return renewalToken{}, err
+	}
+	secret := make([]byte, 20)
+	if _, err := rand.Read(secret); err != nil {
+		return renewalToken{}, err
+	}
+	db, err := boltstore.Open("otpgate.db", 5*time.Second)
+	if err != nil {
+		return renewalToken{}, err
+	}
+	now := time.Now()
+	err = token.SeedActive(context.Background(), db, sealer, []token.User{demoRenewal}, [][]byte{secret}, now, demoRenewalValidity)
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return renewalToken{}, err
+	}
+	b32 := base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(secret)
+	label := url.PathEscape("デモ信用組合:" + demoRenewal.Service + "-" + demoRenewal.ID)
+	uri := "otpauth://totp/" + label + "?secret=" + b32 + "&issuer=" + url.QueryEscape("デモ信用組合") + "&algorithm=SHA1&digits=6&period=60"
+	return renewalToken{user: demoRenewal, secret: b32, uri: uri}, nil
 }

@@ -78,8 +78,8 @@ func TestDemoRunsAndStopsOnInterrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	res.Body.Close()
-	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/.otpgate/token" {
-		t.Fatalf("transfer of an un-enrolled user: %d → %q; want 303 to /.otpgate/token", res.StatusCode, res.Header.Get("Location"))
+	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/.otpgate/token?from=operation" {
+		t.Fatalf("transfer of an un-enrolled user: %d → %q; want 303 to /.otpgate/token saying it was not executed", res.StatusCode, res.Header.Get("Location"))
 	}
 	res, err = http.Get("http://127.0.0.1:9080/ledger.json")
 	if err != nil {
@@ -89,6 +89,31 @@ func TestDemoRunsAndStopsOnInterrupt(t *testing.T) {
 	res.Body.Close()
 	if strings.TrimSpace(string(body)) != "[]" {
 		t.Fatalf("the bank executed something: %s", body)
+	}
+
+	// The seeded customer can renew at once; the sample bank table and the
+	// contact line are loaded.
+	if !strings.Contains(text, "S002 U101 already has a token, expiring in 10 days") || !strings.Contains(text, "oathtool --totp -s 60 -b ") {
+		t.Errorf("banner does not name the token seeded for renewal:\n%s", text)
+	}
+	jar, _ = cookiejar.New(nil)
+	c.Jar = jar
+	if res, err = c.PostForm("http://localhost:8080/login", url.Values{"service_id": {"S002"}, "user_id": {"U101"}, "password": {"demo"}}); err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res, err = c.Get("http://localhost:8080/.otpgate/token"); err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(res.Body)
+	res.Body.Close()
+	for _, want := range []string{`action="/.otpgate/token/renew"`, "（あと10日）", "0120-000-000"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("token page of the seeded customer lacks %q:\n%s", want, body)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(folder, "internal", "display", "banks-sample.csv")); err != nil {
+		t.Errorf("the sample bank table is not where Caddyfile.example names it: %v", err)
 	}
 
 	cmd.Process.Signal(syscall.SIGINT)

@@ -19,6 +19,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/otpgate/otpgate/internal/zengin/zengintest"
 )
 
 const sessionCookie = "JSESSIONID"
@@ -100,6 +102,10 @@ func (b *Bank) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if u, ok := b.requireSession(w, r, t); ok {
 			render(w, http.StatusOK, menuPage, pageData{Title: "メニュー", User: &u, Ops: operations})
 		}
+	case "/bulk/sample.txt":
+		serveSample(w, "sogo.txt", zengintest.Sogo())
+	case "/payroll/sample.txt":
+		serveSample(w, "kyuyo.txt", zengintest.Kyuyo())
 	default:
 		if op, ok := opsByPage[t.path]; ok {
 			b.serveForm(w, r, t, op)
@@ -315,3 +321,20 @@ func (b *Bank) serveLedger(w http.ResponseWriter, r *http.Request) {
 
 // Interface guards
 var _ http.Handler = (*Bank)(nil)
+
+// TokenPage is the gateway's token management page, which the menu links
+// to: the one link a bank adds for the gateway (otpgate's default base
+// path; a bank that moves it links there instead).
+const TokenPage = "/.otpgate/token"
+
+// serveSample offers a sample Zengin transfer file for download, as some
+// banks offer a template: 120-byte JIS8 records with CR LF, which the
+// gateway's confirm page summarises.
+func serveSample(w http.ResponseWriter, name string, f zengintest.File) {
+	f.LineBreak = "\r\n"
+	b := f.MustBytes()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	w.Header().Set("Content-Length", fmt.Sprint(len(b)))
+	w.Write(b)
+}

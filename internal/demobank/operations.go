@@ -27,6 +27,9 @@ type operation struct {
 	title  string
 	blurb  string // menu description
 	fields []field
+	// sample, if set, is the path of a sample transfer file for the form:
+	// a Zengin file a demo visitor can upload.
+	sample string
 }
 
 // The accessors below are for the templates, which cannot read unexported fields.
@@ -36,6 +39,7 @@ func (op *operation) Action() string  { return op.action }
 func (op *operation) Title() string   { return op.title }
 func (op *operation) Blurb() string   { return op.blurb }
 func (op *operation) Fields() []field { return op.fields }
+func (op *operation) Sample() string  { return op.sample }
 
 // Multipart tells the form template to post as multipart/form-data.
 func (op *operation) Multipart() bool {
@@ -66,14 +70,14 @@ var operations = []*operation{
 		},
 	},
 	{
-		op: opBulkTransfer, kind: "bulk", page: "/bulk", action: "/bulk/execute",
+		op: opBulkTransfer, kind: "bulk", page: "/bulk", action: "/bulk/execute", sample: "/bulk/sample.txt",
 		title: "総合振込", blurb: "振込データファイルによる一括振込",
 		fields: []field{
 			{Name: "file", Label: "振込データファイル", Type: "file", Hint: "全銀協フォーマット（CSV可）"},
 		},
 	},
 	{
-		op: opBulkTransfer, kind: "payroll", page: "/payroll", action: "/payroll/execute",
+		op: opBulkTransfer, kind: "payroll", page: "/payroll", action: "/payroll/execute", sample: "/payroll/sample.txt",
 		title: "給与・賞与振込", blurb: "給与・賞与データファイルによる振込",
 		fields: []field{
 			{Name: "file", Label: "給与・賞与データファイル", Type: "file", Hint: "全銀協フォーマット（CSV可）"},

@@ -77,7 +77,8 @@ const menuContent = `{{define "content"}}
 <p>ご利用になるお取引を選択してください。</p>
 <table border="1" cellspacing="0" cellpadding="6" bordercolor="#999999" width="100%">
 {{range .Ops}}<tr><td width="220" bgcolor="#F5F5E8"><a href="{{.Page}}">{{.Title}}</a></td><td>{{.Blurb}}</td></tr>
-{{end}}</table>
+{{end}}<tr><td width="220" bgcolor="#F5F5E8"><a href="` + TokenPage + `">ワンタイムパスワード管理</a></td><td>トークンの利用開始・更新・失効</td></tr>
+</table>
 <form method="post" action="/logout"><p><input type="submit" value="ログアウト"></p></form>
 {{end}}`
 
@@ -85,7 +86,7 @@ const formContent = `{{define "content"}}
 <p>必要事項を入力して「実行」ボタンを押してください。</p>
 <form method="post" action="{{.Op.Action}}"{{if .Op.Multipart}} enctype="multipart/form-data"{{end}}>
 <table border="1" cellspacing="0" cellpadding="6" bordercolor="#999999">
-{{range .Op.Fields}}<tr><th bgcolor="#E0E0C0" align="left">{{.Label}}</th><td><input type="{{.Type}}" name="{{.Name}}" size="40" value="{{index $.Values .Name}}">{{if .Hint}}<br><font size="1" color="#666666">{{.Hint}}</font>{{end}}</td></tr>
+{{range .Op.Fields}}<tr><th bgcolor="#E0E0C0" align="left">{{.Label}}</th><td><input type="{{.Type}}" name="{{.Name}}" size="40" value="{{index $.Values .Name}}">{{if .Hint}}<br><font size="1" color="#666666">{{.Hint}}</font>{{end}}{{if and (eq .Type "file") $.Op.Sample}}<br><font size="1"><a href="{{$.Op.Sample}}">サンプルファイル（全銀協フォーマット）</a></font>{{end}}</td></tr>
 {{end}}</table>
 <p><input type="submit" value="実行">&nbsp;&nbsp;<a href="/menu">メニューへ戻る</a></p>
 </form>
