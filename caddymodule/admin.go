@@ -1,16 +1,19 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
+	"reflect"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
 	"github.com/otpgate/otpgate/internal/audit"
+	"github.com/otpgate/otpgate/internal/gate"
+	"github.com/otpgate/otpgate/internal/store"
 	"github.com/otpgate/otpgate/internal/token"
 )
 
@@ -34,7 +37,10 @@ func init() {
 //	     service=, user=, event= (repeatable) to filter
 //	POST /otpgate/registered?by=<administrator>   the customer file (registered.go)
 //
-// With several otpgate handlers on different databases, add ?db=<path>.
+// With several otpgate stores, add ?db=<store>: a bbolt database's
+// absolute path. A call that fails answers 400 for a bad request (an
+// invalid ID), 404 for a customer the gateway knows nothing of, 503 only
+// when the store itself failed.
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -45,8 +51,7 @@ func (adminAPI) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Routes returns the admin routes. The gateway is looked up on each request:
-// admin modules are provisioned apart from the HTTP app and outlive reloads.
+// Routes returns the admin routes.
 func (a adminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/otpgate/tokens", Handler: caddy.AdminHandlerFunc(a.handle(http.MethodGet, a.tokens))},
@@ -64,65 +69,101 @@ func apiErr(status int, format string, args ...any) error {
 	return caddy.APIError{HTTPStatus: status, Err: fmt.Errorf(format, args...)}
 }
 
-func (adminAPI) handle(method string, fn func(http.ResponseWriter, *http.Request, *Gateway) error) func(http.ResponseWriter, *http.Request) error {
+// storeErr is the API error of a call into the token lifecycle that failed
+// with err while doing what doing says: 503 only for the store's own
+// failure (store.ErrUnavailable), the status of the refusal a customer
+// would get for the same error where there is one (an invalid ID is 400),
+// and 500 for the rest (a damaged record), which no retry cures.
+func storeErr(doing string, err error) error {
+	status := http.StatusInternalServerError
+	switch ref := gate.RefusalFor(err); {
+	case errors.Is(err, store.ErrUnavailable):
+		status = http.StatusServiceUnavailable
+	case ref.Code != gate.StoreUnavailable:
+		status = ref.Status
+	}
+	return caddy.APIError{HTTPStatus: status, Err: fmt.Errorf("%s: %w", doing, err)}
+}
+
+// handle finds the running configuration's store state for fn when it is
+// called, not when the routes are made: the admin endpoint is provisioned
+// before the apps of a configuration load, and a load that then fails
+// leaves the endpoint provisioned in it while the previous configuration
+// keeps running, so only the active context names the app in charge.
+func (adminAPI) handle(method string, fn func(http.ResponseWriter, *http.Request, *storeState) error) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		if r.Method != method {
 			return apiErr(http.StatusMethodNotAllowed, "method %s not allowed; use %s", r.Method, method)
 		}
-		g, dbs := currentInstance(r.URL.Query().Get("db"))
-		if g == nil {
-			if len(dbs) == 0 {
-				return apiErr(http.StatusNotFound, "no otpgate handler is running in this configuration")
-			}
-			return apiErr(http.StatusBadRequest, "several otpgate databases are open; add ?db= with one of: %s", strings.Join(dbs, ", "))
+		app, err := caddy.ActiveContext().AppIfConfigured("otpgate")
+		if err != nil {
+			return apiErr(http.StatusNotFound, "no otpgate app is running in this configuration: %v", err)
 		}
-		return fn(w, r, g)
+		st, err := app.(*App).state(r.URL.Query().Get("db"))
+		if err != nil {
+			return apiErr(http.StatusBadRequest, "%v", err)
+		}
+		return fn(w, r, st)
 	}
 }
 
-func (adminAPI) tokens(w http.ResponseWriter, r *http.Request, g *Gateway) error {
-	recs, err := g.tokens.List(r.Context(), r.URL.Query().Get("service"))
+func (adminAPI) tokens(w http.ResponseWriter, r *http.Request, st *storeState) error {
+	recs, err := st.tokens.List(r.Context(), r.URL.Query().Get("service"))
 	if err != nil {
-		return apiErr(http.StatusServiceUnavailable, "listing tokens: %v", err)
+		return storeErr("listing tokens", err)
 	}
 	out := make([]map[string]any, 0, len(recs))
 	for i := range recs {
-		out = append(out, g.tokenView(&recs[i]))
+		out = append(out, st.tokenView(&recs[i]))
 	}
 	return writeAdminJSON(w, out)
 }
 
-func (adminAPI) token(w http.ResponseWriter, r *http.Request, g *Gateway) error {
+func (adminAPI) token(w http.ResponseWriter, r *http.Request, st *storeState) error {
 	q := r.URL.Query()
 	if q.Get("service") == "" || q.Get("user") == "" {
 		return apiErr(http.StatusBadRequest, "service and user query parameters are required")
 	}
-	rec, err := g.tokens.Get(r.Context(), token.User{Service: q.Get("service"), ID: q.Get("user")})
+	rec, err := knownRecord(r.Context(), st, token.User{Service: q.Get("service"), ID: q.Get("user")})
 	if err != nil {
-		return apiErr(http.StatusServiceUnavailable, "loading token: %v", err)
+		return err
 	}
-	required, err := g.tokens.ServiceRequiresOTP(r.Context(), q.Get("service"))
+	required, err := st.tokens.ServiceRequiresOTP(r.Context(), q.Get("service"))
 	if err != nil {
-		return apiErr(http.StatusServiceUnavailable, "loading service: %v", err)
+		return storeErr("loading service", err)
 	}
-	v := g.tokenView(rec)
+	v := st.tokenView(rec)
 	v["service_requires_otp"] = required
 	return writeAdminJSON(w, v)
 }
 
+// knownRecord is u's token record, or a 404 if the gateway knows nothing
+// of u: for a customer without a record the token lifecycle returns a
+// fresh one in state none, with nothing else in it.
+func knownRecord(ctx context.Context, st *storeState, u token.User) (*token.Record, error) {
+	rec, err := st.tokens.Get(ctx, u)
+	if err != nil {
+		return nil, storeErr("loading token", err)
+	}
+	if reflect.DeepEqual(rec, &token.Record{Service: u.Service, User: u.ID, State: token.None}) {
+		return nil, apiErr(http.StatusNotFound, "no token record for service %q user %q", u.Service, u.ID)
+	}
+	return rec, nil
+}
+
 // tokenView is what an administrator sees of a record: state and dates,
 // never the secret, PIN hash or link.
-func (g *Gateway) tokenView(r *token.Record) map[string]any {
-	st := g.tokens.StatusOf(r)
+func (st *storeState) tokenView(r *token.Record) map[string]any {
+	s := st.tokens.StatusOf(r)
 	return map[string]any{
-		"service": r.Service, "user": r.User, "state": st.State, "locked": st.Locked, "failures": r.Failures,
+		"service": r.Service, "user": r.User, "state": s.State, "locked": s.Locked, "failures": r.Failures,
 		"email": token.MaskEmail(r.Email), "issued_at": r.IssuedAt, "activated_at": r.ActivatedAt, "expires": r.Expires,
 		"locked_at": r.LockedAt,
 	}
 }
 
-func (adminAPI) change(action string) func(http.ResponseWriter, *http.Request, *Gateway) error {
-	return func(w http.ResponseWriter, r *http.Request, g *Gateway) error {
+func (adminAPI) change(action string) func(http.ResponseWriter, *http.Request, *storeState) error {
+	return func(w http.ResponseWriter, r *http.Request, st *storeState) error {
 		var in struct{ Service, User, By string }
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&in); err != nil {
 			return apiErr(http.StatusBadRequest, "request body must be JSON {\"service\",\"user\",\"by\"}: %v", err)
@@ -137,32 +178,37 @@ func (adminAPI) change(action string) func(http.ResponseWriter, *http.Request, *
 		var err error
 		switch action {
 		case "reset":
-			err = g.tokens.Reset(r.Context(), u, in.By, r.RemoteAddr)
+			// A reset of a customer the gateway knows nothing of is still
+			// recorded: the bank's paper procedure happened.
+			err = st.tokens.Reset(r.Context(), u, in.By, r.RemoteAddr)
 		case "unlock":
-			err = g.tokens.Unlock(r.Context(), u, in.By, r.RemoteAddr)
+			if _, err := knownRecord(r.Context(), st, u); err != nil {
+				return err
+			}
+			err = st.tokens.Unlock(r.Context(), u, in.By, r.RemoteAddr)
 		case "require":
-			err = g.tokens.RequireOTP(r.Context(), in.Service, "admin:"+in.By)
+			err = st.tokens.RequireOTP(r.Context(), in.Service, "admin:"+in.By)
 		}
 		if err != nil {
-			return apiErr(http.StatusServiceUnavailable, "%s: %v", action, err)
+			return storeErr(action, err)
 		}
 		return writeAdminJSON(w, map[string]any{"status": "ok", "action": action, "service": in.Service, "user": in.User})
 	}
 }
 
-func (adminAPI) rekey(w http.ResponseWriter, r *http.Request, g *Gateway) error {
+func (adminAPI) rekey(w http.ResponseWriter, r *http.Request, st *storeState) error {
 	var in struct{ By string }
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&in); err != nil || in.By == "" {
 		return apiErr(http.StatusBadRequest, "request body must be JSON {\"by\"} naming the administrator")
 	}
-	n, err := g.tokens.Reseal(r.Context(), in.By)
+	n, err := st.tokens.Reseal(r.Context(), in.By)
 	if err != nil {
-		return apiErr(http.StatusServiceUnavailable, "re-sealing secrets: %v", err)
+		return storeErr("re-sealing secrets", err)
 	}
 	return writeAdminJSON(w, map[string]any{"status": "ok", "resealed": n})
 }
 
-func (adminAPI) audit(w http.ResponseWriter, r *http.Request, g *Gateway) error {
+func (adminAPI) audit(w http.ResponseWriter, r *http.Request, st *storeState) error {
 	q := r.URL.Query()
 	f := audit.Filter{Service: q.Get("service"), User: q.Get("user")}
 	for name, t := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
@@ -181,9 +227,9 @@ func (adminAPI) audit(w http.ResponseWriter, r *http.Request, g *Gateway) error 
 	enc := json.NewEncoder(w)
 	// Query reads the trail in pages and holds no read transaction while a
 	// slow client takes the lines.
-	err := audit.Query(r.Context(), g.store, f, func(rec audit.Record) error { return enc.Encode(rec) })
+	err := audit.Query(r.Context(), st.store, f, func(rec audit.Record) error { return enc.Encode(rec) })
 	if err != nil {
-		return apiErr(http.StatusServiceUnavailable, "exporting audit trail: %v", err)
+		return storeErr("exporting audit trail", err)
 	}
 	return nil
 }

@@ -85,10 +85,7 @@ func BenchmarkGateway(b *testing.B) {
 	if b.Failed() {
 		b.FailNow()
 	}
-	g, _ := currentInstance(filepath.Join(dir, "otpgate.db"))
-	if g == nil {
-		b.Fatal("gateway not provisioned")
-	}
+	g := gatewayOn(b, filepath.Join(dir, "otpgate.db"))
 
 	client := func() *http.Client {
 		jar, _ := cookiejar.New(nil)

@@ -1,10 +1,12 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -20,6 +22,51 @@ func init() {
 	// are visible and the URI is the one the bank will see after rewrite;
 	// before reverse_proxy, which it guards. Operators write no order line.
 	httpcaddyfile.RegisterDirectiveOrder("otpgate", httpcaddyfile.After, "forward_auth")
+	httpcaddyfile.RegisterGlobalOption("otpgate", parseGlobalOption)
+}
+
+// parseGlobalOption reads the global option otpgate: one store of the
+// otpgate app and its settings, those the otpgate directive accepts as a
+// shorthand. Each otpgate global option adds a store. Syntax:
+//
+//	{
+//		otpgate {
+//			database <file> | store bbolt [<path>] { path <file> }
+//			secret_key         <key or {env.VAR}>
+//			…                  (every store setting of the directive)
+//			sweep_interval     <duration>
+//		}
+//	}
+//
+// The otpgate handlers on that store then name it alone (database or
+// store), or nothing when it is the only one.
+func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
+	app := new(App)
+	if existing != nil {
+		prev, ok := existing.(httpcaddyfile.App)
+		if !ok {
+			return nil, d.Errf("otpgate global option: unexpected earlier value %T", existing)
+		}
+		if err := json.Unmarshal(prev.Value, app); err != nil {
+			return nil, d.Errf("otpgate global option: reading the earlier stores: %v", err)
+		}
+	}
+	d.Next() // option name
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	s := new(StoreSettings)
+	for d.NextBlock(0) {
+		known, err := s.unmarshalOption(d)
+		if err != nil {
+			return nil, err
+		}
+		if !known {
+			return nil, d.Errf("unrecognized otpgate global option %q: the global otpgate option holds a store's settings; identity, rules and the pages' settings go in the otpgate directive", d.Val())
+		}
+	}
+	app.Stores = append(app.Stores, s)
+	return httpcaddyfile.App{Name: "otpgate", Value: caddyconfig.JSON(app, nil)}, nil
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -33,6 +80,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	otpgate {
 //		base_path          <path>
 //		database           <file>
+//		store bbolt [<path>] {
+//			path <file>
+//		}
 //		secret_key         <key or {env.VAR}>
 //		secret_key_file    <file>
 //		retired_keys       <key...>
@@ -55,6 +105,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		enrol_address      registered | any | domain <domain...>
 //		bank_table         <CSV file of bank and branch names>
 //		contact            <how to reach the bank>
+//		sweep_interval     <duration>
 //
 //		identity login_form {
 //			path            <login path>
@@ -104,50 +155,10 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		switch name {
 		case "base_path":
 			err = oneArg(d, &g.BasePath)
-		case "database":
-			err = oneArg(d, &g.Database)
-		case "secret_key":
-			err = oneArg(d, &g.SecretKey)
-		case "secret_key_file":
-			err = oneArg(d, &g.SecretKeyFile)
-		case "retired_keys":
-			g.RetiredKeys = d.RemainingArgs()
-			if len(g.RetiredKeys) == 0 {
-				return d.ArgErr()
-			}
-		case "issuer":
-			err = oneArg(d, &g.Issuer)
-		case "algorithm":
-			err = oneArg(d, &g.Algorithm)
 		case "public_url":
 			err = oneArg(d, &g.PublicURL)
 		case "home":
 			err = oneArg(d, &g.Home)
-		case "period":
-			err = durationArg(d, &g.Period)
-		case "lock_duration":
-			err = durationArg(d, &g.LockDuration)
-		case "challenge_lifetime":
-			err = durationArg(d, &g.ChallengeLifetime)
-		case "validity":
-			err = durationArg(d, &g.Validity)
-		case "renew_window":
-			err = durationArg(d, &g.RenewWindow)
-		case "link_lifetime":
-			err = durationArg(d, &g.LinkLifetime)
-		case "digits":
-			err = intArg(d, &g.Digits, "6 or 8")
-		case "max_failures":
-			err = intArg(d, &g.MaxFailures, "a number of wrong codes, 1-10")
-		case "skew":
-			var n int
-			if err = intArg(d, &n, "a number of periods, 0-3"); err == nil {
-				if n < 0 {
-					return d.Errf("skew %d: want a number of periods, 0-3", n)
-				}
-				u := uint(n)
-				g.Skew = &u
-			}
 		case "max_body":
 			var s string
 			if err = oneArg(d, &s); err == nil {
@@ -163,32 +174,17 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("allow_ambiguous_paths: want path prefixes such as /static/**")
 			}
 			g.AllowAmbiguousPaths = append(g.AllowAmbiguousPaths, args...)
-		case "enrol_address":
-			err = g.parseEnrolAddress(d)
 		case "bank_table":
 			err = oneArg(d, &g.BankTable)
-		case "contact":
-			err = oneArg(d, &g.Contact)
-		case "require_otp":
-			g.RequireOTP = d.RemainingArgs()
-			if len(g.RequireOTP) == 0 {
-				return d.Errf("require_otp: want 'all' or service IDs")
-			}
 		case "identity":
 			err = g.parseIdentity(d)
-		case "mail_from":
-			g.mailConfig()
-			err = oneArg(d, &g.Mail.From)
-		case "mail_dir":
-			g.mailConfig()
-			err = oneArg(d, &g.Mail.Dir)
-		case "smtp":
-			g.mailConfig()
-			err = g.parseSMTP(d)
 		case "rule":
 			err = g.parseRule(d)
 		default:
-			return d.Errf("unrecognized otpgate option %q", name)
+			var known bool
+			if known, err = g.StoreSettings.unmarshalOption(d); !known {
+				return d.Errf("unrecognized otpgate option %q", name)
+			}
 		}
 		if err != nil {
 			return err
@@ -197,8 +193,101 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
+// unmarshalOption reads the store setting at d's current token, one line
+// or block of the otpgate directive or global option; known is false if
+// the token names no store setting.
+func (s *StoreSettings) unmarshalOption(d *caddyfile.Dispenser) (known bool, err error) {
+	switch d.Val() {
+	case "database":
+		if s.StoreRaw != nil {
+			return true, d.Errf("database: the store is already given; database <file> is the shorthand of store bbolt { path <file> }")
+		}
+		err = oneArg(d, &s.Database)
+	case "store":
+		err = s.parseStore(d)
+	case "sweep_interval":
+		err = durationArg(d, &s.SweepInterval)
+	case "secret_key":
+		err = oneArg(d, &s.SecretKey)
+	case "secret_key_file":
+		err = oneArg(d, &s.SecretKeyFile)
+	case "retired_keys":
+		s.RetiredKeys = d.RemainingArgs()
+		if len(s.RetiredKeys) == 0 {
+			return true, d.ArgErr()
+		}
+	case "issuer":
+		err = oneArg(d, &s.Issuer)
+	case "algorithm":
+		err = oneArg(d, &s.Algorithm)
+	case "period":
+		err = durationArg(d, &s.Period)
+	case "lock_duration":
+		err = durationArg(d, &s.LockDuration)
+	case "challenge_lifetime":
+		err = durationArg(d, &s.ChallengeLifetime)
+	case "validity":
+		err = durationArg(d, &s.Validity)
+	case "renew_window":
+		err = durationArg(d, &s.RenewWindow)
+	case "link_lifetime":
+		err = durationArg(d, &s.LinkLifetime)
+	case "digits":
+		err = intArg(d, &s.Digits, "6 or 8")
+	case "max_failures":
+		err = intArg(d, &s.MaxFailures, "a number of wrong codes, 1-10")
+	case "skew":
+		var n int
+		if err = intArg(d, &n, "a number of periods, 0-3"); err == nil {
+			if n < 0 {
+				return true, d.Errf("skew %d: want a number of periods, 0-3", n)
+			}
+			u := uint(n)
+			s.Skew = &u
+		}
+	case "enrol_address":
+		err = s.parseEnrolAddress(d)
+	case "contact":
+		err = oneArg(d, &s.Contact)
+	case "require_otp":
+		s.RequireOTP = d.RemainingArgs()
+		if len(s.RequireOTP) == 0 {
+			return true, d.Errf("require_otp: want 'all' or service IDs")
+		}
+	case "mail_from":
+		s.mailConfig()
+		err = oneArg(d, &s.Mail.From)
+	case "mail_dir":
+		s.mailConfig()
+		err = oneArg(d, &s.Mail.Dir)
+	case "smtp":
+		s.mailConfig()
+		err = s.parseSMTP(d)
+	default:
+		return false, nil
+	}
+	return true, err
+}
+
+// parseStore reads "store <module> …", refusing a second store.
+func (s *StoreSettings) parseStore(d *caddyfile.Dispenser) error {
+	if s.StoreRaw != nil || s.Database != "" {
+		return d.Errf("store: the store is already given (by store or database); a gateway has one store")
+	}
+	if !d.NextArg() {
+		return d.Errf("store: want a store module such as bbolt")
+	}
+	name := d.Val()
+	mod, err := caddyfile.UnmarshalModule(d, "otpgate.stores."+name)
+	if err != nil {
+		return err
+	}
+	s.StoreRaw = caddyconfig.JSONModuleObject(mod, "module", name, nil)
+	return nil
+}
+
 // parseEnrolAddress reads "enrol_address registered|any|domain <d...>".
-func (g *Gateway) parseEnrolAddress(d *caddyfile.Dispenser) error {
+func (s *StoreSettings) parseEnrolAddress(d *caddyfile.Dispenser) error {
 	args := d.RemainingArgs()
 	switch {
 	case len(args) == 1 && (args[0] == "registered" || args[0] == "any"):
@@ -206,13 +295,13 @@ func (g *Gateway) parseEnrolAddress(d *caddyfile.Dispenser) error {
 	default:
 		return d.Errf("enrol_address: want registered, any, or domain followed by mail domains such as docomo.ne.jp")
 	}
-	g.EnrolAddress, g.EnrolDomains = args[0], args[1:]
+	s.EnrolAddress, s.EnrolDomains = args[0], args[1:]
 	return nil
 }
 
-func (g *Gateway) mailConfig() {
-	if g.Mail == nil {
-		g.Mail = new(MailConfig)
+func (s *StoreSettings) mailConfig() {
+	if s.Mail == nil {
+		s.Mail = new(MailConfig)
 	}
 }
 
@@ -317,7 +406,7 @@ func (g *Gateway) parseIdentity(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-func (g *Gateway) parseSMTP(d *caddyfile.Dispenser) error {
+func (c *StoreSettings) parseSMTP(d *caddyfile.Dispenser) error {
 	s := &SMTPConfig{}
 	if !d.NextArg() {
 		return d.Errf("smtp: want the relay's host:port")
@@ -348,7 +437,7 @@ func (g *Gateway) parseSMTP(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	g.Mail.SMTP = s
+	c.Mail.SMTP = s
 	return nil
 }
 

@@ -66,12 +66,12 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 	}
 	skew := uint(0)
 	want := Gateway{
-		Database: "/var/lib/otpgate/otpgate.db", SecretKey: "{env.KEY}", RetiredKeys: []string{"{env.OLD1}", "{env.OLD2}"},
-		Issuer: "デモ信用組合", Digits: 8, Algorithm: "SHA256", Skew: &skew, MaxFailures: 3, MaxBody: 1 << 20,
-		RequireOTP: []string{"S001", "S002"}, PublicURL: "https://ib.example.jp", Home: "/menu",
+		StoreSettings: StoreSettings{Database: "/var/lib/otpgate/otpgate.db", SecretKey: "{env.KEY}", RetiredKeys: []string{"{env.OLD1}", "{env.OLD2}"},
+			Issuer: "デモ信用組合", Digits: 8, Algorithm: "SHA256", Skew: &skew, MaxFailures: 3, RequireOTP: []string{"S001", "S002"},
+			Mail: &MailConfig{From: "otp@example.jp", SMTP: &SMTPConfig{Address: "smtp.example.jp:587", Username: "gw", Password: "{env.SMTP_PASSWORD}", TLS: "starttls"}}},
+		MaxBody: 1 << 20, PublicURL: "https://ib.example.jp", Home: "/menu",
 		Identity: &Identity{Source: "login_form", LoginPath: "/Login.do", ServiceField: "corpId", UserField: "userId",
 			Cookie: "SESSIONID", SuccessStatus: []int{302}, SuccessLocation: "/top", LogoutPath: "/Logout.do"},
-		Mail: &MailConfig{From: "otp@example.jp", SMTP: &SMTPConfig{Address: "smtp.example.jp:587", Username: "gw", Password: "{env.SMTP_PASSWORD}", TLS: "starttls"}},
 		Rules: []policy.Rule{{Name: "furikomi", Kind: policy.Transfer, Paths: []string{"/transfer/execute", "/furikomi/*/kakutei"},
 			Methods: []string{"POST", "PUT"}, Params: []policy.Condition{{Name: "mode", Value: "execute"}, {Name: "confirm"}},
 			Show: []policy.Field{{Name: "amount", Label: "金額", LabelEn: "Amount"}, {Name: "to_account", Label: "口座"}}, Charset: "shift_jis"}},
@@ -105,7 +105,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{`otpgate { digits six }`, `digits "six": want 6 or 8`},
 		{`otpgate { period soon }`, `period "soon": want a duration`},
 		{`otpgate { max_body lots }`, `max_body "lots": want a size`},
-		{`otpgate { skew -1 }`, `skew -1: want a number of periods`},
+		{`otpgate { skew -1 }`, `skew "-1": want a number of periods`},
 		{`otpgate { colour blue }`, `unrecognized otpgate option "colour"`},
 		{`otpgate { rule wire { path /x } }`, `rule "wire": unknown kind`},
 		{`otpgate { rule transfer { show } }`, `show wants a field name`},

@@ -327,7 +327,7 @@ func (g *Gateway) csrfOK(r *http.Request, session, got string) bool {
 func (g *Gateway) common(w http.ResponseWriter, r *http.Request, session string) pages.Common {
 	cfg := g.tokens.Config()
 	return pages.Common{Lang: pages.Negotiate(r.Header.Get("Accept-Language")), Base: g.BasePath, CSRF: g.csrfToken(w, r, session), Issuer: cfg.Issuer,
-		Contact: g.Contact, Period: cfg.Period, Digits: cfg.Digits}
+		Contact: g.contact, Period: cfg.Period, Digits: cfg.Digits}
 }
 
 func (g *Gateway) render(w http.ResponseWriter, status int, p pages.Page) error {

@@ -1,6 +1,7 @@
 // Package caddymodule is otpgate's Caddy glue: the http.handlers.otpgate
-// module and its configuration, the Caddyfile directive, the gateway pages,
-// the admin API and the CLI subcommands. Business rules live elsewhere:
+// module and its configuration, the otpgate app that owns each store's
+// shared state, the store modules, the Caddyfile directive and global
+// option, the gateway pages, the admin API and the CLI subcommands. Business rules live elsewhere:
 // policy decides which request is which operation, internal/gate runs the
 // request flow (hold, confirm, cancel, release, login watching) and says
 // what every refusal is, internal/token runs the token lifecycle,
@@ -8,11 +9,8 @@
 package caddymodule
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -20,12 +18,9 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
-	"github.com/otpgate/otpgate/internal/challenge"
 	"github.com/otpgate/otpgate/internal/display"
 	"github.com/otpgate/otpgate/internal/gate"
-	"github.com/otpgate/otpgate/internal/seal"
 	"github.com/otpgate/otpgate/internal/session"
-	"github.com/otpgate/otpgate/internal/store"
 	"github.com/otpgate/otpgate/internal/token"
 	"github.com/otpgate/otpgate/policy"
 )
@@ -42,55 +37,11 @@ type Gateway struct {
 	// BasePath is where the gateway's own pages live. Default: /.otpgate
 	BasePath string `json:"base_path,omitempty"`
 
-	// Database is the bbolt file holding tokens, sessions, paused operations
-	// and the audit trail, created with mode 0600. A relative path is
-	// relative to the working directory. Default: otpgate.db
-	Database string `json:"database,omitempty"`
-
-	// SecretKey seals TOTP secrets at rest (AES-256-GCM) and signs CSRF
-	// tokens: 32 bytes as 64 hex digits or base64. Use a placeholder such as
-	// {env.OTPGATE_SECRET_KEY}; never write the key into the config file.
-	// Every node sharing a store needs the same key. Required unless
-	// SecretKeyFile is set.
-	SecretKey string `json:"secret_key,omitempty"`
-
-	// SecretKeyFile is a file holding the key (as SecretKey), e.g. a
-	// mounted secret. Used when SecretKey is empty.
-	SecretKeyFile string `json:"secret_key_file,omitempty"`
-
-	// RetiredKeys are earlier keys, kept while secrets sealed under them
-	// are re-sealed ("otpgate token-rekey"). Same format as SecretKey.
-	RetiredKeys []string `json:"retired_keys,omitempty"`
-
-	// Issuer is the name the customer's token app shows, normally the
-	// bank's name; it is also shown on the gateway pages. Default: otpgate
-	Issuer string `json:"issuer,omitempty"`
-
-	// Period of a code. The service being reproduced uses 60s (RFC 6238
-	// suggests 30s; see the README). Default: 60s
-	Period caddy.Duration `json:"period,omitempty"`
-
-	// Digits of a code, 6 or 8. Default: 6
-	Digits int `json:"digits,omitempty"`
-
-	// Algorithm of the code's HMAC: SHA1, SHA256 or SHA512. Default: SHA1
-	Algorithm string `json:"algorithm,omitempty"`
-
-	// Skew is how many periods either side of the current one are accepted.
-	// Default: 1
-	Skew *uint `json:"skew,omitempty"`
-
-	// MaxFailures consecutive wrong codes lock the customer (per user,
-	// across sessions and restarts). Default: 5
-	MaxFailures int `json:"max_failures,omitempty"`
-
-	// LockDuration, if set, lifts a lock by itself after this long.
-	// Default: 0, the lock stays until the bank unlocks it.
-	LockDuration caddy.Duration `json:"lock_duration,omitempty"`
-
-	// ChallengeLifetime is how long a paused operation waits for its code.
-	// Default: 5m
-	ChallengeLifetime caddy.Duration `json:"challenge_lifetime,omitempty"`
+	// StoreSettings name the store (database, or store) and may carry its
+	// settings (keys, token lifecycle, mail): a shorthand for configuring
+	// the store in the otpgate app, which every handler naming the store
+	// shares. Default: the app's only store, or otpgate.db.
+	StoreSettings
 
 	// AllowAmbiguousPaths exempts path prefixes, written "/static/**", from
 	// the refusal of ambiguous request paths (400 for an encoded '/', '\',
@@ -106,23 +57,6 @@ type Gateway struct {
 	// watched path; a larger one is refused with 413. Default: 10 MiB
 	MaxBody int64 `json:"max_body,omitempty"`
 
-	// Validity of an activated or renewed token. Default: 365d
-	Validity caddy.Duration `json:"validity,omitempty"`
-
-	// RenewWindow: renewal opens this long before expiry (and a reminder
-	// is mailed). Default: 30d
-	RenewWindow caddy.Duration `json:"renew_window,omitempty"`
-
-	// LinkLifetime of a mailed setup link. Default: 24h
-	LinkLifetime caddy.Duration `json:"link_lifetime,omitempty"`
-
-	// RequireOTP lists the service IDs whose users must all use OTP, or
-	// "all". A service also requires OTP once one of its users activates a
-	// token, or when the bank switches it on ("otpgate require").
-	// Operations of other services pass through unchanged, as before the
-	// gateway, and are logged.
-	RequireOTP []string `json:"require_otp,omitempty"`
-
 	// PublicURL is the scheme and host customers reach the gateway at, used
 	// in mailed setup links (https://ib.example-bank.jp). Default: taken
 	// from the request that issues the token.
@@ -131,50 +65,30 @@ type Gateway struct {
 	// Home is where "back" links on gateway pages lead. Default: /
 	Home string `json:"home,omitempty"`
 
-	// EnrolAddress says where setup links may be mailed: "registered" (only
-	// an address the bank registered for the customer, imported from its
-	// customer file with "otpgate registered-import"), "domain" (any
-	// address at one of EnrolDomains) or "any". Whatever the choice, the
-	// addresses the bank registered for the customer and the company are
-	// told of every issue. Default: registered, so that a phished password
-	// alone cannot bind the phisher's phone.
-	EnrolAddress string   `json:"enrol_address,omitempty"`
-	EnrolDomains []string `json:"enrol_domains,omitempty"`
-
 	// BankTable is a CSV file naming 金融機関コード and 支店コード
 	// (bank_code,branch_code,bank_name,branch_name; UTF-8 or Shift_JIS),
 	// for fields shown with the format bank or branch. Default: none, and
 	// such codes are shown as sent, with a note.
 	BankTable string `json:"bank_table,omitempty"`
 
-	// Contact is how customers reach the bank, shown on every gateway
-	// page and in every mail ("0120-000-000（平日9:00～17:00）").
-	// Default: none.
-	Contact string `json:"contact,omitempty"`
-
 	// Identity says how the gateway knows who sends a request.
 	Identity *Identity `json:"identity,omitempty"`
-
-	// Mail delivers setup links and security notices.
-	Mail *MailConfig `json:"mail,omitempty"`
 
 	// Rules are the protected operations.
 	Rules []policy.Rule `json:"rules,omitempty"`
 
+	// storeState is the otpgate app's state of the handler's store,
+	// shared with every handler on it: the store, sealer, token and
+	// held-operation managers and mailer, read as the handler's own.
+	*storeState
+
 	policy     *policy.Policy
 	exempt     *policy.Exemptions
 	revokePath *policy.FixedPath
-	sealer     *seal.Sealer
-	store      store.Store
-	dbKey      string
-	tokens     *token.Manager
-	challenges *challenge.Manager
 	sessions   *session.Manager
 	flow       *gate.Gate
 	banks      *display.BankTable
-	mailer     mailNotifier
 	logger     *zap.Logger
-	stop       context.CancelFunc
 }
 
 // CaddyModule returns the Caddy module information.
@@ -191,14 +105,29 @@ var now = time.Now
 // Provision fills defaults, resolves placeholders and opens the store.
 func (g *Gateway) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
+	if err := g.prepare(); err != nil {
+		return err
+	}
+	app, err := ctx.App("otpgate")
+	if err != nil {
+		return fmt.Errorf("otpgate: loading the otpgate app: %v", err)
+	}
+	st, err := app.(*App).storeFor(ctx, &g.StoreSettings)
+	if err != nil {
+		return err
+	}
+	g.useStore(st)
+	return nil
+}
+
+// prepare fills defaults and builds what needs no store: the identity,
+// the rules, the gateway's own paths and the bank table.
+func (g *Gateway) prepare() error {
 	repl := caddy.NewReplacer()
 	if g.BasePath == "" {
 		g.BasePath = "/.otpgate"
 	}
 	g.BasePath = "/" + strings.Trim(g.BasePath, "/")
-	if g.Database == "" {
-		g.Database = "otpgate.db"
-	}
 	if g.MaxBody == 0 {
 		g.MaxBody = 10 << 20
 	}
@@ -212,33 +141,7 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 		return err
 	}
 
-	keyText := repl.ReplaceAll(g.SecretKey, "")
-	if keyText == "" && g.SecretKeyFile != "" {
-		b, err := os.ReadFile(repl.ReplaceAll(g.SecretKeyFile, ""))
-		if err != nil {
-			return fmt.Errorf("otpgate: reading secret_key_file: %v", err)
-		}
-		keyText = string(b)
-	}
-	if keyText == "" {
-		return errors.New("otpgate: secret_key is empty: set it to a placeholder such as {env.OTPGATE_SECRET_KEY} holding 32 random bytes (head -c 32 /dev/urandom | base64), or set secret_key_file")
-	}
-	key, err := seal.ParseKey(keyText)
-	if err != nil {
-		return fmt.Errorf("otpgate: secret_key: %v", err)
-	}
-	var retired [][]byte
-	for i, k := range g.RetiredKeys {
-		rk, err := seal.ParseKey(repl.ReplaceAll(k, ""))
-		if err != nil {
-			return fmt.Errorf("otpgate: retired_keys[%d]: %v", i, err)
-		}
-		retired = append(retired, rk)
-	}
-	if g.sealer, err = seal.New(key, retired...); err != nil {
-		return fmt.Errorf("otpgate: %v", err)
-	}
-
+	var err error
 	if g.policy, err = policy.Compile(g.Rules); err != nil {
 		return fmt.Errorf("otpgate: rules: %v", err)
 	}
@@ -255,81 +158,35 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("otpgate: %v", err)
 	}
 
-	if g.mailer, err = g.Mail.notifier(repl, g.Issuer, g.Contact); err != nil {
-		return err
-	}
-	if g.banks, err = loadBankTable(repl.ReplaceAll(g.BankTable, "")); err != nil {
-		return err
-	}
+	g.banks, err = loadBankTable(repl.ReplaceAll(g.BankTable, ""))
+	return err
+}
 
-	dbPath, err := filepath.Abs(repl.ReplaceAll(g.Database, ""))
-	if err != nil {
-		return fmt.Errorf("otpgate: database path: %v", err)
-	}
-	pooled, err := openStore(dbPath)
-	if err != nil {
-		return fmt.Errorf("otpgate: opening token store: %v", err)
-	}
-	g.store, g.dbKey = pooled.db, dbPath
+// useStore makes st the handler's store state and builds the request flow
+// over it.
+func (g *Gateway) useStore(st *storeState) {
+	g.storeState = st
+	g.sessions = session.New(g.store, time.Duration(g.Identity.IdleTimeout), time.Duration(g.Identity.MaxAge))
+	g.sessions.Now = func() time.Time { return now() }
+	g.flow = gate.New(g.store, g.tokens, g.challenges, g.sessions, g.Identity.login, g.logger)
+}
 
+// tokenConfig is the token lifecycle's part of the configuration.
+func (c *StoreSettings) tokenConfig() token.Config {
 	tc := token.Config{
-		Issuer: g.Issuer, Period: time.Duration(g.Period), Digits: g.Digits, Algorithm: g.Algorithm, Skew: g.Skew,
-		MaxFailures: g.MaxFailures, LockDuration: time.Duration(g.LockDuration), Validity: time.Duration(g.Validity),
-		RenewWindow: time.Duration(g.RenewWindow), LinkLifetime: time.Duration(g.LinkLifetime),
-		EnrolAddress: token.EnrolAddress{Mode: token.AddressMode(g.EnrolAddress), Domains: g.EnrolDomains},
+		Issuer: c.Issuer, Period: time.Duration(c.Period), Digits: c.Digits, Algorithm: c.Algorithm, Skew: c.Skew,
+		MaxFailures: c.MaxFailures, LockDuration: time.Duration(c.LockDuration), Validity: time.Duration(c.Validity),
+		RenewWindow: time.Duration(c.RenewWindow), LinkLifetime: time.Duration(c.LinkLifetime),
+		EnrolAddress: token.EnrolAddress{Mode: token.AddressMode(c.EnrolAddress), Domains: c.EnrolDomains},
 	}
-	for _, s := range g.RequireOTP {
+	for _, s := range c.RequireOTP {
 		if strings.EqualFold(s, "all") {
 			tc.RequireAll = true
 		} else {
 			tc.RequireServices = append(tc.RequireServices, s)
 		}
 	}
-	if g.tokens, err = token.New(g.store, g.sealer, g.mailer, tc); err != nil {
-		g.Cleanup()
-		return fmt.Errorf("otpgate: %v", err)
-	}
-	if g.challenges, err = challenge.New(g.store, g.sealer, g.tokens, challenge.Config{Lifetime: time.Duration(g.ChallengeLifetime)}); err != nil {
-		g.Cleanup()
-		return fmt.Errorf("otpgate: %v", err)
-	}
-	g.sessions = session.New(g.store, time.Duration(g.Identity.IdleTimeout), time.Duration(g.Identity.MaxAge))
-	clock := func() time.Time { return now() }
-	g.tokens.Now, g.challenges.Now, g.sessions.Now = clock, clock, clock
-	g.tokens.Kick = pooled.sender.Kick
-	g.flow = gate.New(g.store, g.tokens, g.challenges, g.sessions, g.Identity.login, g.logger)
-
-	registerInstance(g)
-	pooled.startSender()
-	sweepCtx, cancel := context.WithCancel(ctx)
-	g.stop = cancel
-	go g.sweep(sweepCtx)
-	return nil
-}
-
-// sweep removes expired paused operations and what has expired in the
-// store (sessions, setup links), and queues renewal reminders.
-func (g *Gateway) sweep(ctx context.Context) {
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if _, err := g.challenges.DropUnsealed(ctx); err != nil {
-			g.logger.Warn("deleting paused operations an earlier version stored unsealed", zap.Error(err))
-		}
-		if err := sweepStore(ctx, g.store); err != nil {
-			g.logger.Warn("sweeping expired keys", zap.Error(err))
-		}
-		if n, err := g.tokens.Sweep(ctx); err != nil {
-			g.logger.Warn("sweeping tokens", zap.Error(err))
-		} else if n > 0 {
-			g.logger.Info("renewal reminders queued", zap.Int("count", n))
-		}
-	}
+	return tc
 }
 
 // Validate checks the configuration cheaply.
@@ -349,24 +206,9 @@ func (g *Gateway) Validate() error {
 	return nil
 }
 
-// Cleanup undoes Provision.
-func (g *Gateway) Cleanup() error {
-	if g.stop != nil {
-		g.stop()
-	}
-	unregisterInstance(g)
-	if g.dbKey != "" {
-		_, err := storePool.Delete(g.dbKey)
-		g.dbKey = ""
-		return err
-	}
-	return nil
-}
-
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Gateway)(nil)
 	_ caddy.Validator             = (*Gateway)(nil)
-	_ caddy.CleanerUpper          = (*Gateway)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Gateway)(nil)
 )

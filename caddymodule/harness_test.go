@@ -221,11 +221,7 @@ func (e *env) caddyfile(opt envOptions) string {
 
 // gw returns the gateway under test (for its token manager, store…).
 func (e *env) gw() *Gateway {
-	g, dbs := currentInstance(filepath.Join(e.dir, "otpgate.db"))
-	if g == nil {
-		e.t.Fatalf("no gateway on %s (open: %v)", e.dir, dbs)
-	}
-	return g
+	return gatewayOn(e.t, filepath.Join(e.dir, "otpgate.db"))
 }
 
 // customer is one browser (or API client) with its own cookie jar.

@@ -76,12 +76,12 @@ func runRegisteredImport(fl caddycmd.Flags) (int, error) {
 }
 
 // registered imports the customer file in the request body.
-func (adminAPI) registered(w http.ResponseWriter, r *http.Request, g *Gateway) error {
+func (adminAPI) registered(w http.ResponseWriter, r *http.Request, st *storeState) error {
 	by := strings.TrimSpace(r.URL.Query().Get("by"))
 	if by == "" {
 		return apiErr(http.StatusBadRequest, "by is required: name the administrator for the audit trail")
 	}
-	res, err := g.tokens.ImportRegistered(r.Context(), r.Body, "admin:"+by)
+	res, err := st.tokens.ImportRegistered(r.Context(), r.Body, "admin:"+by)
 	switch {
 	case errors.Is(err, store.ErrUnavailable):
 		return apiErr(http.StatusServiceUnavailable, "%v", err)

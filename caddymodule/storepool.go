@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -11,61 +12,66 @@ import (
 
 	"github.com/otpgate/otpgate/internal/outbox"
 	"github.com/otpgate/otpgate/internal/store"
-	"github.com/otpgate/otpgate/internal/store/boltstore"
 )
 
-// storePool keeps one bbolt handle per file for the whole process: bbolt
-// locks its file, so a config reload must reuse the open handle instead of
-// opening the file a second time. With the handle goes the database's one
-// outbox sender, however many handlers use the database.
+// storePool keeps each open store, by pool key, for as long as any loaded
+// configuration's app uses it: bbolt locks its file, so a reload must reuse
+// the open handle rather than open the file again, and a store's
+// background worker must not be started twice. Each App holds one
+// reference per store it opened and drops it in Cleanup.
 var storePool = caddy.NewUsagePool()
 
-// pooledStore is one database's shared state.
+// pooledStore is one open store and its one background worker: the sweeper
+// (expired keys, unsealed leftovers, renewal reminders) and the outbox
+// sender.
+//
+// The worker belongs to the pool entry, not to an app, and is handed from
+// one configuration to the next. Caddy starts a reload's new apps before it
+// stops the old ones, so a worker per app would run twice on the store
+// while both are up, and stopping the old app's worker before the new one
+// starts is not in the app's hands. Instead each started app that uses the
+// store is an owner; the worker runs while there is one, and every round
+// works with the newest owner's managers and mail settings. A reload adds
+// the new app as newest, then the old one leaves: the worker never stops or
+// doubles. A reload that fails after its app started removes that app
+// again, and the running configuration's becomes the newest once more.
 type pooledStore struct {
-	db     *boltstore.DB
-	path   string
+	key    string
+	store  store.Store
 	sender *outbox.Sender
-	start  sync.Once
-	cancel context.CancelFunc // stops the sender; nil if it never started
-	done   chan struct{}      // closed when the sender has stopped
+	logger *zap.Logger
+
+	// life serialises own and disown, so a stopping worker is waited for
+	// before another can start.
+	life sync.Mutex
+
+	mu     sync.Mutex
+	owners []*storeState // of started apps, oldest first
+	stop   context.CancelFunc
+	done   chan struct{} // closed when the worker has stopped
 }
 
-// senderStopWait bounds how long closing a database waits for its sender
-// to settle the delivery it was making.
-const senderStopWait = 10 * time.Second
+// workerStopWait bounds how long stopping the worker waits for the
+// delivery or sweep in progress to end.
+const workerStopWait = 10 * time.Second
 
-// Destruct stops the sender, then closes the database.
-func (p *pooledStore) Destruct() error {
-	// Once also orders this after startSender's writes, and keeps the
-	// sender from starting on a closed database.
-	p.start.Do(func() {})
-	if p.cancel != nil {
-		p.cancel()
-		select {
-		case <-p.done:
-		case <-time.After(senderStopWait):
-			caddy.Log().Named("otpgate.outbox").Warn("the mail outbox sender did not stop in time; closing the database under it",
-				zap.String("database", p.path))
-		}
-	}
-	return p.db.Close()
-}
-
-func openStore(path string) (*pooledStore, error) {
-	v, _, err := storePool.LoadOrNew(path, func() (caddy.Destructor, error) {
-		db, err := boltstore.Open(path, 5*time.Second)
+// openPooled returns the pool entry of key, opening the store of mod if no
+// loaded configuration has it open. The caller owns one reference and
+// releases it with storePool.Delete(key).
+func openPooled(key string, mod Store) (*pooledStore, error) {
+	v, _, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		st, err := mod.Open()
 		if err != nil {
 			return nil, err
 		}
-		p := &pooledStore{db: db, path: path}
-		p.sender = outbox.NewSender(db, p.deliver)
-		logger := caddy.Log().Named("otpgate.outbox").With(zap.String("database", path))
+		p := &pooledStore{key: key, store: st, logger: caddy.Log().Named("otpgate").With(zap.String("store", key))}
+		p.sender = outbox.NewSender(st, p.deliver)
 		p.sender.OnFailure = func(e outbox.Entry, err error) {
-			logger.Error("mail notice failed", zap.String("event", e.Notice.Event), zap.String("service", e.Notice.Service),
+			p.logger.Error("mail notice failed", zap.String("event", e.Notice.Event), zap.String("service", e.Notice.Service),
 				zap.String("user", e.Notice.User), zap.Int("attempts", e.Attempts), zap.Time("next_at", e.NextAt),
 				zap.Bool("given_up", !e.DeadAt.IsZero()), zap.Error(err))
 		}
-		p.sender.OnError = func(err error) { logger.Warn("reading the mail outbox", zap.Error(err)) }
+		p.sender.OnError = func(err error) { p.logger.Warn("reading the mail outbox", zap.Error(err)) }
 		return p, nil
 	})
 	if err != nil {
@@ -74,78 +80,105 @@ func openStore(path string) (*pooledStore, error) {
 	return v.(*pooledStore), nil
 }
 
-// startSender starts the database's outbox sender, once, when the first
-// handler on it is registered: before that there is no mail configuration
-// to deliver with.
-func (p *pooledStore) startSender() {
-	p.start.Do(func() {
+// own makes st, of an app that has started, the store's newest owner, and
+// starts the worker if it is not running.
+func (p *pooledStore) own(st *storeState) {
+	p.life.Lock()
+	defer p.life.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.owners = append(p.owners, st)
+	if p.stop == nil {
 		ctx, cancel := context.WithCancel(context.Background())
-		p.cancel, p.done = cancel, make(chan struct{})
-		go func() {
-			defer close(p.done)
-			p.sender.Run(ctx)
-		}()
-	})
-}
-
-// deliver mails a queued notice with the mail settings of the newest
-// handler registered on the database, so a reload that changes the relay
-// takes effect, and one that fails leaves the running configuration's.
-func (p *pooledStore) deliver(ctx context.Context, n outbox.Notice) error {
-	g, _ := currentInstance(p.path)
-	if g == nil {
-		return errors.New("otpgate: no handler on this database is running to mail through")
+		p.stop, p.done = cancel, make(chan struct{})
+		go p.work(ctx, p.done)
 	}
-	return g.mailer.deliver(ctx, n)
 }
 
-// instances are the provisioned gateways by database, newest last, so the
-// admin API (a separate module) can find the store and lifecycle settings.
-var (
-	instancesMu sync.Mutex
-	instances   = map[string][]*Gateway{}
-)
-
-func registerInstance(g *Gateway) {
-	instancesMu.Lock()
-	defer instancesMu.Unlock()
-	instances[g.dbKey] = append(instances[g.dbKey], g)
+// disown removes st, of an app that stops. The last owner stops the worker
+// first, waiting for it, so that no round runs without an owner.
+func (p *pooledStore) disown(st *storeState) {
+	p.life.Lock()
+	defer p.life.Unlock()
+	p.mu.Lock()
+	last := len(p.owners) == 1 && p.owners[0] == st
+	p.mu.Unlock()
+	if last {
+		p.halt()
+	}
+	p.mu.Lock()
+	p.owners = slices.DeleteFunc(p.owners, func(x *storeState) bool { return x == st })
+	p.mu.Unlock()
 }
 
-func unregisterInstance(g *Gateway) {
-	instancesMu.Lock()
-	defer instancesMu.Unlock()
-	list := instances[g.dbKey]
-	for i, x := range list {
-		if x == g {
-			list = append(list[:i], list[i+1:]...)
-			break
+// halt stops the worker, if it runs, and waits for it (bounded).
+func (p *pooledStore) halt() {
+	p.mu.Lock()
+	stop, done := p.stop, p.done
+	p.stop, p.done = nil, nil
+	p.mu.Unlock()
+	if stop == nil {
+		return
+	}
+	stop()
+	select {
+	case <-done:
+	case <-time.After(workerStopWait):
+		p.logger.Warn("the store's background worker did not stop in time")
+	}
+}
+
+// owner is the newest owner, nil if no started app uses the store.
+func (p *pooledStore) owner() *storeState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.owners) == 0 {
+		return nil
+	}
+	return p.owners[len(p.owners)-1]
+}
+
+// Destruct stops the worker, should an app have been cleaned up without
+// being stopped, then closes the store.
+func (p *pooledStore) Destruct() error {
+	p.life.Lock()
+	defer p.life.Unlock()
+	p.halt()
+	return p.store.Close()
+}
+
+// work runs the outbox sender and the sweeper until ctx ends.
+func (p *pooledStore) work(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	var wg sync.WaitGroup
+	wg.Go(func() { p.sender.Run(ctx) })
+	defer wg.Wait()
+	for {
+		every := time.Minute
+		if st := p.owner(); st != nil {
+			every = st.sweepEvery
+		}
+		t := time.NewTimer(every)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if st := p.owner(); st != nil {
+			st.sweep(ctx)
 		}
 	}
-	if len(list) == 0 {
-		delete(instances, g.dbKey)
-	} else {
-		instances[g.dbKey] = list
-	}
 }
 
-// currentInstance returns the newest gateway on database db, or on the only
-// database if db is empty.
-func currentInstance(db string) (*Gateway, []string) {
-	instancesMu.Lock()
-	defer instancesMu.Unlock()
-	var names []string
-	for k := range instances {
-		names = append(names, k)
+// deliver mails a queued notice with the newest owner's mail settings, so a
+// reload that changes the relay takes effect at once.
+func (p *pooledStore) deliver(ctx context.Context, n outbox.Notice) error {
+	st := p.owner()
+	if st == nil {
+		return errors.New("otpgate: no running configuration uses this store to mail through")
 	}
-	if db == "" && len(instances) == 1 {
-		db = names[0]
-	}
-	list := instances[db]
-	if len(list) == 0 {
-		return nil, names
-	}
-	return list[len(list)-1], names
+	return st.mailer.deliver(ctx, n)
 }
 
 // sweepStore removes what has expired in st (session bindings, setup

@@ -7,89 +7,98 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+
 	"github.com/otpgate/otpgate/internal/mail"
 	"github.com/otpgate/otpgate/internal/outbox"
 	"github.com/otpgate/otpgate/internal/store"
 )
 
-// Handlers on one database share its handle and its one outbox sender,
-// which mails with the newest registered handler's settings (a reload that
-// failed leaves the running one's) and stops before the database closes.
-func TestStorePoolOneSenderPerDatabase(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "otpgate.db")
-	p1, err := openStore(path)
+// A store opened by several configurations is opened once and has one
+// worker, handed from owner to owner as apps start and stop: a reload adds
+// the new app before the old one leaves, a failed reload removes the new
+// app and the running one mails again, and the worker stops with its last
+// owner, before the store closes.
+func TestStorePoolHandsTheWorkerOver(t *testing.T) {
+	mod := &BoltStore{Path: filepath.Join(t.TempDir(), "otpgate.db")}
+	if err := mod.Provision(caddy.Context{}); err != nil {
+		t.Fatal(err)
+	}
+	key := mod.PoolKey()
+	p, err := openPooled(key, mod)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p2, err := openStore(path)
+	again, err := openPooled(key, mod)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p1 != p2 || p1.sender != p2.sender {
-		t.Fatal("two handlers on one database got two pool entries")
+	if again != p {
+		t.Fatal("a second configuration on the store got a second pool entry")
 	}
 
 	n := outbox.Notice{Event: "unlocked", Service: "S001", User: "U001", To: "u001@mobile.example", At: time.Now()}
-	if err := p1.deliver(context.Background(), n); err == nil {
-		t.Error("a notice was delivered with no handler registered")
+	if err := p.deliver(context.Background(), n); err == nil {
+		t.Error("a notice was delivered with no started configuration on the store")
 	}
 	dirs := []string{t.TempDir(), t.TempDir()}
-	var gws []*Gateway
+	var states []*storeState
 	for _, d := range dirs {
-		g := &Gateway{dbKey: path, mailer: mailNotifier{sender: &mail.Dir{Path: d, From: "otp@bank.example"}, issuer: "bank"}}
-		registerInstance(g)
-		gws = append(gws, g)
+		states = append(states, &storeState{key: key, pooled: p, store: p.store, sweepEvery: time.Hour,
+			mailer: mailNotifier{sender: &mail.Dir{Path: d, From: "otp@bank.example"}, issuer: "bank", from: "otp@bank.example"}})
 	}
-	t.Cleanup(func() {
-		for _, g := range gws {
-			unregisterInstance(g)
-		}
-	})
 	mails := func(dir string) int {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.eml"))
 		return len(files)
 	}
-	if err := p1.deliver(context.Background(), n); err != nil || mails(dirs[1]) != 1 || mails(dirs[0]) != 0 {
-		t.Fatalf("deliver: %v; mails %d, %d; want one through the newest handler", err, mails(dirs[0]), mails(dirs[1]))
+
+	p.own(states[0])
+	done := p.done
+	p.own(states[1]) // a reload: the new app starts before the old one stops
+	if p.done != done {
+		t.Fatal("a second owner started a second worker")
 	}
-	unregisterInstance(gws[1])
-	if err := p1.deliver(context.Background(), n); err != nil || mails(dirs[0]) != 1 {
-		t.Fatalf("deliver after the newest handler went: %v; want one through the one left", err)
+	if err := p.deliver(context.Background(), n); err != nil || mails(dirs[1]) != 1 || mails(dirs[0]) != 0 {
+		t.Fatalf("deliver: %v; mails %d, %d; want one through the newest owner", err, mails(dirs[0]), mails(dirs[1]))
 	}
+	p.disown(states[1]) // the reload failed after its app started
+	if err := p.deliver(context.Background(), n); err != nil || mails(dirs[0]) != 1 {
+		t.Fatalf("deliver after the newest owner left: %v; want one through the running configuration's", err)
+	}
+	if p.done != done {
+		t.Fatal("the worker was restarted while an owner was left")
+	}
+
 	// A notice that cannot be composed is given up on at its first try.
 	bad := n
 	bad.Event = "no_such_event"
-	if err := p1.db.Update(context.Background(), func(tx store.Tx) error { return outbox.Enqueue(tx, bad) }); err != nil {
+	if err := p.store.Update(context.Background(), func(tx store.Tx) error { return outbox.Enqueue(tx, bad) }); err != nil {
 		t.Fatal(err)
 	}
-	if _, failed, err := p1.sender.DrainOnce(context.Background(), 10); err != nil || failed != 1 || p1.sender.Stats().Dead != 1 {
-		t.Fatalf("DrainOnce: %d failed, %v, %+v; want the notice given up on", failed, err, p1.sender.Stats())
-	}
-
-	p1.startSender()
-	p2.startSender()
-	if err := p1.db.Update(context.Background(), func(tx store.Tx) error { return outbox.Enqueue(tx, n) }); err != nil {
+	if err := p.store.Update(context.Background(), func(tx store.Tx) error { return outbox.Enqueue(tx, n) }); err != nil {
 		t.Fatal(err)
 	}
-	p1.sender.Kick()
+	p.sender.Kick()
 	deadline := time.Now().Add(3 * time.Second)
-	for p1.sender.Stats().Sent != 1 {
+	for s := p.sender.Stats(); s.Sent != 1 || s.Dead != 1; s = p.sender.Stats() {
 		if time.Now().After(deadline) {
-			t.Fatalf("the sender did not send the queued notice: %+v", p1.sender.Stats())
+			t.Fatalf("the worker's sender did not work the queue: %+v; want one sent, one given up", s)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+
+	p.disown(states[0])
+	select {
+	case <-done:
+	default:
+		t.Error("the worker still runs after its last owner stopped")
+	}
 	for range 2 {
-		if _, err := storePool.Delete(path); err != nil {
+		if _, err := storePool.Delete(key); err != nil {
 			t.Fatal(err)
 		}
 	}
-	select {
-	case <-p1.done:
-	default:
-		t.Error("the sender still runs after its database was released")
-	}
-	if _, _, err := p1.db.Scan(context.Background(), store.Outbox, "", 1); !errors.Is(err, store.ErrUnavailable) {
-		t.Errorf("database after release: %v; want it closed", err)
+	if _, _, err := p.store.Scan(context.Background(), store.Outbox, "", 1); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("store after its last reference went: %v; want it closed", err)
 	}
 }

@@ -88,6 +88,11 @@ func (g *Gate) Confirm(ctx context.Context, who *Customer, id, raw, clientIP str
 	if ref != nil {
 		return nil, ref
 	}
+	// A code received whole is checked whole, whether or not the customer
+	// waits for the answer: hanging up must neither spare a wrong code the
+	// count nor stop the lock (its notice is queued in the same
+	// transaction). The answer itself is lost with the connection.
+	ctx = context.WithoutCancel(ctx)
 	log := g.log.With(zap.String("challenge", id), zap.String("service", who.Service), zap.String("user", who.User))
 	res, err := g.challenges.Confirm(ctx, id, who.Session, code, clientIP)
 	if err != nil {
