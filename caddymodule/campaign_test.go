@@ -66,7 +66,7 @@ var buildOtpgate = sync.OnceValues(func() (string, error) {
 })
 
 // freePort returns a loopback port nothing listens on now.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
