@@ -160,7 +160,7 @@ func (cy *cycler) target(t *vegeta.Target) error {
 		cy.open[i] = true
 		ref := fmt.Sprintf("B%08d", refSeq.Add(1))
 		t.Method, t.URL = http.MethodPost, cy.base+"/transfer/execute?ref="+ref
-		t.Body = []byte(url.Values{"to_bank": {"0001"}, "to_account": {ref}, "amount": {"1000"}}.Encode())
+		t.Body = []byte(url.Values{"to_bank": {ref}, "to_account": {"1 1234567"}, "amount": {"1000"}}.Encode())
 		t.Header = withCookie(formJSON, c)
 		cy.byURL[t.URL] = i
 		return nil

@@ -165,6 +165,10 @@ func run(o options) error {
 		return err
 	}
 	defer stopAuth()
+	// The example names the sample bank table relative to the repository.
+	if err := os.WriteFile(filepath.Join(dir, "banks.csv"), otpgate.BankTableSample, 0o600); err != nil {
+		return err
+	}
 	r.fsync = fsyncLatency(dir)
 	logf("fsync of 4 KiB on the temporary folder: p50 %v", r.fsync)
 
@@ -256,7 +260,7 @@ func run(o options) error {
 	}
 	refs := map[string]int{}
 	for _, e := range bank.Ledger() {
-		if ref := e.Params["to_account"]; strings.HasPrefix(ref, "B") {
+		if ref := e.Params["to_bank"]; strings.HasPrefix(ref, "B") {
 			refs[ref]++
 			r.ledgerEntries++
 		}
@@ -313,6 +317,7 @@ func config(dir, key, db string, both bool) string {
 		{"database otpgate.db", "database " + db},
 		{"secret_key {env.OTPGATE_SECRET_KEY}", "secret_key " + key},
 		{"mail_dir mail", "mail_dir " + filepath.Join(dir, "mail")},
+		{"bank_table internal/display/banks-sample.csv", "bank_table " + filepath.Join(dir, "banks.csv")},
 		{"reverse_proxy 127.0.0.1:9080", fmt.Sprintf("reverse_proxy 127.0.0.1:%d", bankPort)},
 	} {
 		if !strings.Contains(cfg, rep[0]) {

@@ -87,12 +87,17 @@ func exampleConfig(t *testing.T, global string, port int, dir, key, bankAddr str
 		{"database otpgate.db", "database " + filepath.Join(dir, "otpgate.db")},
 		{"secret_key {env.OTPGATE_SECRET_KEY}", "secret_key " + key},
 		{"mail_dir mail", "mail_dir " + filepath.Join(dir, "mail")},
+		{"bank_table internal/display/banks-sample.csv", "bank_table " + filepath.Join(dir, "banks.csv")},
 		{"reverse_proxy 127.0.0.1:9080", "reverse_proxy " + bankAddr},
 	} {
 		if !strings.Contains(cfg, rep[0]) {
 			t.Fatalf("Caddyfile.example no longer holds %q", rep[0])
 		}
 		cfg = strings.Replace(cfg, rep[0], rep[1], 1)
+	}
+	// The example names the sample bank table relative to the repository.
+	if err := os.WriteFile(filepath.Join(dir, "banks.csv"), otpgate.BankTableSample, 0o600); err != nil {
+		t.Fatal(err)
 	}
 	return cfg
 }
@@ -236,7 +241,7 @@ func wrongCode(secret []byte, now time.Time) string {
 // cycle runs one hold and its confirmation for c; wrong sends a wrong code.
 func (l *crashLoad) cycle(cl *http.Client, base string, c *fleet.Customer, ref string, wrong bool) {
 	who := c.Service + "/" + c.User
-	form := url.Values{"to_bank": {"0001"}, "to_account": {ref}, "amount": {"1000"}}
+	form := url.Values{"to_bank": {ref}, "to_account": {"1 1234567"}, "amount": {"1000"}}
 	req, _ := http.NewRequest(http.MethodPost, base+"/transfer/execute", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
@@ -439,7 +444,7 @@ func TestCampaignCrash(t *testing.T) {
 	}
 	codeOK := map[string]int{}
 	err = audit.Query(context.Background(), db, audit.Filter{Events: []audit.Event{audit.CodeOK}}, func(r audit.Record) error {
-		codeOK[r.Fields["to_account"]]++
+		codeOK[r.Fields["to_bank"]]++
 		return nil
 	})
 	db.Close()
@@ -448,7 +453,7 @@ func TestCampaignCrash(t *testing.T) {
 	}
 	executed := map[string]int{}
 	for _, e := range bank.Ledger() {
-		executed[e.Params["to_account"]]++
+		executed[e.Params["to_bank"]]++
 	}
 	for ref, times := range executed {
 		switch {
@@ -566,8 +571,8 @@ func TestCampaignReload(t *testing.T) {
 			tallies, lostConfirms := campaignReloads(t, p.base, admin, cs, reloads/2, config)
 			executed := map[string]int{}
 			for _, e := range bank.Ledger() {
-				if executed[e.Params["to_account"]]++; executed[e.Params["to_account"]] > 1 {
-					t.Errorf("%s executed twice", e.Params["to_account"])
+				if executed[e.Params["to_bank"]]++; executed[e.Params["to_bank"]] > 1 {
+					t.Errorf("%s executed twice", e.Params["to_bank"])
 				}
 			}
 			for kind, tl := range tallies {
@@ -668,7 +673,7 @@ func campaignReloads(t *testing.T, base string, admin int, cs []*fleet.Customer,
 						wrong("GET /menu: status %d", st)
 					}
 					ref := fmt.Sprintf("L%07d", refs.Add(1))
-					form := url.Values{"to_bank": {"0001"}, "to_account": {ref}, "amount": {"1000"}}
+					form := url.Values{"to_bank": {ref}, "to_account": {"1 1234567"}, "amount": {"1000"}}
 					req, _ = http.NewRequest(http.MethodPost, base+"/transfer/execute", strings.NewReader(form.Encode()))
 					req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 					req.Header.Set("Accept", "application/json")
@@ -864,7 +869,7 @@ func TestCampaignBadInput(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			body := "to_bank=0001&to_account=BIG&amount=1&memo=" + strings.Repeat("x", bigSize)
+			body := "to_bank=BIG&to_account=1+1234567&amount=1&memo=" + strings.Repeat("x", bigSize)
 			req, _ := http.NewRequest(http.MethodPost, p.base+"/transfer/execute", strings.NewReader(body))
 			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 			req.Header.Set("Accept", "application/json")
@@ -897,7 +902,7 @@ func TestCampaignBadInput(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for j := range holdsEach {
-				form := url.Values{"to_bank": {"0001"}, "to_account": {fmt.Sprintf("M%s-%d", c.User, j)}, "amount": {"1000"}}
+				form := url.Values{"to_bank": {fmt.Sprintf("M%s-%d", c.User, j)}, "to_account": {"1 1234567"}, "amount": {"1000"}}
 				req, _ := http.NewRequest(http.MethodPost, p.base+"/transfer/execute", strings.NewReader(form.Encode()))
 				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 				req.Header.Set("Accept", "application/json")
