@@ -121,6 +121,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		identity header {
 //			service <placeholder>
 //			user    <placeholder>
+//			trusted forward_auth|proxy
 //		}
 //
 //		mail_from <address>
@@ -163,8 +164,8 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			var s string
 			if err = oneArg(d, &s); err == nil {
 				size, perr := humanize.ParseBytes(s)
-				if perr != nil || size == 0 {
-					return d.Errf("max_body %q: want a size such as 10MiB", s)
+				if perr != nil || size == 0 || size > maxBodyLimit {
+					return d.Errf("max_body %q: want a size such as 10MiB, at most %dMiB (what a held operation can store)", s, maxBodyLimit>>20)
 				}
 				g.MaxBody = int64(size)
 			}
@@ -233,15 +234,12 @@ func (s *StoreSettings) unmarshalOption(d *caddyfile.Dispenser) (known bool, err
 	case "link_lifetime":
 		err = durationArg(d, &s.LinkLifetime)
 	case "digits":
-		err = intArg(d, &s.Digits, "6 or 8")
+		err = intArg(d, &s.Digits, "6 or 8", func(n int) bool { return n == 6 || n == 8 })
 	case "max_failures":
-		err = intArg(d, &s.MaxFailures, "a number of wrong codes, 1-10")
+		err = intArg(d, &s.MaxFailures, "a number of wrong codes, 1-10", func(n int) bool { return n >= 1 && n <= 10 })
 	case "skew":
 		var n int
-		if err = intArg(d, &n, "a number of periods, 0-3"); err == nil {
-			if n < 0 {
-				return true, d.Errf("skew %d: want a number of periods, 0-3", n)
-			}
+		if err = intArg(d, &n, "a number of periods, 0-3", func(n int) bool { return n >= 0 && n <= 3 }); err == nil {
 			u := uint(n)
 			s.Skew = &u
 		}
@@ -331,14 +329,15 @@ func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
 	return nil
 }
 
-func intArg(d *caddyfile.Dispenser, dst *int, want string) error {
+// intArg reads a whole number that ok accepts; want says which.
+func intArg(d *caddyfile.Dispenser, dst *int, want string, ok func(int) bool) error {
 	name := d.Val()
 	var s string
 	if err := oneArg(d, &s); err != nil {
 		return err
 	}
 	n, err := strconv.Atoi(s)
-	if err != nil {
+	if err != nil || !ok(n) {
 		return d.Errf("%s %q: want %s", name, s, want)
 	}
 	*dst = n
@@ -346,6 +345,9 @@ func intArg(d *caddyfile.Dispenser, dst *int, want string) error {
 }
 
 func (g *Gateway) parseIdentity(d *caddyfile.Dispenser) error {
+	if g.Identity != nil {
+		return d.Errf("identity: given twice; a gateway has one identity")
+	}
 	if !d.NextArg() {
 		return d.Errf("identity: want login_form or header")
 	}
@@ -358,8 +360,8 @@ func (g *Gateway) parseIdentity(d *caddyfile.Dispenser) error {
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()
-		if id.Source == "header" && opt != "service" && opt != "user" {
-			return d.Errf("identity header: unrecognized option %q (want service or user)", opt)
+		if id.Source == "header" && opt != "service" && opt != "user" && opt != "trusted" {
+			return d.Errf("identity header: unrecognized option %q (want service, user or trusted)", opt)
 		}
 		var err error
 		switch opt {
@@ -383,6 +385,8 @@ func (g *Gateway) parseIdentity(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &id.Service)
 		case "user":
 			err = oneArg(d, &id.User)
+		case "trusted":
+			err = oneArg(d, &id.Trusted)
 		case "success_status":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
@@ -402,11 +406,19 @@ func (g *Gateway) parseIdentity(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
+	// Checked again in Validate, for JSON configurations; here the error
+	// names the line.
+	if err := id.validate(); err != nil {
+		return d.Errf("%v", err)
+	}
 	g.Identity = id
 	return nil
 }
 
 func (c *StoreSettings) parseSMTP(d *caddyfile.Dispenser) error {
+	if c.Mail.SMTP != nil {
+		return d.Errf("smtp: given twice; mail goes through one relay")
+	}
 	s := &SMTPConfig{}
 	if !d.NextArg() {
 		return d.Errf("smtp: want the relay's host:port")
@@ -435,6 +447,14 @@ func (c *StoreSettings) parseSMTP(d *caddyfile.Dispenser) error {
 		}
 		if err != nil {
 			return err
+		}
+	}
+	// Checked again in Validate, for JSON configurations; here the error
+	// names the line. A placeholder such as {env.SMTP_HOST} has its value
+	// only where the configuration runs, so Validate alone checks it.
+	if !strings.ContainsAny(s.Address, "{}") {
+		if _, err := s.relay(caddy.NewEmptyReplacer(), ""); err != nil {
+			return d.Errf("%v", err)
 		}
 	}
 	c.Mail.SMTP = s

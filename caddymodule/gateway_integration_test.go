@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -103,14 +102,7 @@ func gwConfirmForm(c *customer, id, code string, extra url.Values) (*http.Respon
 // gwPostJSON posts v as JSON to path and returns the answer, raw and decoded.
 func gwPostJSON(c *customer, path string, v any) (*http.Response, string, map[string]any) {
 	c.e.t.Helper()
-	b, _ := json.Marshal(v)
-	req, _ := http.NewRequest(http.MethodPost, gatewayURL+path, bytes.NewReader(b))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	res, body := c.do(req)
-	var out map[string]any
-	json.Unmarshal([]byte(body), &out)
-	return res, body, out
+	return c.postJSONRaw(path, v)
 }
 
 // gwConfirmJSON confirms challenge id with code as an API client.
@@ -126,18 +118,7 @@ func gwCodeNow(c *customer) string {
 }
 
 // gwWrongCode is a six-digit code that no step in the window accepts.
-func gwWrongCode(c *customer) string {
-	step := c.e.clock.Now().Unix() / 60
-	right := map[string]bool{}
-	for s := step - 2; s <= step+2; s++ {
-		right[totpAt(c.secret, s)] = true
-	}
-	for n := 0; ; n++ {
-		if code := fmt.Sprintf("%06d", n*7919%1000000); !right[code] {
-			return code
-		}
-	}
-}
+func gwWrongCode(c *customer) string { return c.wrongCode() }
 
 // gwSession is the bank session cookie in c's cookie jar.
 func gwSession(c *customer) string {
@@ -226,15 +207,7 @@ func gwRestart(e *env, opt envOptions) {
 // gwAudit is the gateway's whole audit trail.
 func gwAudit(e *env) []audit.Record {
 	e.t.Helper()
-	var out []audit.Record
-	err := audit.Export(context.Background(), e.gw().store, time.Time{}, func(r audit.Record) error {
-		out = append(out, r)
-		return nil
-	})
-	if err != nil {
-		e.t.Fatalf("exporting audit trail: %v", err)
-	}
-	return out
+	return e.auditTrail()
 }
 
 // gwBankRequest is a request as it reached the bank.

@@ -58,8 +58,9 @@ type Gateway struct {
 	MaxBody int64 `json:"max_body,omitempty"`
 
 	// PublicURL is the scheme and host customers reach the gateway at, used
-	// in mailed setup links (https://ib.example-bank.jp). Default: taken
-	// from the request that issues the token.
+	// in mailed setup links: https://ib.example-bank.jp (http:// is
+	// accepted for a demo). Default: taken from the request that issues
+	// the token.
 	PublicURL string `json:"public_url,omitempty"`
 
 	// Home is where "back" links on gateway pages lead. Default: /
@@ -180,7 +181,7 @@ func (c *StoreSettings) tokenConfig() token.Config {
 		EnrolAddress: token.EnrolAddress{Mode: token.AddressMode(c.EnrolAddress), Domains: c.EnrolDomains},
 	}
 	for _, s := range c.RequireOTP {
-		if strings.EqualFold(s, "all") {
+		if isRequireAll(s) {
 			tc.RequireAll = true
 		} else {
 			tc.RequireServices = append(tc.RequireServices, s)
@@ -189,10 +190,22 @@ func (c *StoreSettings) tokenConfig() token.Config {
 	return tc
 }
 
-// Validate checks the configuration cheaply.
+// Validate checks the configuration as Provision reads it, the same for a
+// Caddyfile and a JSON configuration (the Caddyfile parser checks some of
+// it again, to name the line). What it refuses would otherwise fail later:
+// at the first mail, the first held operation or the first code.
 func (g *Gateway) Validate() error {
-	if g.MaxBody < 0 {
-		return fmt.Errorf("otpgate: max_body %d must be positive", g.MaxBody)
+	if g.Identity == nil {
+		return errors.New("otpgate: identity is required: say how the gateway knows the customer (login_form or header)")
+	}
+	if err := g.Identity.validate(); err != nil {
+		return err
+	}
+	if g.MaxBody < 0 || g.MaxBody > maxBodyLimit {
+		return fmt.Errorf("otpgate: max_body %d: want a size from 1 byte to %d MiB, what a held operation can store with its headers", g.MaxBody, maxBodyLimit>>20)
+	}
+	if err := checkDurations(map[string]caddy.Duration{"identity idle_timeout": g.Identity.IdleTimeout, "identity max_age": g.Identity.MaxAge}); err != nil {
+		return err
 	}
 	if len(g.Rules) == 0 {
 		return errors.New("otpgate: no rules: add at least one rule naming a protected operation")
@@ -200,10 +213,10 @@ func (g *Gateway) Validate() error {
 	if err := gate.CheckRules(g.Rules); err != nil {
 		return fmt.Errorf("otpgate: %v", err)
 	}
-	if g.PublicURL != "" && !strings.HasPrefix(g.PublicURL, "https://") && !strings.HasPrefix(g.PublicURL, "http://") {
-		return fmt.Errorf("otpgate: public_url %q must start with https://", g.PublicURL)
+	if err := checkPublicURL(g.PublicURL); err != nil {
+		return err
 	}
-	return nil
+	return g.StoreSettings.validateIfWritten()
 }
 
 // Interface guards

@@ -1,14 +1,18 @@
 package caddymodule
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base32"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -26,6 +30,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 
+	"github.com/otpgate/otpgate/internal/audit"
 	"github.com/otpgate/otpgate/internal/demobank"
 )
 
@@ -224,6 +229,20 @@ func (e *env) gw() *Gateway {
 	return gatewayOn(e.t, filepath.Join(e.dir, "otpgate.db"))
 }
 
+// auditTrail is the gateway's whole audit trail, read from its store.
+func (e *env) auditTrail() []audit.Record {
+	e.t.Helper()
+	var out []audit.Record
+	err := audit.Export(context.Background(), e.gw().store, time.Time{}, func(r audit.Record) error {
+		out = append(out, r)
+		return nil
+	})
+	if err != nil {
+		e.t.Fatalf("exporting audit trail: %v", err)
+	}
+	return out
+}
+
 // customer is one browser (or API client) with its own cookie jar.
 type customer struct {
 	e            *env
@@ -273,6 +292,14 @@ func (c *customer) postForm(path string, form url.Values) (*http.Response, strin
 
 // postJSON posts a JSON object as an API client.
 func (c *customer) postJSON(path string, v any) (*http.Response, map[string]any) {
+	c.e.t.Helper()
+	res, _, out := c.postJSONRaw(path, v)
+	return res, out
+}
+
+// postJSONRaw is postJSON, also returning the answer's body as sent.
+func (c *customer) postJSONRaw(path string, v any) (*http.Response, string, map[string]any) {
+	c.e.t.Helper()
 	b, _ := json.Marshal(v)
 	req, _ := http.NewRequest(http.MethodPost, gatewayURL+path, strings.NewReader(string(b)))
 	req.Header.Set("Content-Type", "application/json")
@@ -280,7 +307,7 @@ func (c *customer) postJSON(path string, v any) (*http.Response, map[string]any)
 	res, body := c.do(req)
 	var out map[string]any
 	json.Unmarshal([]byte(body), &out)
-	return res, out
+	return res, body, out
 }
 
 // login logs in at the bank through the gateway.
@@ -344,18 +371,53 @@ func (c *customer) code() string {
 	return totpAt(c.secret, step)
 }
 
-// totpAt is RFC 6238 written out here, independent of the gateway's
-// implementation: HMAC-SHA1 over the step, dynamic truncation, 6 digits.
-func totpAt(secret []byte, step int64) string {
+// The package's test helpers, one of each: totp and wrongCodeAt for codes,
+// mailText for a mail's body, (*env).auditTrail for the trail, postJSON
+// for JSON requests. The prefixed helpers of other files (gw*, enrol*,
+// browser*) that do the same are thin wrappers of these, kept so that the
+// tests using them read as before.
+
+// totpAt is the code of step with the default settings (SHA1, 6 digits).
+func totpAt(secret []byte, step int64) string { return totp(secret, step, 6, "SHA1") }
+
+// totp is RFC 6238 / RFC 4226 written out here, independent of the
+// gateway's implementation: HMAC over the step, dynamic truncation, digits
+// digits. It is "" for an algorithm other than SHA1, SHA256 or SHA512.
+func totp(secret []byte, step int64, digits int, algorithm string) string {
+	h := map[string]func() hash.Hash{"SHA1": sha1.New, "SHA256": sha256.New, "SHA512": sha512.New}[strings.ToUpper(algorithm)]
+	if h == nil {
+		return ""
+	}
 	var msg [8]byte
 	binary.BigEndian.PutUint64(msg[:], uint64(step))
-	m := hmac.New(sha1.New, secret)
+	m := hmac.New(h, secret)
 	m.Write(msg[:])
-	h := m.Sum(nil)
-	o := h[len(h)-1] & 0xf
-	v := binary.BigEndian.Uint32(h[o:o+4]) & 0x7fffffff
-	return fmt.Sprintf("%06d", v%1000000)
+	sum := m.Sum(nil)
+	o := sum[len(sum)-1] & 0xf
+	v := binary.BigEndian.Uint32(sum[o:o+4]) & 0x7fffffff
+	mod := uint32(1)
+	for range digits {
+		mod *= 10
+	}
+	return fmt.Sprintf("%0*d", digits, v%mod)
 }
+
+// wrongCodeAt is a six-digit code right for no step within three of step:
+// wrong whatever window (skew 0-3) the gateway accepts.
+func wrongCodeAt(secret []byte, step int64) string {
+	near := map[string]bool{}
+	for d := int64(-3); d <= 3; d++ {
+		near[totpAt(secret, step+d)] = true
+	}
+	for n := 0; ; n++ {
+		if code := fmt.Sprintf("%06d", (n*7919+424242)%1000000); !near[code] {
+			return code
+		}
+	}
+}
+
+// wrongCode is a code no step near the clock accepts for c.
+func (c *customer) wrongCode() string { return wrongCodeAt(c.secret, c.e.clock.Now().Unix()/60) }
 
 var linkPattern = regexp.MustCompile(`https?://\S+/\.otpgate/setup/[A-Za-z0-9_-]+`)
 
@@ -383,17 +445,28 @@ func (e *env) setupLink(addr string) string {
 	return ""
 }
 
+// decodeBody is msg's text; it fails the test if it cannot be read.
 func decodeBody(t testing.TB, msg *mail.Message) string {
 	t.Helper()
-	raw, _ := io.ReadAll(msg.Body)
+	text, err := mailText(msg)
+	if err != nil {
+		t.Fatalf("decoding mail body: %v", err)
+	}
+	return text
+}
+
+// mailText reads a single-part body, base64 or not. It returns an error
+// rather than failing the test, for goroutines such as the SMTP relay's.
+func mailText(msg *mail.Message) (string, error) {
+	raw, err := io.ReadAll(msg.Body)
+	if err != nil {
+		return "", err
+	}
 	if strings.EqualFold(msg.Header.Get("Content-Transfer-Encoding"), "base64") {
 		dec, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(string(raw)), ""))
-		if err != nil {
-			t.Fatalf("decoding mail body: %v", err)
-		}
-		return string(dec)
+		return string(dec), err
 	}
-	return string(raw)
+	return string(raw), nil
 }
 
 // ledger is what reached the bank.

@@ -51,40 +51,70 @@ type SMTPConfig struct {
 }
 
 func (m *MailConfig) notifier(repl *caddy.Replacer, issuer, contact string) (mailNotifier, error) {
-	if m == nil {
-		return mailNotifier{}, errors.New("otpgate: mail is required: setup links are mailed (use mail_dir for a folder of .eml files, or smtp)")
-	}
-	from := repl.ReplaceAll(m.From, "")
-	if from == "" {
-		return mailNotifier{}, errors.New("otpgate: mail from is empty: set the fixed sender address customers whitelist")
-	}
-	var s mail.Sender
-	switch {
-	case m.Dir != "" && m.SMTP != nil:
-		return mailNotifier{}, errors.New("otpgate: mail: set either dir or smtp, not both")
-	case m.Dir != "":
-		s = &mail.Dir{Path: repl.ReplaceAll(m.Dir, ""), From: from}
-	case m.SMTP != nil:
-		host, portText, err := net.SplitHostPort(repl.ReplaceAll(m.SMTP.Address, ""))
-		if err != nil {
-			host, portText = repl.ReplaceAll(m.SMTP.Address, ""), "587"
-		}
-		port, err := strconv.Atoi(portText)
-		if err != nil || host == "" {
-			return mailNotifier{}, fmt.Errorf("otpgate: smtp address %q: want host:port", m.SMTP.Address)
-		}
-		relay := &mail.SMTP{Host: host, Port: port, Username: repl.ReplaceAll(m.SMTP.Username, ""), Password: repl.ReplaceAll(m.SMTP.Password, ""),
-			From: from, TLS: m.SMTP.TLS, Timeout: time.Duration(m.SMTP.Timeout)}
-		if m.SMTP.CAFile != "" {
-			if relay.TLSConfig, err = extraRoots(repl.ReplaceAll(m.SMTP.CAFile, "")); err != nil {
-				return mailNotifier{}, err
-			}
-		}
-		s = relay
-	default:
-		return mailNotifier{}, errors.New("otpgate: mail: set dir or smtp")
+	s, from, err := m.sender(repl)
+	if err != nil {
+		return mailNotifier{}, err
 	}
 	return mailNotifier{sender: s, issuer: issuer, from: from, contact: contact}, nil
+}
+
+// validate checks the mail settings as Provision reads them (placeholders
+// replaced), so that a relay that can never be used is refused at load, not
+// at the first mail a customer waits for.
+func (m *MailConfig) validate() error {
+	_, _, err := m.sender(caddy.NewReplacer())
+	return err
+}
+
+// sender builds and checks the configured sender; from is the sender
+// address.
+func (m *MailConfig) sender(repl *caddy.Replacer) (s mail.Sender, from string, err error) {
+	if m == nil {
+		return nil, "", errors.New("otpgate: mail is required: setup links are mailed (use mail_dir for a folder of .eml files, or smtp)")
+	}
+	from = repl.ReplaceAll(m.From, "")
+	if err := mail.CheckSender(from); err != nil {
+		return nil, "", fmt.Errorf("otpgate: mail_from %q: %v; set the fixed sender address customers whitelist, e.g. otp@bank.example.jp", m.From, err)
+	}
+	switch {
+	case m.Dir != "" && m.SMTP != nil:
+		return nil, "", errors.New("otpgate: mail: set either dir or smtp, not both")
+	case m.Dir != "":
+		return &mail.Dir{Path: repl.ReplaceAll(m.Dir, ""), From: from}, from, nil
+	case m.SMTP == nil:
+		return nil, "", errors.New("otpgate: mail: set dir or smtp")
+	}
+	relay, err := m.SMTP.relay(repl, from)
+	if err != nil {
+		return nil, "", err
+	}
+	if m.SMTP.CAFile != "" {
+		if relay.TLSConfig, err = extraRoots(repl.ReplaceAll(m.SMTP.CAFile, "")); err != nil {
+			return nil, "", err
+		}
+	}
+	return relay, from, nil
+}
+
+// relay builds and checks the relay, all but its ca_file.
+func (c *SMTPConfig) relay(repl *caddy.Replacer, from string) (*mail.SMTP, error) {
+	host, portText, err := net.SplitHostPort(repl.ReplaceAll(c.Address, ""))
+	if err != nil {
+		host, portText = repl.ReplaceAll(c.Address, ""), "587"
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil || host == "" || port < 1 || port > 65535 {
+		return nil, fmt.Errorf("otpgate: smtp address %q: want host:port", c.Address)
+	}
+	if c.Timeout < 0 {
+		return nil, fmt.Errorf("otpgate: smtp timeout %s: want a positive duration such as 30s", time.Duration(c.Timeout))
+	}
+	relay := &mail.SMTP{Host: host, Port: port, Username: repl.ReplaceAll(c.Username, ""), Password: repl.ReplaceAll(c.Password, ""),
+		From: from, TLS: c.TLS, Timeout: time.Duration(c.Timeout)}
+	if err := relay.Check(); err != nil {
+		return nil, fmt.Errorf("otpgate: smtp %s: %v", c.Address, err)
+	}
+	return relay, nil
 }
 
 // extraRoots is a TLS configuration that trusts the system roots and the
