@@ -88,6 +88,13 @@ func (r *report) print(w io.Writer, o options) {
 		fmt.Fprintf(w, "| %s | %.0f | %.3f | %s | %s | %s | %s | %d |\n", v, p.tput, p.ratio, us(p.p50), us(p.p99), us(p.add50), us(p.add99), p.failed)
 	}
 	gate := r.pass("otpgate")
+	var perRound []string
+	for _, m := range r.rounds {
+		if v, b := m["otpgate"], m["bare"]; v[0] != nil && b[0] != nil {
+			perRound = append(perRound, fmt.Sprintf("%.3f", v[0].throughput()/b[0].throughput()))
+		}
+	}
+	fmt.Fprintf(w, "\notpgate ÷ bare per round: %s.\n", strings.Join(perRound, ", "))
 
 	fmt.Fprintf(w, "\n### Step-up cycles: hold → confirm → release, %d customers each with its own secret\n\n", r.customers)
 	fmt.Fprintln(w, "| load | cycles/s | ÷ otpgate pass-through req/s | hold p50 | hold p99 | confirm p50 | confirm p99 | other answers |")
