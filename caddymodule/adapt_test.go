@@ -139,6 +139,28 @@ func TestDirectiveOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var order []string
+	for _, h := range adaptedHandlers(t, out) {
+		order = append(order, h.name)
+	}
+	want := []string{"rewrite", "authentication", "forward_auth", "otpgate", "reverse_proxy"}
+	if strings.Join(order, " ") != strings.Join(want, " ") {
+		t.Fatalf("handlers run in the order %v; want %v", order, want)
+	}
+}
+
+// adaptedHandler is one HTTP handler of an adapted configuration: its
+// name (forward_auth, a reverse_proxy with handle_response, named as such)
+// and its JSON.
+type adaptedHandler struct {
+	name string
+	raw  json.RawMessage
+}
+
+// adaptedHandlers lists the HTTP handlers of out, an adapted
+// configuration, in the order they run, descending into subroutes.
+func adaptedHandlers(t *testing.T, out []byte) []adaptedHandler {
+	t.Helper()
 	var cfg struct {
 		Apps struct {
 			HTTP struct {
@@ -151,43 +173,41 @@ func TestDirectiveOrder(t *testing.T) {
 	if err := json.Unmarshal(out, &cfg); err != nil {
 		t.Fatal(err)
 	}
-	var order []string
+	var all []adaptedHandler
 	for _, srv := range cfg.Apps.HTTP.Servers {
-		order = append(order, handlerOrder(t, srv.Routes)...)
+		all = append(all, routeHandlers(t, srv.Routes)...)
 	}
-	want := []string{"rewrite", "authentication", "forward_auth", "otpgate", "reverse_proxy"}
-	if strings.Join(order, " ") != strings.Join(want, " ") {
-		t.Fatalf("handlers run in the order %v; want %v", order, want)
-	}
+	return all
 }
 
-// handlerOrder lists the handlers of routes in the order they run,
-// descending into subroutes; forward_auth, a reverse_proxy with
-// handle_response, is named as such.
-func handlerOrder(t *testing.T, routes []json.RawMessage) []string {
+func routeHandlers(t *testing.T, routes []json.RawMessage) []adaptedHandler {
 	t.Helper()
-	var order []string
+	var all []adaptedHandler
 	for _, raw := range routes {
 		var route struct {
-			Handle []struct {
-				Handler        string            `json:"handler"`
-				Routes         []json.RawMessage `json:"routes"`
-				HandleResponse json.RawMessage   `json:"handle_response"`
-			} `json:"handle"`
+			Handle []json.RawMessage `json:"handle"`
 		}
 		if err := json.Unmarshal(raw, &route); err != nil {
 			t.Fatal(err)
 		}
 		for _, h := range route.Handle {
+			var head struct {
+				Handler        string            `json:"handler"`
+				Routes         []json.RawMessage `json:"routes"`
+				HandleResponse json.RawMessage   `json:"handle_response"`
+			}
+			if err := json.Unmarshal(h, &head); err != nil {
+				t.Fatal(err)
+			}
 			switch {
-			case h.Handler == "subroute":
-				order = append(order, handlerOrder(t, h.Routes)...)
-			case h.Handler == "reverse_proxy" && h.HandleResponse != nil:
-				order = append(order, "forward_auth")
+			case head.Handler == "subroute":
+				all = append(all, routeHandlers(t, head.Routes)...)
+			case head.Handler == "reverse_proxy" && head.HandleResponse != nil:
+				all = append(all, adaptedHandler{"forward_auth", h})
 			default:
-				order = append(order, h.Handler)
+				all = append(all, adaptedHandler{head.Handler, h})
 			}
 		}
 	}
-	return order
+	return all
 }

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/otpgate/otpgate/policy"
@@ -130,46 +129,27 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 	}
 }
 
-// Caddyfile.example adapts to JSON, the directive orders itself without an
-// "order" line (after forward_auth, before reverse_proxy), and all five
-// operation kinds are protected.
+// Caddyfile.example adapts (its JSON is a golden file of
+// TestCaddyfileAdapt) and keeps saying what an example must: the directive
+// orders itself before reverse_proxy without an "order" line, all five
+// operation kinds are protected, paths are relative, the key comes from
+// the environment, every service requires OTP, and Validate accepts it.
 func TestCaddyfileExampleAdapts(t *testing.T) {
 	src, err := os.ReadFile("../Caddyfile.example")
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt(src, map[string]any{"filename": "Caddyfile.example"})
+	out, err := adaptCaddyfile(t, src, "Caddyfile.example")
 	if err != nil {
-		t.Fatal(err)
-	}
-	if len(warnings) > 0 {
-		t.Errorf("warnings: %v", warnings)
-	}
-	var cfg struct {
-		Apps struct {
-			HTTP struct {
-				Servers map[string]struct {
-					Routes []struct {
-						Handle []json.RawMessage `json:"handle"`
-					} `json:"routes"`
-				} `json:"servers"`
-			} `json:"http"`
-		} `json:"apps"`
-	}
-	if err := json.Unmarshal(out, &cfg); err != nil {
 		t.Fatal(err)
 	}
 	var order []string
 	var gw Gateway
-	for _, srv := range cfg.Apps.HTTP.Servers {
-		for _, r := range srv.Routes {
-			for _, h := range r.Handle {
-				var name struct{ Handler string }
-				json.Unmarshal(h, &name)
-				order = append(order, name.Handler)
-				if name.Handler == "otpgate" {
-					json.Unmarshal(h, &gw)
-				}
+	for _, h := range adaptedHandlers(t, out) {
+		order = append(order, h.name)
+		if h.name == "otpgate" {
+			if err := json.Unmarshal(h.raw, &gw); err != nil {
+				t.Fatal(err)
 			}
 		}
 	}
@@ -190,5 +170,8 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 	}
 	if len(gw.RequireOTP) != 1 || gw.RequireOTP[0] != "all" {
 		t.Errorf("example require_otp = %v; want all", gw.RequireOTP)
+	}
+	if err := gw.Validate(); err != nil {
+		t.Errorf("Validate: %v", err)
 	}
 }
