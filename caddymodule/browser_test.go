@@ -213,7 +213,8 @@ func (p browserPage) shot(dir, name string) string {
 	}
 	p.t.Logf("screenshot: %s", path)
 	if keep := os.Getenv("OTPGATE_TEST_SCREENSHOTS"); keep != "" {
-		if err := os.MkdirAll(keep, 0o755); err == nil {
+		err := os.MkdirAll(keep, 0o755)
+		if err == nil {
 			err = os.WriteFile(filepath.Join(keep, name), png, 0o644)
 		}
 		if err != nil {

@@ -45,7 +45,7 @@ func TestEnrolJourneyBrowserSMTP(t *testing.T) {
 	if strings.Contains(page, "***") {
 		t.Errorf("token page before any issue shows a masked address:\n%s", page)
 	}
-	res, page = enrolPage(c, http.MethodPost, "/.otpgate/token/issue", "", url.Values{"email": {email}, "pin": {pin}})
+	res, _ = enrolPage(c, http.MethodPost, "/.otpgate/token/issue", "", url.Values{"email": {email}, "pin": {pin}})
 	if res.StatusCode != http.StatusForbidden || relay.count() != 0 {
 		t.Fatalf("issue without CSRF token: %d, %d mails; want 403 and none", res.StatusCode, relay.count())
 	}
@@ -108,8 +108,8 @@ func TestEnrolJourneyBrowserSMTP(t *testing.T) {
 	code, step, secret := enrolCodeFromURI(t, uri, e.clock.Now())
 	c.secret, c.lastStepUsed = secret, step
 	res, page = enrolPage(c, http.MethodGet, "/.otpgate/token", "", nil)
-	if !strings.Contains(page, `action="/.otpgate/token/confirm"`) {
-		t.Fatalf("token page after setup lacks the confirm form:\n%s", page)
+	if res.StatusCode != http.StatusOK || !strings.Contains(page, `action="/.otpgate/token/confirm"`) {
+		t.Fatalf("token page after setup: %d; want 200 and the confirm form:\n%s", res.StatusCode, page)
 	}
 	res, page = enrolPage(c, http.MethodPost, "/.otpgate/token/confirm", "", url.Values{"otp": {code}, "csrf": {c.csrf("/.otpgate/token")}})
 	if res.StatusCode != http.StatusOK || !strings.Contains(page, `action="/.otpgate/token/revoke"`) {

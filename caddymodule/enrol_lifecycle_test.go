@@ -58,8 +58,8 @@ func TestEnrolRenewWindow(t *testing.T) {
 	c.login()
 	c.json = false
 	res, page := enrolPage(c, http.MethodGet, "/.otpgate/token", "", nil)
-	if !strings.Contains(page, `action="/.otpgate/token/renew"`) {
-		t.Fatalf("token page 30 days before expiry lacks the renew form:\n%s", page)
+	if res.StatusCode != http.StatusOK || !strings.Contains(page, `action="/.otpgate/token/renew"`) {
+		t.Fatalf("token page 30 days before expiry: %d; want 200 and the renew form:\n%s", res.StatusCode, page)
 	}
 	res, page = enrolPage(c, http.MethodPost, "/.otpgate/token/renew", "", url.Values{"otp": {c.code()}, "csrf": {c.csrf("/.otpgate/token")}})
 	if res.StatusCode != http.StatusOK || strings.Contains(page, `class="alert alert-error"`) {
@@ -117,8 +117,8 @@ func TestEnrolRevokePausedAndConfirmed(t *testing.T) {
 	c.json = false
 
 	res, page := enrolPage(c, http.MethodGet, "/.otpgate/token", "", nil)
-	if !strings.Contains(page, `action="/.otpgate/token/revoke"`) {
-		t.Fatalf("token page of an active token lacks the revoke form:\n%s", page)
+	if res.StatusCode != http.StatusOK || !strings.Contains(page, `action="/.otpgate/token/revoke"`) {
+		t.Fatalf("token page of an active token: %d; want 200 and the revoke form:\n%s", res.StatusCode, page)
 	}
 	// Without the form's CSRF token: refused, nothing paused.
 	res, _ = enrolPage(c, http.MethodPost, "/.otpgate/token/revoke", "", url.Values{})
