@@ -301,9 +301,7 @@ func TestGwWrongCodesLockSurvivesRestart(t *testing.T) {
 		id string
 	}{{browser, bid}, {api, aid}} {
 		res, _, out := gwConfirmJSON(x.c, x.id, gwCodeNow(x.c))
-		if res.StatusCode != http.StatusGone && res.StatusCode != http.StatusLocked {
-			t.Errorf("%s: right code after the lock: %d %v; want 410 or 423", x.c.ID, res.StatusCode, out)
-		}
+		gwWantError(t, x.c.ID+": right code after the lock", res, out, http.StatusGone, gate.ChallengeGone)
 		res, _ = x.c.get("/.otpgate/confirm/" + x.id)
 		if res.StatusCode != http.StatusGone {
 			t.Errorf("%s: confirm page after the lock: status %d; want 410", x.c.ID, res.StatusCode)
