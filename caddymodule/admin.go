@@ -39,8 +39,9 @@ func init() {
 //
 // With several otpgate stores, add ?db=<store>: a bbolt database's
 // absolute path. A call that fails answers 400 for a bad request (an
-// invalid ID), 404 for a customer the gateway knows nothing of, 503 only
-// when the store itself failed.
+// invalid ID), 404 for an unlock of a customer the gateway knows nothing
+// of, 503 only when the store itself failed. A customer without a record
+// shows in state none; resetting one is recorded all the same.
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -124,9 +125,11 @@ func (adminAPI) token(w http.ResponseWriter, r *http.Request, st *storeState) er
 	if q.Get("service") == "" || q.Get("user") == "" {
 		return apiErr(http.StatusBadRequest, "service and user query parameters are required")
 	}
-	rec, err := knownRecord(r.Context(), st, token.User{Service: q.Get("service"), ID: q.Get("user")})
+	// A customer without a record is shown in state none: the helpdesk
+	// learns they never enrolled, and whether their service requires OTP.
+	rec, err := st.tokens.Get(r.Context(), token.User{Service: q.Get("service"), ID: q.Get("user")})
 	if err != nil {
-		return err
+		return storeErr("loading token", err)
 	}
 	required, err := st.tokens.ServiceRequiresOTP(r.Context(), q.Get("service"))
 	if err != nil {
@@ -137,18 +140,18 @@ func (adminAPI) token(w http.ResponseWriter, r *http.Request, st *storeState) er
 	return writeAdminJSON(w, v)
 }
 
-// knownRecord is u's token record, or a 404 if the gateway knows nothing
-// of u: for a customer without a record the token lifecycle returns a
-// fresh one in state none, with nothing else in it.
-func knownRecord(ctx context.Context, st *storeState, u token.User) (*token.Record, error) {
+// known answers 404 if the gateway knows nothing of u, for a change that
+// needs a customer: for one without a record the token lifecycle returns a
+// fresh record in state none, with nothing else in it.
+func known(ctx context.Context, st *storeState, u token.User) error {
 	rec, err := st.tokens.Get(ctx, u)
 	if err != nil {
-		return nil, storeErr("loading token", err)
+		return storeErr("loading token", err)
 	}
 	if reflect.DeepEqual(rec, &token.Record{Service: u.Service, User: u.ID, State: token.None}) {
-		return nil, apiErr(http.StatusNotFound, "no token record for service %q user %q", u.Service, u.ID)
+		return apiErr(http.StatusNotFound, "no token record for service %q user %q: nothing to unlock", u.Service, u.ID)
 	}
-	return rec, nil
+	return nil
 }
 
 // tokenView is what an administrator sees of a record: state and dates,
@@ -182,7 +185,7 @@ func (adminAPI) change(action string) func(http.ResponseWriter, *http.Request, *
 			// recorded: the bank's paper procedure happened.
 			err = st.tokens.Reset(r.Context(), u, in.By, r.RemoteAddr)
 		case "unlock":
-			if _, err := knownRecord(r.Context(), st, u); err != nil {
+			if err := known(r.Context(), st, u); err != nil {
 				return err
 			}
 			err = st.tokens.Unlock(r.Context(), u, in.By, r.RemoteAddr)

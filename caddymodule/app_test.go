@@ -310,8 +310,8 @@ func TestAppStoreSettingsConflictRefused(t *testing.T) {
 }
 
 // The admin API finds the running app when it is called and answers 400
-// for a bad request, 404 for a customer the gateway knows nothing of and
-// 503 only when the store itself fails.
+// for a bad request, 404 for unlocking a customer the gateway knows nothing
+// of and 503 only when the store itself fails.
 func TestAppAdminStatuses(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	gwEnrolled(e, "S001", "U001")
@@ -326,7 +326,7 @@ func TestAppAdminStatuses(t *testing.T) {
 	}{
 		{"known customer", http.MethodGet, "/otpgate/token?service=S001&user=U001", nil, http.StatusOK},
 		{"the store named", http.MethodGet, "/otpgate/token?service=S001&user=U001&db=" + db, nil, http.StatusOK},
-		{"unknown customer", http.MethodGet, "/otpgate/token?service=S001&user=U999", nil, http.StatusNotFound},
+		{"a customer without a token", http.MethodGet, "/otpgate/token?service=S001&user=U999", nil, http.StatusOK},
 		{"unlock of an unknown customer", http.MethodPost, "/otpgate/unlock", unlock("U999"), http.StatusNotFound},
 		{"invalid user ID", http.MethodGet, "/otpgate/token?service=S001&user=U%01", nil, http.StatusBadRequest},
 		{"reset of an invalid user ID", http.MethodPost, "/otpgate/reset", unlock("U\x01"), http.StatusBadRequest},
