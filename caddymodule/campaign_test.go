@@ -357,6 +357,18 @@ func TestCampaignCrash(t *testing.T) {
 	var refMu sync.Mutex
 	nextRef, nextCust := 0, lockers
 	const workers = 6
+	// Worker 0 sends only wrong codes, for the lockers, until each is
+	// locked; the others confirm with right codes, round the rest.
+	allLocked := func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for i := range lockers {
+			if !l.locked[cs[i].Service+"/"+cs[i].User] {
+				return false
+			}
+		}
+		return true
+	}
 	for w := range workers {
 		wg.Add(1)
 		go func() {
@@ -372,22 +384,21 @@ func TestCampaignCrash(t *testing.T) {
 				refMu.Lock()
 				nextRef++
 				ref := fmt.Sprintf("K%07d", nextRef)
-				// The first workers lock the lockers; the rest go round
-				// the others.
-				var c *fleet.Customer
-				wrong := w == 0 && i%3 == 0
-				if wrong {
-					c = cs[(i/3)%lockers]
+				c := cs[nextCust]
+				if w == 0 {
+					c = cs[i%lockers]
 				} else {
-					c = cs[nextCust]
 					nextCust = lockers + (nextCust-lockers+1)%(n-lockers)
 				}
 				refMu.Unlock()
-				if !wrong && !c.Ready(time.Now()) {
+				switch {
+				case w == 0 && allLocked():
+					return
+				case w != 0 && !c.Ready(time.Now()):
 					time.Sleep(5 * time.Millisecond)
 					continue
 				}
-				l.cycle(cl, p.base, c, ref, wrong)
+				l.cycle(cl, p.base, c, ref, w == 0)
 			}
 		}()
 	}
@@ -432,6 +443,10 @@ func TestCampaignCrash(t *testing.T) {
 			lastSteps[who] = r.LastStep
 		}
 		p.start()
+	}
+	// The lockers' wrong codes may still be going on after the kills.
+	for end := time.Now().Add(15 * time.Second); !allLocked() && time.Now().Before(end); {
+		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(300 * time.Millisecond)
 	close(stop)
