@@ -101,6 +101,9 @@ func (g *Gate) Confirm(ctx context.Context, who *Customer, id, raw, clientIP str
 		}
 		return nil, g.RefusalFor(err)
 	}
+	if r, ok := CodeResults[res.Check.Outcome]; ok {
+		g.obs.CodeChecked(r)
+	}
 	switch c := res.Check; c.Outcome {
 	case token.CodeOK:
 		if res.Op == nil {

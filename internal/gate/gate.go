@@ -34,6 +34,7 @@ type Gate struct {
 	sessions   *session.Manager
 	login      *session.LoginForm
 	log        *zap.Logger
+	obs        Observer
 }
 
 // New returns a Gate over the managers of one store. login describes the
@@ -43,7 +44,7 @@ func New(s store.Store, tokens *token.Manager, challenges *challenge.Manager, se
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Gate{store: s, tokens: tokens, challenges: challenges, sessions: sessions, login: login, log: log}
+	return &Gate{store: s, tokens: tokens, challenges: challenges, sessions: sessions, login: login, log: log, obs: nopObserver{}}
 }
 
 // Customer is a known customer and the session they act in.

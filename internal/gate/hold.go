@@ -58,6 +58,7 @@ func (g *Gate) Hold(ctx context.Context, identify func() (*Customer, error), m *
 	case policy.Exact:
 	case policy.Refused:
 		log.Warn("protected operation refused: its request cannot be read as the bank reads it", zap.Error(m.Err))
+		g.obs.Decided(string(m.Kind), OutcomeRefused)
 		return Refused, nil, RefuseSaying(UnshowableRequest, m.Err.Error(), m.Err)
 	default:
 		log.Warn("protected operation held with a doubt", zap.String("doubt", string(m.Verdict)), zap.Error(m.Err))
@@ -65,6 +66,7 @@ func (g *Gate) Hold(ctx context.Context, identify func() (*Customer, error), m *
 	who, err := identify()
 	if err != nil {
 		log.Error("identifying the customer", zap.Error(err))
+		g.obs.Decided(string(m.Kind), OutcomeRefused)
 		return Refused, nil, Refuse(StoreUnavailable, err)
 	}
 	op := snapshot(r)
@@ -80,6 +82,7 @@ func (g *Gate) Hold(ctx context.Context, identify func() (*Customer, error), m *
 		}
 	}
 	d, ref := g.hold(ctx, who, op, log)
+	g.obs.Decided(op.Kind, outcomeOf(d))
 	if d == Refused {
 		return Refused, nil, ref
 	}
@@ -94,7 +97,9 @@ func (g *Gate) HoldRevoke(ctx context.Context, who *Customer, r Request) (*chall
 	op := snapshot(r)
 	op.Rule, op.Kind, op.Action = RevokeRule, string(policy.TokenManagement), string(Revoke)
 	log := g.log.With(zap.String("rule", RevokeRule), zap.String("kind", op.Kind))
-	if d, ref := g.hold(ctx, who, op, log); d != Held {
+	d, ref := g.hold(ctx, who, op, log)
+	g.obs.Decided(op.Kind, outcomeOf(d))
+	if d != Held {
 		return nil, ref
 	}
 	return op, nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -79,7 +80,9 @@ type Released struct {
 func (g *Gate) Release(ctx context.Context, op *challenge.Operation, r Request, send Send) (Released, *Refusal) {
 	ctx = context.WithoutCancel(ctx)
 	log := g.log.With(zap.String("challenge", op.ID), zap.String("digest", op.Digest))
+	start := time.Now()
 	audited := func(status int, err error) {
+		g.obs.Released(op.Kind, ReleaseOutcome(status, err), time.Since(start))
 		if aerr := g.challenges.RecordRelease(ctx, op, r.ClientIP, status, err); aerr != nil {
 			log.Error("auditing release", zap.Error(aerr))
 		}
