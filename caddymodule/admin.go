@@ -190,7 +190,7 @@ func (adminAPI) change(action string) func(http.ResponseWriter, *http.Request, *
 			}
 			err = st.tokens.Unlock(r.Context(), u, in.By, r.RemoteAddr)
 		case "require":
-			err = st.tokens.RequireOTP(r.Context(), in.Service, "admin:"+in.By)
+			err = st.tokens.RequireOTP(r.Context(), in.Service, in.By)
 		}
 		if err != nil {
 			return storeErr(action, err)

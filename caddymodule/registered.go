@@ -81,7 +81,7 @@ func (adminAPI) registered(w http.ResponseWriter, r *http.Request, st *storeStat
 	if by == "" {
 		return apiErr(http.StatusBadRequest, "by is required: name the administrator for the audit trail")
 	}
-	res, err := st.tokens.ImportRegistered(r.Context(), r.Body, "admin:"+by)
+	res, err := st.tokens.ImportRegistered(r.Context(), r.Body, by)
 	switch {
 	case errors.Is(err, store.ErrUnavailable):
 		return apiErr(http.StatusServiceUnavailable, "%v", err)

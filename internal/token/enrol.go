@@ -56,6 +56,9 @@ func (u User) valid() bool {
 const (
 	actorCustomer = "customer"
 	actorSystem   = "system"
+	// actorAdmin prefixes the bank administrator's name ("admin:yamada").
+	// Every administrator operation takes the bare name and adds it.
+	actorAdmin = "admin:"
 )
 
 func auditRecord(now time.Time, ev audit.Event, u User, clientIP, actor, detail string) audit.Record {

@@ -164,7 +164,7 @@ func (m *Manager) Reset(ctx context.Context, u User, by, clientIP string) error 
 			// Nothing to reset, but the administrator's action is still recorded.
 			detail = "no token"
 		}
-		if err := audit.Append(tx, auditRecord(now, audit.Reset, u, clientIP, "admin:"+by, detail)); err != nil {
+		if err := audit.Append(tx, auditRecord(now, audit.Reset, u, clientIP, actorAdmin+by, detail)); err != nil {
 			return err
 		}
 		return enqueue(tx, Notice{Event: "reset", User: u, Email: email, At: now})
@@ -199,7 +199,7 @@ func (m *Manager) Unlock(ctx context.Context, u User, by, clientIP string) error
 		if err := save(tx, r); err != nil {
 			return err
 		}
-		if err := audit.Append(tx, auditRecord(now, audit.Unlocked, u, clientIP, "admin:"+by, "")); err != nil {
+		if err := audit.Append(tx, auditRecord(now, audit.Unlocked, u, clientIP, actorAdmin+by, "")); err != nil {
 			return err
 		}
 		email = r.Email
@@ -373,7 +373,7 @@ func (m *Manager) Reseal(ctx context.Context, by string) (int, error) {
 	// Recorded even when the administrator's request has gone: the
 	// secrets were re-sealed.
 	aerr := m.store.Update(context.WithoutCancel(ctx), func(tx store.Tx) error {
-		return audit.Append(tx, audit.Record{Time: now, Event: audit.Resealed, Actor: "admin:" + by, Detail: detail})
+		return audit.Append(tx, audit.Record{Time: now, Event: audit.Resealed, Actor: actorAdmin + by, Detail: detail})
 	})
 	return n, cmp.Or(err, aerr)
 }

@@ -305,7 +305,7 @@ func (m *Manager) ImportRegistered(ctx context.Context, r io.Reader, by string) 
 	}
 	detail := fmt.Sprintf("%d customers, %d companies, %d addresses", res.Customers, res.Companies, res.Addresses)
 	err = m.store.Update(ctx, func(tx store.Tx) error {
-		return audit.Append(tx, audit.Record{Time: now, Event: RegisteredImported, Actor: by, Detail: detail})
+		return audit.Append(tx, audit.Record{Time: now, Event: RegisteredImported, Actor: actorAdmin + by, Detail: detail})
 	})
 	return res, err
 }

@@ -91,7 +91,7 @@ func (f *fakeNotifier) sent(u User) []string {
 
 func (e *env) importCSV(csv string) ImportResult {
 	e.t.Helper()
-	res, err := e.m.ImportRegistered(ctx, strings.NewReader(csv), "admin:hanako")
+	res, err := e.m.ImportRegistered(ctx, strings.NewReader(csv), "hanako")
 	if err != nil {
 		e.t.Fatalf("ImportRegistered: %v", err)
 	}
@@ -275,7 +275,7 @@ func TestImportRegisteredRefuses(t *testing.T) {
 		{"Shift_JIS", "S001,U001,a@example.jp,\x82\xa0\n", "not UTF-8"},
 		{"empty", "service_id,user_id,email\n", "lists no address"},
 	} {
-		if _, err := e.m.ImportRegistered(ctx, strings.NewReader(tt.csv), "admin:hanako"); err == nil || !strings.Contains(err.Error(), tt.want) {
+		if _, err := e.m.ImportRegistered(ctx, strings.NewReader(tt.csv), "hanako"); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: %v, want %q", tt.name, err, tt.want)
 		}
 	}

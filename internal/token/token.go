@@ -443,7 +443,7 @@ func (m *Manager) RequireOTP(ctx context.Context, service, by string) error {
 		return errors.New("otpgate: service ID is empty")
 	}
 	return m.store.Update(ctx, func(tx store.Tx) error {
-		return requireInTx(tx, service, by, m.Now())
+		return requireInTx(tx, service, actorAdmin+by, m.Now())
 	})
 }
 

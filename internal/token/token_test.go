@@ -283,7 +283,7 @@ func TestRequirement(t *testing.T) {
 		{"required service", Config{RequireServices: []string{"SVC"}}, nil, NeedEnrolment},
 		{"other service listed", Config{RequireServices: []string{"OTHER"}}, nil, PassLegacy},
 		{"bank switched it on", Config{}, func(e *env, u User) {
-			if err := e.m.RequireOTP(context.Background(), u.Service, "admin:hanako"); err != nil {
+			if err := e.m.RequireOTP(context.Background(), u.Service, "hanako"); err != nil {
 				t.Fatal(err)
 			}
 		}, NeedEnrolment},
