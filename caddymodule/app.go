@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/otpgate/otpgate/internal/challenge"
@@ -48,9 +49,10 @@ type App struct {
 	// states are written while the configuration is provisioned, and only
 	// read once it runs (by the admin API, after Caddy has made it the
 	// active configuration under its own lock).
-	logger *zap.Logger
-	states map[string]*storeState // by pool key
-	order  []string               // pool keys, in the order added
+	logger   *zap.Logger
+	registry *prometheus.Registry
+	states   map[string]*storeState // by pool key
+	order    []string               // pool keys, in the order added
 }
 
 // CaddyModule returns the Caddy module information.
@@ -64,6 +66,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // Provision opens the configured stores.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.registry = ctx.GetMetricsRegistry()
 	a.states = map[string]*storeState{}
 	for i, s := range a.Stores {
 		mod, err := s.storeModule(ctx)
@@ -83,8 +86,22 @@ func (a *App) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// Start hands each store's background work to this configuration.
+// Validate checks each store's settings.
+func (a *App) Validate() error {
+	for i, s := range a.Stores {
+		if err := s.validate(); err != nil {
+			return fmt.Errorf("stores[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// Start hands each store's background work to this configuration and
+// registers the app's metrics.
 func (a *App) Start() error {
+	if err := a.registerMetrics(a.registry); err != nil {
+		return fmt.Errorf("otpgate: registering metrics: %v", err)
+	}
 	for _, key := range a.order {
 		st := a.states[key]
 		st.pooled.own(st)
@@ -461,5 +478,6 @@ func (st *storeState) sweep(ctx context.Context) {
 var (
 	_ caddy.App          = (*App)(nil)
 	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
 	_ caddy.CleanerUpper = (*App)(nil)
 )

@@ -189,9 +189,40 @@ func TestAppTwoHandlersOneStoreOneReminder(t *testing.T) {
 	if n := appWaitMail(e, "u001@mobile.example", "OTP token renewal", sweep); n != 1 {
 		t.Fatalf("%d renewal reminders; want one however many handlers use the store", n)
 	}
-	if s := st.pooled.sender.Stats(); s.Dead != 0 {
+	s := st.pooled.sender.Stats()
+	if s.Dead != 0 {
 		t.Errorf("outbox gave up on %d notices", s.Dead)
 	}
+	if got := appOutboxMetric(t, st.key, "sent"); got != float64(s.Sent) || got == 0 {
+		t.Errorf("otpgate_outbox_notices_total{result=sent} = %v; want the sender's %d", got, s.Sent)
+	}
+}
+
+// appOutboxMetric reads otpgate_outbox_notices_total of store and result
+// from the running configuration's metrics registry.
+func appOutboxMetric(t *testing.T, store, result string) float64 {
+	t.Helper()
+	ctx := caddy.ActiveContext()
+	families, err := ctx.GetMetricsRegistry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "otpgate_outbox_notices_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["store"] == store && labels["result"] == result {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no otpgate_outbox_notices_total{store=%q,result=%q} in the registry", store, result)
+	return 0
 }
 
 // A customer who hangs up right after sending their fifth wrong code is

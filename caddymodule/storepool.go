@@ -36,7 +36,6 @@ var storePool = caddy.NewUsagePool()
 // doubles. A reload that fails after its app started removes that app
 // again, and the running configuration's becomes the newest once more.
 type pooledStore struct {
-	key    string
 	store  store.Store
 	sender *outbox.Sender
 	logger *zap.Logger
@@ -64,7 +63,7 @@ func openPooled(key string, mod Store) (*pooledStore, error) {
 		if err != nil {
 			return nil, err
 		}
-		p := &pooledStore{key: key, store: st, logger: caddy.Log().Named("otpgate").With(zap.String("store", key))}
+		p := &pooledStore{store: st, logger: caddy.Log().Named("otpgate").With(zap.String("store", key))}
 		p.sender = outbox.NewSender(st, p.deliver)
 		p.sender.OnFailure = func(e outbox.Entry, err error) {
 			p.logger.Error("mail notice failed", zap.String("event", e.Notice.Event), zap.String("service", e.Notice.Service),
