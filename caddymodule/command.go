@@ -67,10 +67,6 @@ func adminCommand(name, usage, short, long, method, path string, params []string
 }
 
 func runAdmin(fl caddycmd.Flags, method, path string, params []string) (int, error) {
-	addr, err := caddycmd.DetermineAdminAPIAddress(fl.String("address"), nil, fl.String("config"), fl.String("adapter"))
-	if err != nil {
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("couldn't determine admin API address: %v", err)
-	}
 	q := url.Values{}
 	if db := fl.String("db"); db != "" {
 		q.Set("db", db)
@@ -95,7 +91,17 @@ func runAdmin(fl caddycmd.Flags, method, path string, params []string) (int, err
 	} else if len(q) > 0 {
 		uri += "?" + q.Encode()
 	}
-	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, nil, body)
+	return adminRequest(fl, method, uri, nil, body)
+}
+
+// adminRequest sends one request to the admin API of the configuration
+// fl names and copies the answer to standard output.
+func adminRequest(fl caddycmd.Flags, method, uri string, header http.Header, body io.Reader) (int, error) {
+	addr, err := caddycmd.DetermineAdminAPIAddress(fl.String("address"), nil, fl.String("config"), fl.String("adapter"))
+	if err != nil {
+		return caddy.ExitCodeFailedStartup, fmt.Errorf("couldn't determine admin API address: %v", err)
+	}
+	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, header, body)
 	if err != nil {
 		return caddy.ExitCodeFailedQuit, err
 	}

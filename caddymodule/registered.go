@@ -2,8 +2,6 @@ package caddymodule
 
 import (
 	"errors"
-	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -55,24 +53,11 @@ func runRegisteredImport(fl caddycmd.Flags) (int, error) {
 		return caddy.ExitCodeFailedStartup, err
 	}
 	defer f.Close()
-	addr, err := caddycmd.DetermineAdminAPIAddress(fl.String("address"), nil, fl.String("config"), fl.String("adapter"))
-	if err != nil {
-		return caddy.ExitCodeFailedStartup, fmt.Errorf("couldn't determine admin API address: %v", err)
-	}
 	q := url.Values{"by": {fl.String("by")}}
 	if db := fl.String("db"); db != "" {
 		q.Set("db", db)
 	}
-	resp, err := caddycmd.AdminAPIRequest(addr, http.MethodPost, "/otpgate/registered?"+q.Encode(),
-		http.Header{"Content-Type": {"text/csv; charset=utf-8"}}, f)
-	if err != nil {
-		return caddy.ExitCodeFailedQuit, err
-	}
-	defer resp.Body.Close()
-	if _, err := io.Copy(os.Stdout, resp.Body); err != nil {
-		return caddy.ExitCodeFailedQuit, err
-	}
-	return caddy.ExitCodeSuccess, nil
+	return adminRequest(fl, http.MethodPost, "/otpgate/registered?"+q.Encode(), http.Header{"Content-Type": {"text/csv; charset=utf-8"}}, f)
 }
 
 // registered imports the customer file in the request body.
