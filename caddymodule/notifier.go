@@ -168,3 +168,6 @@ func (n mailNotifier) deliver(ctx context.Context, no outbox.Notice) error {
 	}
 	return n.sender.Send(ctx, msg)
 }
+
+// Interface guards
+var _ token.Notifier = mailNotifier{}
