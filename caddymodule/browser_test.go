@@ -226,7 +226,9 @@ func (p browserPage) shot(dir, name string) string {
 
 var browserReceipt = regexp.MustCompile(`R\d{6}`)
 
-// STEP 1-3 and a transfer confirmed with a code, all in the browser.
+// The first login lands on STEP 1, whose link continues to the menu; STEP
+// 1-3; and a transfer of 1,500,000円 confirmed with a code, all in the
+// browser.
 func TestBrowserEnrolThenConfirmTransfer(t *testing.T) {
 	chrome := browserExec(t)
 	e := newEnv(t, envOptions{})
@@ -235,7 +237,8 @@ func TestBrowserEnrolThenConfirmTransfer(t *testing.T) {
 	pc := browserPage{t, browserStart(t, chrome, 90*time.Second)}
 	start := time.Now()
 
-	// Log in at the bank, through the gateway: no code is asked for.
+	// Log in at the bank, through the gateway: no code is asked for. The
+	// customer has no token, so the first login lands on STEP 1.
 	pc.goTo("/login")
 	pc.fill(`input[name="service_id"]`, c.Service)
 	pc.fill(`input[name="user_id"]`, c.ID)
@@ -243,9 +246,22 @@ func TestBrowserEnrolThenConfirmTransfer(t *testing.T) {
 	if st := pc.click(`input[type="submit"][value="ログイン"]`); st != 200 {
 		t.Fatalf("login: status %d", st)
 	}
-	pc.wantPath("login", "/menu")
+	pc.wantPath("first login", "/.otpgate/token")
+	if notice := pc.text(`.alert-warning`); !strings.Contains(notice, "ログインしました") {
+		t.Errorf("first login: notice %q; want it to say the customer is logged in", notice)
+	}
+	if step := pc.text(`li[aria-current="step"]`); !strings.Contains(step, "STEP1") {
+		t.Errorf("first login: current step %q; want STEP1", step)
+	}
+	pc.shot(shots, "first-login-step1.png")
+	// Its link continues to the bank's menu, logged in.
+	if st := pc.click(`ul.links a[href="/menu"]`); st != 200 {
+		t.Fatalf("continue to the menu: status %d", st)
+	}
+	pc.wantPath("continue to the menu", "/menu")
 
-	// A transfer before enrolment: the gateway sends the customer to STEP 1.
+	// A transfer before enrolment: the gateway sends the customer to STEP 1,
+	// saying the transfer was not executed.
 	pc.click(`a[href="/transfer"]`)
 	pc.wantPath("transfer form", "/transfer")
 	pc.fill(`input[name="to_bank"]`, "テスト銀行 本店")
@@ -253,6 +269,9 @@ func TestBrowserEnrolThenConfirmTransfer(t *testing.T) {
 	pc.fill(`input[name="amount"]`, "1000")
 	pc.click(`input[type="submit"][value="実行"]`)
 	pc.wantPath("transfer before enrolment", "/.otpgate/token")
+	if notice := pc.text(`.alert-warning`); !strings.Contains(notice, "実行されていません") {
+		t.Errorf("transfer before enrolment: notice %q; want it to say the transfer was not executed", notice)
+	}
 	if lang := browserEval[string](pc, `document.documentElement.lang`); lang != "ja" {
 		t.Errorf("token page language %q; want ja for Accept-Language ja-JP", lang)
 	}
@@ -320,7 +339,7 @@ func TestBrowserEnrolThenConfirmTransfer(t *testing.T) {
 	pc.click(`a[href="/transfer"]`)
 	pc.fill(`input[name="to_bank"]`, "テスト銀行 本店")
 	pc.fill(`input[name="to_account"]`, "普通 1234567")
-	pc.fill(`input[name="amount"]`, "50000")
+	pc.fill(`input[name="amount"]`, "1500000")
 	if st := pc.click(`input[type="submit"][value="実行"]`); st != 200 {
 		t.Fatalf("transfer: status %d", st)
 	}
@@ -330,7 +349,7 @@ func TestBrowserEnrolThenConfirmTransfer(t *testing.T) {
 		t.Fatalf("ledger has %d entries before the code", n)
 	}
 	got := pc.rows("table.details")
-	want := map[string]string{"お取引の種類": "振込・振替", "振込先金融機関": "テスト銀行 本店", "振込先口座": "普通 1234567", "金額": "50000"}
+	want := map[string]string{"お取引の種類": "振込・振替", "振込先金融機関": "テスト銀行 本店", "振込先口座": "普通 1234567", "金額": "1,500,000円"}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("confirm page %s = %q; want %q (table %v)", k, got[k], v, got)
@@ -338,6 +357,9 @@ func TestBrowserEnrolThenConfirmTransfer(t *testing.T) {
 	}
 	if phishing := pc.text(`aside.phishing`); !strings.Contains(phishing, "ログイン") {
 		t.Errorf("confirm page: phishing notice %q does not warn about codes at login", phishing)
+	}
+	if main := pc.text("main"); strings.Contains(main, "POST") || strings.Contains(main, "/transfer/execute") {
+		t.Errorf("confirm page shows the request line:\n%s", main)
 	}
 	confirmShot := pc.shot(shots, "confirm.png")
 	if b, err := os.ReadFile(confirmShot); err == nil {
@@ -360,8 +382,8 @@ func TestBrowserEnrolThenConfirmTransfer(t *testing.T) {
 	if v := browserEval[string](pc, `document.querySelector("#otp").getAttribute("aria-invalid") || ""`); v != "true" {
 		t.Errorf("wrong code: #otp aria-invalid = %q; want true", v)
 	}
-	if got := pc.rows("table.details")["金額"]; got != "50000" {
-		t.Errorf("confirm page after a wrong code shows amount %q; want 50000", got)
+	if got := pc.rows("table.details")["金額"]; got != "1,500,000円" {
+		t.Errorf("confirm page after a wrong code shows amount %q; want 1,500,000円", got)
 	}
 	pc.shot(shots, "confirm-wrong-code.png")
 	if n := len(e.ledger()); n != 0 {
@@ -380,9 +402,9 @@ func TestBrowserEnrolThenConfirmTransfer(t *testing.T) {
 	}
 	pc.shot(shots, "done.png")
 	l := e.ledger()
-	if len(l) != 1 || l[0].Op != "transfer" || l[0].User != "U001" || l[0].Params["amount"] != "50000" ||
+	if len(l) != 1 || l[0].Op != "transfer" || l[0].User != "U001" || l[0].Params["amount"] != "1500000" ||
 		l[0].Params["to_bank"] != "テスト銀行 本店" || l[0].Params["to_account"] != "普通 1234567" {
-		t.Fatalf("ledger = %+v; want one transfer of 50000 to テスト銀行 本店 普通 1234567 by U001", l)
+		t.Fatalf("ledger = %+v; want one transfer of 1500000 to テスト銀行 本店 普通 1234567 by U001", l)
 	}
 	if !strings.Contains(done, l[0].Receipt) {
 		t.Errorf("completion page does not show the ledger's receipt %s", l[0].Receipt)

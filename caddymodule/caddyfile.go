@@ -102,6 +102,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		require_otp        all | <service_id...>
 //		public_url         <https://host>
 //		home               <path>
+//		enrol_at_login     on|off
 //		enrol_address      registered | any | domain <domain...>
 //		bank_table         <CSV file of bank and branch names>
 //		contact            <how to reach the bank>
@@ -160,6 +161,15 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &g.PublicURL)
 		case "home":
 			err = oneArg(d, &g.Home)
+		case "enrol_at_login":
+			var v string
+			if err = oneArg(d, &v); err == nil {
+				if v != "on" && v != "off" {
+					return d.Errf("enrol_at_login %q: want on or off", v)
+				}
+				on := v == "on"
+				g.EnrolAtLogin = &on
+			}
 		case "max_body":
 			var s string
 			if err = oneArg(d, &s); err == nil {

@@ -27,7 +27,7 @@ func TestTransferPausedThenReleasedOnce(t *testing.T) {
 	}
 	confirm := res.Header.Get("Location")
 	_, page := c.get(confirm)
-	for _, want := range []string{"50000", "1234567", "0001", "振込先口座"} {
+	for _, want := range []string{"50,000円", "1234567", "0001", "振込先口座"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("confirm page lacks %q", want)
 		}

@@ -66,6 +66,14 @@ type Gateway struct {
 	// Home is where "back" links on gateway pages lead. Default: /
 	Home string `json:"home,omitempty"`
 
+	// EnrolAtLogin answers the successful login (a 302 or 303) of a
+	// customer who must use OTP and has no active token with the token
+	// page (STEP 1, or renewal) instead of the bank's redirect, with a
+	// link on to Home, as the service being reproduced does at the first
+	// login. false keeps the bank's answer, and enrolment starts only when
+	// a protected operation is tried. Default: true
+	EnrolAtLogin *bool `json:"enrol_at_login,omitempty"`
+
 	// BankTable is a CSV file naming 金融機関コード and 支店コード
 	// (bank_code,branch_code,bank_name,branch_name; UTF-8 or Shift_JIS),
 	// for fields shown with the format bank or branch. Default: none, and

@@ -318,7 +318,16 @@ func (g *Gateway) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	case lw == nil:
 		return next.ServeHTTP(w, r)
 	}
-	ww := &headerWatcher{ResponseWriter: w, onHeader: func(status int, h http.Header) { lw.Answered(r.Context(), status, h) }}
+	ww := &headerWatcher{ResponseWriter: w, onHeader: func(status int, h http.Header) {
+		d := lw.Answered(r.Context(), status, h)
+		// A customer who must start (or renew) a token first is shown the
+		// token page rather than the menu; a 302 or 303 is followed with a
+		// GET, so the login form is not posted there again.
+		if (status == http.StatusFound || status == http.StatusSeeOther) && h.Get("Location") != "" &&
+			(g.EnrolAtLogin == nil || *g.EnrolAtLogin) && g.flow.TokenFirst(r.Context(), d) {
+			h.Set("Location", g.BasePath+"/token?from=login")
+		}
+	}}
 	err := next.ServeHTTP(ww, r)
 	if !ww.done {
 		// No answer: the bank may still have logged someone in.

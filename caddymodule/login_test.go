@@ -232,8 +232,9 @@ func TestLoginBrowserFormBinds(t *testing.T) {
 		req := loginRequest(http.MethodPost, regexpAction(t, page), ct, form.Encode())
 		req.Header.Set("Origin", gatewayURL)
 		res, body := c.do(req)
-		if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/menu" {
-			t.Fatalf("%s: status %d; want 303 to the menu\n%s", ct, res.StatusCode, body)
+		// No token yet, and OTP required: the login lands on STEP 1.
+		if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/.otpgate/token?from=login" {
+			t.Fatalf("%s: status %d; want 303 to the token page\n%s", ct, res.StatusCode, body)
 		}
 		b, found, err := e.gw().sessions.Lookup(context.Background(), gwSession(c))
 		if err != nil || !found || b.Service != "S002" || b.User != "U101" {
