@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"mime/multipart"
 	"net/http"
+	"net/mail"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -56,7 +58,19 @@ func cpPage(c *customer, path, lang string) (int, string) {
 // and the request line.
 func TestCustomerPagesConfirmValuesAsABank(t *testing.T) {
 	e := cpEnv(t)
-	c := gwEnrolled(e, "S001", "U001")
+	c := e.customer("S001", "U001")
+	c.login()
+	// STEP 1 names the sender to let through mail filters, and the contact.
+	if _, page := cpPage(c, "/.otpgate/token", "ja"); !strings.Contains(page, "otp@test-bank.example") || !strings.Contains(page, cpContact) {
+		t.Errorf("STEP 1 page lacks the sender address or the contact line:\n%s", page)
+	}
+	c.json = true
+	c.enrol()
+	c.json = false
+	// Every mail carries the contact line.
+	if body := cpMailTo(t, e, "u001@mobile.example"); !strings.Contains(body, cpContact) {
+		t.Errorf("setup mail lacks the contact line:\n%s", body)
+	}
 	id := gwPause(c, "/transfer/execute", url.Values{"to_bank": {"テスト銀行 本店"}, "to_account": {"1 1234567"}, "amount": {"1500000"}})
 
 	for _, tc := range []struct {
@@ -104,6 +118,27 @@ func TestCustomerPagesConfirmValuesAsABank(t *testing.T) {
 	if !strings.Contains(page, "Transfer to an account") {
 		t.Errorf("English page lacks the English title:\n%s", page)
 	}
+}
+
+// cpMailTo is the body of the newest mail to addr in the mail folder.
+func cpMailTo(t *testing.T, e *env, addr string) string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(e.dir, "mail", "*.eml"))
+	for i := len(files) - 1; i >= 0; i-- {
+		f, err := os.Open(files[i])
+		if err != nil {
+			continue
+		}
+		msg, err := mail.ReadMessage(f)
+		if err == nil && strings.Contains(msg.Header.Get("To"), addr) {
+			body := decodeBody(t, msg)
+			f.Close()
+			return body
+		}
+		f.Close()
+	}
+	t.Fatalf("no mail to %s", addr)
+	return ""
 }
 
 // The revocation's confirm page says in words that the token will be revoked.
