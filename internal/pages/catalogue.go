@@ -167,8 +167,8 @@ var catalogue = map[string]message{
 		"The address (URL) is too long to be processed. Your operation was not executed. Please start again from the banking menu.",
 	},
 	"cancelled": {
-		"お取引を取り消しました。このお取引は実行されていません。",
-		"The operation was cancelled. It was not executed.",
+		"このお取引は実行されていません。必要な場合は、メニューからもう一度操作してください。",
+		"It was not executed. If you still want it, start it again from the banking menu.",
 	},
 	"pin_format": {
 		"利用開始パスワードは4～8桁の数字で入力してください。",

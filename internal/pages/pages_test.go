@@ -62,7 +62,7 @@ func TestT(t *testing.T) {
 		{English, "invalid_otp", []any{1}, "The one-time password is incorrect. 1 attempt left: after that it is locked, and operations that need a one-time password are not possible until your branch unlocks it."},
 		{English, "csrf", []any{4}, "This form has expired. Please reload the page and try again."}, // extra args dropped
 		{Japanese, "issue_sent", []any{"ta***@example.jp"}, "初期設定用のメールを ta***@example.jp に送信しました。携帯電話でメールを開き、STEP2に進んでください。"},
-		{"fr", "cancelled", nil, "お取引を取り消しました。このお取引は実行されていません。"}, // unknown lang: Japanese
+		{"fr", "cancelled", nil, "このお取引は実行されていません。必要な場合は、メニューからもう一度操作してください。"}, // unknown lang: Japanese
 		{English, "no_such_id", []any{1}, "no_such_id"},
 		{English, "%d%s", nil, "%d%s"},
 	}
