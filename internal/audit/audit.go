@@ -26,7 +26,8 @@ const (
 	CodeReused   Event = "code_reused"   // a right code whose time step was already spent
 	Released     Event = "released"      // the stored request was handed to the bank
 	ReleaseError Event = "release_error" // the bank failed after the release (not retried)
-	Cancelled    Event = "cancelled"     // the customer cancelled a paused operation
+	Cancelled    Event = "cancelled"     // the customer cancelled a paused operation, or the gateway discarded it (actor system)
+	Expired      Event = "expired"       // a paused operation's lifetime ended before it was confirmed
 	Locked       Event = "locked"        // too many wrong codes
 	Unlocked     Event = "unlocked"
 	Issued       Event = "token_issued"       // STEP 1: setup mail sent
@@ -39,6 +40,7 @@ const (
 	RequireOTP   Event = "require_otp"        // a service was made to require OTP
 	Resealed     Event = "secrets_resealed"   // secrets sealed again after a key rotation
 	Login        Event = "session_bound"      // a bank login was seen and bound
+	Logout       Event = "session_ended"      // a bank logout was seen and its binding dropped
 	PassThrough  Event = "legacy_passthrough" // a protected operation of a service that does not require OTP
 	Refused      Event = "refused"            // a protected operation refused (no identity, no token…)
 )
@@ -46,18 +48,21 @@ const (
 // Record is one line of the trail. It never holds a code, PIN, secret, setup
 // link or session cookie value.
 type Record struct {
-	Time     time.Time         `json:"time"`
-	Event    Event             `json:"event"`
-	Service  string            `json:"service,omitempty"`
-	User     string            `json:"user,omitempty"`
-	ClientIP string            `json:"client_ip,omitempty"`
-	Actor    string            `json:"actor,omitempty"` // "customer", "admin:<who>", "system"
-	Kind     string            `json:"kind,omitempty"`  // operation kind
-	Rule     string            `json:"rule,omitempty"`
-	Request  string            `json:"request,omitempty"` // "POST /transfer/execute"
-	Digest   string            `json:"digest,omitempty"`  // SHA-256 of the stored request
-	Fields   map[string]string `json:"fields,omitempty"`  // the fields the customer was shown
-	Detail   string            `json:"detail,omitempty"`
+	Time     time.Time `json:"time"`
+	Event    Event     `json:"event"`
+	Service  string    `json:"service,omitempty"`
+	User     string    `json:"user,omitempty"`
+	ClientIP string    `json:"client_ip,omitempty"`
+	// UserAgent is the client's User-Agent header, cut to
+	// MaxUserAgent bytes.
+	UserAgent string            `json:"user_agent,omitempty"`
+	Actor     string            `json:"actor,omitempty"` // "customer", "admin:<who>", "system"
+	Kind      string            `json:"kind,omitempty"`  // operation kind
+	Rule      string            `json:"rule,omitempty"`
+	Request   string            `json:"request,omitempty"` // "POST /transfer/execute"
+	Digest    string            `json:"digest,omitempty"`  // SHA-256 of the stored request
+	Fields    map[string]string `json:"fields,omitempty"`  // the fields the customer was shown
+	Detail    string            `json:"detail,omitempty"`
 }
 
 // Append adds r to the trail within tx, under a key made from r.Time

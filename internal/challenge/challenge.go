@@ -135,6 +135,11 @@ type Manager struct {
 		after string
 		done  bool
 	}
+	// expiring is AuditExpired's progress: the last index it read.
+	expiring struct {
+		sync.Mutex
+		after string
+	}
 }
 
 // New returns a Manager that keeps operations in s sealed by sealer (the

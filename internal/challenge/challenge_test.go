@@ -894,6 +894,11 @@ func TestExpiredOperationGoneWithoutSweep(t *testing.T) {
 	if n, chunks := e.pendingCount(), len(e.scan(store.Chunks)); n != 0 || chunks != 0 {
 		t.Errorf("after every expiry: %d operations and %d chunks listed, want none", n, chunks)
 	}
+	// The customer's index stays until the worker has recorded the
+	// expiries it lists (expire.go).
+	if n, err := e.m.AuditExpired(ctx); err != nil || n != 3 {
+		t.Errorf("AuditExpired = %d, %v; want the three expiries recorded", n, err)
+	}
 	for _, kv := range e.scan(store.Pending) {
 		if !strings.HasPrefix(kv.Key, "fate/") {
 			t.Errorf("after every expiry: %s listed in %s (customer index?), want only fates", kv.Key, store.Pending)

@@ -144,7 +144,11 @@ func (m *Manager) open(id string, sealed []byte) (*Operation, error) {
 
 // heldIndex lists one customer's held operations, oldest first.
 type heldIndex struct {
-	Ops []heldEntry `json:"ops"`
+	// Service and User name the customer, for listing held operations
+	// (List); indexes written before they were kept lack them.
+	Service string      `json:"service,omitempty"`
+	User    string      `json:"user,omitempty"`
+	Ops     []heldEntry `json:"ops"`
 }
 
 // heldEntry is one held operation in its customer's index: enough to count
@@ -183,7 +187,9 @@ func loadIndex(tx store.Tx, key string) (*heldIndex, error) {
 }
 
 // saveIndex writes idx, or deletes it when empty. It lives one lifetime
-// from now, as long as the newest operation it can list.
+// from now, as long as the newest operation it can list, and then
+// FateMemory more: an entry that expires unconfirmed stays listed until
+// AuditExpired (or the customer's next held operation) records its expiry.
 func (m *Manager) saveIndex(tx store.Tx, key string, idx *heldIndex) error {
 	if len(idx.Ops) == 0 {
 		return tx.Delete(store.Pending, key)
@@ -192,13 +198,13 @@ func (m *Manager) saveIndex(tx store.Tx, key string, idx *heldIndex) error {
 	if err != nil {
 		return fmt.Errorf("encoding held-operation index: %w", err)
 	}
-	return store.PutTTL(tx, store.Pending, key, v, m.cfg.Lifetime)
+	return store.PutTTL(tx, store.Pending, key, v, m.cfg.Lifetime+FateMemory)
 }
 
 // hold lists e, op's entry, in its customer's index, discarding their
 // oldest operations beyond the caps (see Config for why the oldest go).
-// Entries past their expiry leave the index; the store forgets their
-// records by itself.
+// Entries past their expiry leave the index, their expiry audited; the
+// store forgets their records by itself.
 func (m *Manager) hold(tx store.Tx, op *Operation, e heldEntry, now time.Time) error {
 	key := customerKey(op.Service, op.User)
 	idx, err := loadIndex(tx, key)
@@ -211,6 +217,8 @@ func (m *Manager) hold(tx store.Tx, op *Operation, e heldEntry, now time.Time) e
 		if now.Before(o.Expires) {
 			kept = append(kept, o)
 			total += o.Size
+		} else if err := auditExpired(tx, op.Service, op.User, o, now); err != nil {
+			return err
 		}
 	}
 	for len(kept) > 0 && (len(kept) >= m.cfg.MaxOps || total > m.cfg.MaxBytes) {
@@ -227,6 +235,7 @@ func (m *Manager) hold(tx store.Tx, op *Operation, e heldEntry, now time.Time) e
 		}
 	}
 	idx.Ops = append(kept, e)
+	idx.Service, idx.User = op.Service, op.User
 	return m.saveIndex(tx, key, idx)
 }
 
