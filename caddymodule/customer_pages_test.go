@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"mime/multipart"
 	"net/http"
-	"net/mail"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -123,22 +121,11 @@ func TestCustomerPagesConfirmValuesAsABank(t *testing.T) {
 // cpMailTo is the body of the newest mail to addr in the mail folder.
 func cpMailTo(t *testing.T, e *env, addr string) string {
 	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(e.dir, "mail", "*.eml"))
-	for i := len(files) - 1; i >= 0; i-- {
-		f, err := os.Open(files[i])
-		if err != nil {
-			continue
-		}
-		msg, err := mail.ReadMessage(f)
-		if err == nil && strings.Contains(msg.Header.Get("To"), addr) {
-			body := decodeBody(t, msg)
-			f.Close()
-			return body
-		}
-		f.Close()
+	bodies := e.mailsTo(addr)
+	if len(bodies) == 0 {
+		t.Fatalf("no mail to %s", addr)
 	}
-	t.Fatalf("no mail to %s", addr)
-	return ""
+	return bodies[0]
 }
 
 // The revocation's confirm page says in words that the token will be revoked.

@@ -424,25 +424,33 @@ var linkPattern = regexp.MustCompile(`https?://\S+/\.otpgate/setup/[A-Za-z0-9_-]
 // setupLink reads the newest setup mail to addr from the mail folder.
 func (e *env) setupLink(addr string) string {
 	e.t.Helper()
+	for _, body := range e.mailsTo(addr) {
+		if l := linkPattern.FindString(body); l != "" {
+			return l
+		}
+	}
+	e.t.Fatalf("no setup mail to %s in %s", addr, filepath.Join(e.dir, "mail"))
+	return ""
+}
+
+// mailsTo are the bodies of the mails to addr in the mail folder, newest
+// first.
+func (e *env) mailsTo(addr string) []string {
+	e.t.Helper()
 	files, _ := filepath.Glob(filepath.Join(e.dir, "mail", "*.eml"))
+	var bodies []string
 	for i := len(files) - 1; i >= 0; i-- {
 		f, err := os.Open(files[i])
 		if err != nil {
 			continue
 		}
 		msg, err := mail.ReadMessage(f)
-		if err != nil || !strings.Contains(msg.Header.Get("To"), addr) {
-			f.Close()
-			continue
+		if err == nil && strings.Contains(msg.Header.Get("To"), addr) {
+			bodies = append(bodies, decodeBody(e.t, msg))
 		}
-		body := decodeBody(e.t, msg)
 		f.Close()
-		if l := linkPattern.FindString(body); l != "" {
-			return l
-		}
 	}
-	e.t.Fatalf("no setup mail to %s in %v", addr, files)
-	return ""
+	return bodies
 }
 
 // decodeBody is msg's text; it fails the test if it cannot be read.

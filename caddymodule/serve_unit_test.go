@@ -89,11 +89,18 @@ func (b *bankStub) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 }
 
 // serveUnit runs g.ServeHTTP on r as Caddy would, and returns the answer
-// and the bank stub.
-func serveUnit(t *testing.T, g *Gateway, r *http.Request) (*httptest.ResponseRecorder, *bankStub) {
+// and the bank stub. repl are placeholders handlers before the gateway
+// left (forward_auth's answer, an authenticated user).
+func serveUnit(t *testing.T, g *Gateway, r *http.Request, repl ...map[string]any) (*httptest.ResponseRecorder, *bankStub) {
 	t.Helper()
 	w := httptest.NewRecorder()
-	r = caddyhttp.PrepareRequest(r, caddy.NewReplacer(), w, nil)
+	rp := caddy.NewReplacer()
+	r = caddyhttp.PrepareRequest(r, rp, w, nil)
+	for _, m := range repl {
+		for k, v := range m {
+			rp.Set(k, v)
+		}
+	}
 	bank := new(bankStub)
 	if err := g.ServeHTTP(w, r, bank); err != nil {
 		t.Fatalf("ServeHTTP: %v", err)
@@ -204,23 +211,32 @@ func TestServePassThrough(t *testing.T) {
 	}
 }
 
-// A protected operation from someone the gateway does not know is refused
-// and never reaches the bank: no session cookie, two of them, or a request
-// header a client sent itself where the configuration trusts forward_auth.
-func TestServeProtectedWithoutIdentity(t *testing.T) {
+// A protected operation is refused, and never reaches the bank, from
+// someone the gateway does not know: no session cookie, two of them, one it
+// never bound, or request headers a client sent itself where the
+// configuration trusts forward_auth. The same headers name a customer once
+// forward_auth has answered the request 2xx: that customer has no token
+// yet, so the answer sends them to enrol, and nothing reaches the bank
+// either.
+func TestServeProtectedIdentity(t *testing.T) {
 	t.Parallel()
 	login := unitGateway(t, &Gateway{})
 	header := unitGateway(t, &Gateway{Identity: &Identity{Source: "header", Trusted: trustedForwardAuth,
 		Service: "{http.request.header.Remote-Service}", User: "{http.request.header.Remote-User}"}})
+	forged := map[string]string{"Remote-Service": "S001", "Remote-User": "U001"}
 	for _, tc := range []struct {
 		name   string
 		g      *Gateway
 		header map[string]string
+		repl   map[string]any
+		want   string
 	}{
-		{"no session cookie", login, nil},
-		{"two session cookies", login, map[string]string{"Cookie": "JSESSIONID=a; JSESSIONID=b"}},
-		{"a session cookie the gateway never bound", login, map[string]string{"Cookie": "JSESSIONID=unknown"}},
-		{"headers without forward_auth", header, map[string]string{"Remote-Service": "S001", "Remote-User": "U001"}},
+		{"no session cookie", login, nil, nil, gate.LoginRequired},
+		{"two session cookies", login, map[string]string{"Cookie": "JSESSIONID=a; JSESSIONID=b"}, nil, gate.LoginRequired},
+		{"a session cookie the gateway never bound", login, map[string]string{"Cookie": "JSESSIONID=unknown"}, nil, gate.LoginRequired},
+		{"headers without forward_auth", header, forged, nil, gate.LoginRequired},
+		{"headers forward_auth answered with a redirect", header, forged, map[string]any{"http.reverse_proxy.status_code": http.StatusFound}, gate.LoginRequired},
+		{"headers forward_auth approved", header, forged, map[string]any{"http.reverse_proxy.status_code": http.StatusOK}, gate.EnrollmentRequired},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -230,40 +246,13 @@ func TestServeProtectedWithoutIdentity(t *testing.T) {
 			for k, v := range tc.header {
 				r.Header.Set(k, v)
 			}
-			w, bank := serveUnit(t, tc.g, r)
+			w, bank := serveUnit(t, tc.g, r, tc.repl)
 			var out map[string]any
 			json.Unmarshal(w.Body.Bytes(), &out)
-			if w.Code != http.StatusForbidden || out["error"] != gate.LoginRequired || bank.calls != 0 {
-				t.Fatalf("status %d %s, bank called %d times; want 403 login_required and nothing at the bank", w.Code, w.Body, bank.calls)
+			if w.Code != http.StatusForbidden || out["error"] != tc.want || bank.calls != 0 {
+				t.Fatalf("status %d %s, bank called %d times; want 403 %s and nothing at the bank", w.Code, w.Body, bank.calls, tc.want)
 			}
 		})
-	}
-}
-
-// The same headers name a customer once forward_auth has answered the
-// request 2xx: the operation is held for that customer (who has no token
-// yet, so the answer is the way to enrol), and still never reaches the bank.
-func TestServeForwardAuthIdentity(t *testing.T) {
-	t.Parallel()
-	g := unitGateway(t, &Gateway{Identity: &Identity{Source: "header", Trusted: trustedForwardAuth,
-		Service: "{http.request.header.Remote-Service}", User: "{http.request.header.Remote-User}"}})
-	r := httptest.NewRequest(http.MethodPost, "/transfer/execute", strings.NewReader("amount=50000"))
-	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	r.Header.Set("Accept", "application/json")
-	r.Header.Set("Remote-Service", "S001")
-	r.Header.Set("Remote-User", "U001")
-	w := httptest.NewRecorder()
-	repl := caddy.NewReplacer()
-	r = caddyhttp.PrepareRequest(r, repl, w, nil)
-	repl.Set("http.reverse_proxy.status_code", http.StatusOK)
-	bank := new(bankStub)
-	if err := g.ServeHTTP(w, r, bank); err != nil {
-		t.Fatal(err)
-	}
-	var out map[string]any
-	json.Unmarshal(w.Body.Bytes(), &out)
-	if w.Code != http.StatusForbidden || out["error"] != gate.EnrollmentRequired || bank.calls != 0 {
-		t.Fatalf("status %d %s, bank called %d times; want 403 enrollment_required for S001/U001", w.Code, w.Body, bank.calls)
 	}
 }
 
