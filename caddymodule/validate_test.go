@@ -118,8 +118,9 @@ func TestValidateJSON(t *testing.T) {
 }
 
 // The Caddyfile parser refuses the same mistakes where it can name the
-// line, and refuses what it used to let a later line overwrite silently.
-func TestUnmarshalCaddyfileRanges(t *testing.T) {
+// line (the identity allowlist, ranges, the relay), and refuses what it
+// used to let a later line overwrite silently (a second identity or smtp).
+func TestUnmarshalCaddyfileRefusals(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ in, want string }{
 		{"digits 7", `digits "7": want 6 or 8`},
@@ -131,6 +132,11 @@ func TestUnmarshalCaddyfileRanges(t *testing.T) {
 		{"smtp relay.example.jp:25 {\ntls none\n}", `tls "none" is allowed only for a relay on the loopback interface`},
 		{"smtp relay.example.jp:25 {\ntls none\n}", "Testfile:4"},
 		{"smtp relay.example.jp:587\nsmtp relay2.example.jp:587", "smtp: given twice"},
+		{"identity header {\nservice {http.request.cookie.s}\nuser {http.vars.u}\n}", "Testfile:5"},
+		{"identity header {\nservice {http.request.cookie.s}\nuser {http.vars.u}\n}", "the client can set this placeholder"},
+		{"identity header {\nservice {http.request.header.S}\nuser {http.request.header.U}\n}", "say who sets it"},
+		{"identity header {\nservice {http.vars.s}\nuser {http.vars.u}\ntrusted\n}", "trusted: missing value"},
+		{"identity login_form\nidentity login_form", "identity: given twice"},
 	} {
 		var g Gateway
 		err := g.UnmarshalCaddyfile(caddyfile.NewTestDispenser("otpgate {\n" + tc.in + "\n}"))
