@@ -46,13 +46,15 @@ type App struct {
 	// none; each otpgate handler then brings its own.
 	Stores []*StoreSettings `json:"stores,omitempty"`
 
-	// states are written while the configuration is provisioned, and only
-	// read once it runs (by the admin API, after Caddy has made it the
-	// active configuration under its own lock).
 	logger   *zap.Logger
 	registry *prometheus.Registry
-	states   map[string]*storeState // by pool key
-	order    []string               // pool keys, in the order added
+
+	// states and order are written while the configuration is
+	// provisioned, and only read once it runs (by the admin API and the
+	// metrics, after Caddy has made it the active configuration under its
+	// own lock), so they need no lock of their own.
+	states map[string]*storeState // by pool key
+	order  []string               // pool keys, in the order added
 }
 
 // CaddyModule returns the Caddy module information.
@@ -79,7 +81,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if a.states[mod.PoolKey()] != nil {
 			return fmt.Errorf("otpgate: stores[%d] names the store %s again: configure each store once", i, mod.PoolKey())
 		}
-		if _, err := a.open(ctx, mod, s); err != nil {
+		if _, err := a.open(mod, s); err != nil {
 			return fmt.Errorf("stores[%d]: %w", i, err)
 		}
 	}
@@ -158,7 +160,7 @@ func (a *App) storeFor(ctx caddy.Context, s *StoreSettings) (*storeState, error)
 	}
 	st := a.states[key]
 	if st == nil {
-		return a.open(ctx, mod, s)
+		return a.open(mod, s)
 	}
 	written, err := s.written()
 	if err != nil {
@@ -182,14 +184,17 @@ func (a *App) state(key string) (*storeState, error) {
 	if st := a.states[key]; st != nil {
 		return st, nil
 	}
-	if key == "" {
+	switch {
+	case len(a.order) == 0:
+		return nil, errors.New("no otpgate store is open in this configuration")
+	case key == "":
 		return nil, fmt.Errorf("several otpgate stores are open; add ?db= with one of: %s", strings.Join(a.order, ", "))
 	}
 	return nil, fmt.Errorf("no otpgate store %q is open; open: %s", key, strings.Join(a.order, ", "))
 }
 
 // open opens the store of mod, configured by s, and adds its state.
-func (a *App) open(ctx caddy.Context, mod Store, s *StoreSettings) (*storeState, error) {
+func (a *App) open(mod Store, s *StoreSettings) (*storeState, error) {
 	written, err := s.written()
 	if err != nil {
 		return nil, err

@@ -55,7 +55,7 @@ func adminCommand(name, usage, short, long, method, path string, params []string
 			cmd.Flags().StringP("config", "c", "", "Configuration file (to find the admin address)")
 			cmd.Flags().StringP("adapter", "a", "", "Name of config adapter to apply")
 			cmd.Flags().String("address", "", "The address of the administration listener, if different from the config")
-			cmd.Flags().String("db", "", "The otpgate database, when several are open")
+			cmd.Flags().String("db", "", "The otpgate store, when several are open: a bbolt database's absolute path")
 			for _, p := range params {
 				cmd.Flags().String(p, "", p)
 			}

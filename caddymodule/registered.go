@@ -36,7 +36,7 @@ func init() {
 			cmd.Flags().StringP("config", "c", "", "Configuration file (to find the admin address)")
 			cmd.Flags().StringP("adapter", "a", "", "Name of config adapter to apply")
 			cmd.Flags().String("address", "", "The address of the administration listener, if different from the config")
-			cmd.Flags().String("db", "", "The otpgate database, when several are open")
+			cmd.Flags().String("db", "", "The otpgate store, when several are open: a bbolt database's absolute path")
 			cmd.Flags().String("file", "", "The customer file (CSV: service_id,user_id,email)")
 			cmd.Flags().String("by", "", "The administrator, for the audit trail")
 			cmd.RunE = caddycmd.WrapCommandFuncForCobra(runRegisteredImport)
