@@ -63,6 +63,9 @@ func openPooled(key string, mod Store) (*pooledStore, error) {
 		if err != nil {
 			return nil, err
 		}
+		// Timed and counted for the metrics, its audit records published
+		// as events (observedstore.go).
+		st = observeStore(st)
 		p := &pooledStore{store: st, logger: caddy.Log().Named("otpgate").With(zap.String("store", key))}
 		p.sender = outbox.NewSender(st, p.deliver)
 		p.sender.OnFailure = func(e outbox.Entry, err error) {
@@ -146,9 +149,58 @@ func (p *pooledStore) Destruct() error {
 	return p.store.Close()
 }
 
-// work runs the outbox sender and the sweeper until ctx ends.
+// work runs the store's background work until ctx ends: at once on a
+// store of one node; on a store several nodes share (store.Leader, etcd)
+// only while this node leads, campaigning again whenever the lead is lost,
+// so that it runs once per cluster and moves when its node dies.
 func (p *pooledStore) work(ctx context.Context, done chan struct{}) {
 	defer close(done)
+	l, ok := p.store.(store.Leader)
+	if !ok {
+		p.lead(ctx)
+		return
+	}
+	for ctx.Err() == nil {
+		p.term(ctx, l)
+	}
+}
+
+// term campaigns for the lead and works while this node holds it. It
+// returns once the lead is handed back (ctx ended) or lost, having waited
+// for the hand-back, so that another node takes over at once rather than
+// when the lead would expire.
+func (p *pooledStore) term(ctx context.Context, l store.Leader) {
+	tctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	lost, err := l.Campaign(tctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			p.logger.Warn("campaigning for the store's background work; trying again in a second", zap.Error(err))
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+		return
+	}
+	p.logger.Info("this node leads the store's background work (sweeps, reminders, mail outbox)")
+	go func() {
+		select {
+		case <-lost:
+			cancel()
+		case <-tctx.Done():
+		}
+	}()
+	p.lead(tctx)
+	cancel()
+	<-lost
+	if ctx.Err() == nil {
+		p.logger.Warn("lost the lead of the store's background work; campaigning again")
+	}
+}
+
+// lead runs the outbox sender and the sweeper until ctx ends.
+func (p *pooledStore) lead(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { p.sender.Run(ctx) })
 	defer wg.Wait()
