@@ -64,7 +64,7 @@ func TestEtcdStoreCaddyfileErrors(t *testing.T) {
 		"store etcd {\nendpoints\n}":                             "endpoints: want",
 		"store etcd http://a:2379 {\nendpoints http://b:2379\n}": "endpoints given twice",
 		"store etcd {\nhost a\n}":                                "unrecognized option \"host\"",
-		"store etcd {\ntls {\nca a\n}\ntls {\nca b\n}\n}":         "tls given twice",
+		"store etcd {\ntls {\nca a\n}\ntls {\nca b\n}\n}":        "tls given twice",
 		"store etcd {\ntls {\nserver_name a\n}\n}":               "unrecognized option \"server_name\"",
 		"store etcd {\ndial_timeout soon\n}":                     "dial_timeout",
 	} {
