@@ -73,14 +73,18 @@ func menuTargeter(base string, cs []*fleet.Customer) vegeta.Targeter {
 	}
 }
 
-// passThrough measures GET /menu at base: throughput with workers requests
-// in flight for dur, then latency at a fixed rate well below saturation
-// (at saturation latency is only queueing).
-func passThrough(name, base string, cs []*fleet.Customer, workers uint64, dur time.Duration, rate int, latDur time.Duration) (tput, lat *measure) {
-	tput, lat = &measure{}, &measure{}
-	attack(name, menuTargeter(base, cs), 0, workers, dur, tput.add)
-	attack(name, menuTargeter(base, cs), rate, 8, latDur, lat.add)
-	return tput.close(), lat.close()
+// throughput measures GET /menu at base with workers requests in flight
+// for dur.
+func throughput(name, base string, cs []*fleet.Customer, workers uint64, dur time.Duration) *measure {
+	m := &measure{}
+	attack(name, menuTargeter(base, cs), 0, workers, dur, m.add)
+	return m.close()
+}
+
+// latency adds to lat the latencies of GET /menu at base at a fixed rate
+// well below saturation (at saturation latency is only queueing).
+func latency(name, base string, cs []*fleet.Customer, rate int, dur time.Duration, lat *measure) {
+	attack(name, menuTargeter(base, cs), rate, 8, dur, lat.add)
 }
 
 // cycler drives full step-up cycles through vegeta: a hold
@@ -102,7 +106,7 @@ type cycler struct {
 	next     int            // where the search for a customer goes on
 	released map[string]int // ref -> releases the load generator saw
 
-	hold, confirm measure
+	hold, confirm *measure
 	other         map[string]int // unexpected answers, "hold 503" -> count
 	noCustomer    bool
 }
@@ -113,9 +117,9 @@ type job struct {
 	ref  string
 }
 
-func newCycler(base string, cs []*fleet.Customer) *cycler {
+func newCycler(base string, cs []*fleet.Customer, hold, confirm *measure) *cycler {
 	return &cycler{base: base, cs: cs, open: make([]bool, len(cs)), byURL: map[string]int{},
-		released: map[string]int{}, other: map[string]int{}}
+		released: map[string]int{}, other: map[string]int{}, hold: hold, confirm: confirm}
 }
 
 // refSeq numbers the holds of the whole run, so that the bank's ledger
@@ -213,19 +217,26 @@ type cycles struct {
 	hold, confirm *measure
 	other         map[string]int
 	ranOut        bool
+	// passAround is the gateway's pass-through req/s measured just before
+	// and just after the run (their mean), the baseline of its ratio.
+	passAround float64
 }
 
 func (c *cycles) perSecond() float64 { return float64(c.released) / c.dur.Seconds() }
 
 // runCycles runs cycles with workers requests in flight (rate 0) or at rate
-// cycles per second, for at most dur, and returns what it measured. The
-// customers' spent steps carry over from run to run.
-func runCycles(base string, cs []*fleet.Customer, workers uint64, rate int, dur time.Duration) *cycles {
-	cy := newCycler(base, cs)
+// cycles per second, for at most dur, and returns what it measured, its
+// latencies added to hold and confirm (new ones when nil). The customers'
+// spent steps carry over from run to run.
+func runCycles(base string, cs []*fleet.Customer, workers uint64, rate int, dur time.Duration, hold, confirm *measure) *cycles {
+	if hold == nil {
+		hold, confirm = &measure{}, &measure{}
+	}
+	cy := newCycler(base, cs, hold, confirm)
 	start := time.Now()
 	attack("cycles", cy.target, 2*rate, workers, dur, cy.result)
 	elapsed := time.Since(start)
-	out := &cycles{workers: workers, rate: rate, dur: elapsed, hold: cy.hold.close(), confirm: cy.confirm.close(), other: cy.other, ranOut: cy.noCustomer}
+	out := &cycles{workers: workers, rate: rate, dur: elapsed, hold: hold, confirm: confirm, other: cy.other, ranOut: cy.noCustomer}
 	for _, n := range cy.released {
 		out.released += n
 		if n > 1 {

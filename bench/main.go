@@ -1,7 +1,7 @@
 // Command bench measures what otpgate costs a bank's customers, with one
 // command and on loopback only:
 //
-//	go run ./bench            # about 6 minutes on 2 cores; prints a markdown table
+//	go run ./bench            # about 7 minutes on 2 cores; prints a markdown table
 //	go run ./bench -quick     # a smoke run of every phase, under a minute
 //
 // In one process it starts the demo bank (behind package fleet's login for
@@ -15,9 +15,12 @@
 //     servers in interleaved rounds; throughput and added latency are
 //     ratios to bare reverse_proxy in the same run;
 //   - step-up cycles (hold, confirm, release) with 32 and 128 customers in
-//     flight and at a fixed rate, under a CPU profile that is taken apart;
-//   - scale: start-up, database size, code-check latency and pass-through
-//     with 1k, 100k and 1M customers.
+//     flight and at a fixed rate, each between two short pass-through
+//     measurements (its baseline), the first under a CPU profile that is
+//     taken apart;
+//   - scale: start-up and database size with 1k, 100k and 1M customers,
+//     each started alone; then code-check latency and pass-through with
+//     all three side by side in interleaved rounds.
 //
 // Every attack is bounded in time and the whole run in -budget; the
 // temporary folder with the databases is removed at the end. bench/README.md
@@ -83,11 +86,11 @@ func main() {
 	quick := flag.Bool("quick", false, "a smoke run of every phase with small numbers (under a minute)")
 	flag.IntVar(&o.customers, "customers", 30000, "customers seeded and logged in for pass-through and cycles (each may spend 2 time steps a minute)")
 	flag.StringVar(&scale, "scale", "1000,100000,1000000", "customer counts for the scale measurements, comma-separated (a count is skipped when the budget left cannot seed it)")
-	flag.IntVar(&o.rounds, "rounds", 5, "interleaved rounds of the pass-through comparison")
-	flag.DurationVar(&o.dur, "dur", 3*time.Second, "length of each throughput attack")
+	flag.IntVar(&o.rounds, "rounds", 10, "interleaved rounds of the pass-through comparison")
+	flag.DurationVar(&o.dur, "dur", 2*time.Second, "length of each throughput attack")
 	flag.Uint64Var(&o.workers, "workers", 16, "requests in flight in the pass-through throughput attacks")
 	flag.IntVar(&o.latRate, "lat-rate", 400, "requests per second of the pass-through latency attacks (below saturation)")
-	flag.DurationVar(&o.latDur, "lat-dur", 3*time.Second, "length of each latency attack")
+	flag.DurationVar(&o.latDur, "lat-dur", 2*time.Second, "length of each latency attack")
 	flag.DurationVar(&o.cycleDur, "cycle-dur", 10*time.Second, "length of each step-up cycle attack")
 	flag.IntVar(&o.cycleRate, "cycle-rate", 2000, "cycles per second of the fixed-rate cycle attack (lowered to 70% of what 32 in flight reached)")
 	flag.DurationVar(&o.budget, "budget", 9*time.Minute, "no phase starts after this much time")
@@ -125,7 +128,8 @@ type report struct {
 	customers          int
 	seed, login        time.Duration
 	dbSize             int64
-	rounds             []map[string][2]*measure // variant -> throughput, latency
+	rounds             []map[string]*measure // variant -> throughput
+	lat                map[string]*measure   // variant -> latency, all rounds
 	cycles             []*cycles
 	profile            string
 	parts              []float64
@@ -133,7 +137,7 @@ type report struct {
 	ledgerTwice        int
 	ledgerEntries      int
 	releasedSeen       int
-	scale              []scaleRow
+	scale              []*scaleRow
 	notes              []string
 }
 
@@ -181,7 +185,7 @@ func run(o options) error {
 	}
 	r.seed = time.Since(t0)
 	logf("seeded %d customers in %v", o.customers, r.seed.Round(time.Millisecond))
-	if _, err := load(config(dir, key, db, true)); err != nil {
+	if _, err := load(config(dir, key, []gatewaySite{{gatePort, db}}, true), base(gatePort)); err != nil {
 		return err
 	}
 	defer caddy.Stop()
@@ -194,24 +198,36 @@ func run(o options) error {
 	logf("logged in %d customers through the gateway in %v", o.customers, r.login.Round(time.Millisecond))
 	menu := cs[:min(len(cs), 1000)]
 
-	// Pass-through, interleaved: each round starts with another variant.
+	// Pass-through, interleaved: each round starts with another variant, so
+	// a burst of other work on the machine falls on every variant alike.
 	variants := []struct{ name, base string }{{"bare", bare}, {"otpgate", gw}, {"forward_auth", fwd}}
+	r.lat = map[string]*measure{}
+	for _, v := range variants {
+		r.lat[v.name] = &measure{}
+	}
 	for round := range o.rounds {
 		if time.Now().After(deadline) {
 			r.notes = append(r.notes, fmt.Sprintf("pass-through: budget spent after %d rounds", round))
 			break
 		}
-		m := map[string][2]*measure{}
+		m := map[string]*measure{}
 		for k := range variants {
 			v := variants[(k+round)%len(variants)]
-			t, l := passThrough(v.name, v.base, menu, o.workers, o.dur, o.latRate, o.latDur)
-			m[v.name] = [2]*measure{t, l}
-			logf("round %d %-12s %8.0f req/s  p50 %v p99 %v (failed %d+%d)", round+1, v.name, t.throughput(), l.q(0.5), l.q(0.99), t.failed, l.failed)
+			m[v.name] = throughput(v.name, v.base, menu, o.workers, o.dur)
+			latency(v.name, v.base, menu, o.latRate, o.latDur, r.lat[v.name])
+			logf("round %d %-12s %8.0f req/s (failed %d)", round+1, v.name, m[v.name].throughput(), m[v.name].failed)
 		}
 		r.rounds = append(r.rounds, m)
 	}
 
-	// Step-up cycles under a CPU profile.
+	// Step-up cycles under a CPU profile, each run between two short
+	// pass-through measurements of the gateway: its baseline.
+	around := func(run func() *cycles) *cycles {
+		before := throughput("otpgate", gw, menu, o.workers, 2*time.Second).throughput()
+		c := run()
+		c.passAround = (before + throughput("otpgate", gw, menu, o.workers, 2*time.Second).throughput()) / 2
+		return c
+	}
 	if time.Now().Before(deadline) {
 		profPath := o.profile
 		if profPath == "" {
@@ -226,16 +242,21 @@ func run(o options) error {
 		if err != nil {
 			return err
 		}
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
 		for _, w := range []uint64{32, 128} {
-			c := runCycles(gw, cs, w, 0, o.cycleDur)
+			c := around(func() *cycles {
+				// The profile is of the run with 32 in flight.
+				if w == 32 {
+					if err := pprof.StartCPUProfile(f); err != nil {
+						logf("no CPU profile: %v", err)
+					}
+					defer pprof.StopCPUProfile()
+				}
+				return runCycles(gw, cs, w, 0, o.cycleDur, nil, nil)
+			})
 			r.cycles = append(r.cycles, c)
-			logf("cycles, %d in flight: %.0f/s over %v; hold p50 %v p99 %v; confirm p50 %v p99 %v; other %v",
-				w, c.perSecond(), c.dur.Round(time.Millisecond), c.hold.q(0.5), c.hold.q(0.99), c.confirm.q(0.5), c.confirm.q(0.99), c.other)
+			logf("cycles, %d in flight: %.0f/s over %v (pass-through around it %.0f req/s); hold p50 %v p99 %v; confirm p50 %v p99 %v; other %v",
+				w, c.perSecond(), c.dur.Round(time.Millisecond), c.passAround, c.hold.q(0.5), c.hold.q(0.99), c.confirm.q(0.5), c.confirm.q(0.99), c.other)
 		}
-		pprof.StopCPUProfile()
 		f.Close()
 		r.profile = profPath
 		if ts, err := readTraces(profPath); err != nil {
@@ -250,7 +271,7 @@ func run(o options) error {
 		}
 		rate := min(o.cycleRate, int(0.7*r.cycles[0].perSecond()))
 		if rate > 0 && time.Now().Before(deadline) {
-			c := runCycles(gw, cs, 64, rate, o.cycleDur)
+			c := around(func() *cycles { return runCycles(gw, cs, 64, rate, o.cycleDur, nil, nil) })
 			r.cycles = append(r.cycles, c)
 			logf("cycles at %d/s: %.0f/s; confirm p50 %v p99 %v; other %v", rate, c.perSecond(), c.confirm.q(0.5), c.confirm.q(0.99), c.other)
 		}
@@ -274,20 +295,28 @@ func run(o options) error {
 		r.dbSize = st.Size()
 	}
 
-	// Scale: a fresh database per size, the gateway alone in front of the bank.
+	// Scale: a fresh database per size, each started alone, then measured
+	// side by side in interleaved rounds.
+	var rows []*scaleRow
 	for _, n := range o.scale {
-		// Seeding runs at about 15,000 customers a second here; measuring
-		// takes 30 s more. A size that cannot finish in the budget left
-		// is not started.
-		if need := time.Duration(n/5000)*time.Second + 30*time.Second; time.Until(deadline) < need {
+		// Seeding runs at 15,000-20,000 customers a second here. A size
+		// that cannot be seeded and measured in the budget left is not
+		// started.
+		if need := time.Duration(n/12000)*time.Second + time.Minute; time.Until(deadline) < need {
 			r.notes = append(r.notes, fmt.Sprintf("scale %d: not measured, %v of the budget left and it needs about %v", n, time.Until(deadline).Round(time.Second), need))
 			continue
 		}
-		row, err := measureScale(ctx, dir, key, keyBytes, n, o)
+		row, err := prepareScale(ctx, dir, key, keyBytes, n)
 		if err != nil {
 			return fmt.Errorf("scale %d: %w", n, err)
 		}
-		r.scale = append(r.scale, row)
+		rows = append(rows, row)
+	}
+	if len(rows) > 0 {
+		if err := measureScales(rows, dir, key, o); err != nil {
+			return fmt.Errorf("scale: %w", err)
+		}
+		r.scale = rows
 	}
 	r.loadEnd = loadavg()
 	r.print(os.Stdout, o)
@@ -307,28 +336,49 @@ func serve(port int, h http.Handler) (stop func(), err error) {
 
 func base(port int) string { return fmt.Sprintf("http://127.0.0.1:%d", port) }
 
-// config is Caddyfile.example with the test's ports, files and key, and
-// with the bare and forward_auth servers beside it when both is set.
-func config(dir, key, db string, both bool) string {
-	cfg := string(otpgate.CaddyfileExample)
-	for _, rep := range [][2]string{
-		{"admin localhost:2019", fmt.Sprintf("admin localhost:%d\n\tpersist_config off\n\tgrace_period 2s\n\tlog {\n\t\toutput file %s\n\t}", adminPort, filepath.Join(dir, "caddy.log"))},
-		{":8080 {", fmt.Sprintf(":%d {", gatePort)},
-		{"database otpgate.db", "database " + db},
-		{"secret_key {env.OTPGATE_SECRET_KEY}", "secret_key " + key},
-		{"mail_dir mail", "mail_dir " + filepath.Join(dir, "mail")},
-		{"bank_table internal/display/banks-sample.csv", "bank_table " + filepath.Join(dir, "banks.csv")},
-		{"reverse_proxy 127.0.0.1:9080", fmt.Sprintf("reverse_proxy 127.0.0.1:%d", bankPort)},
-	} {
-		if !strings.Contains(cfg, rep[0]) {
-			// The example changed: the benchmark must follow it, not
-			// measure something else.
-			panic(fmt.Sprintf("Caddyfile.example no longer holds %q", rep[0]))
+// gatewaySite is one otpgate server: its port and database.
+type gatewaySite struct {
+	port int
+	db   string
+}
+
+// mustReplace replaces old in s once, and panics when s lacks it: the
+// example changed, and the benchmark must follow it, not measure
+// something else.
+func mustReplace(s, old, new string) string {
+	if !strings.Contains(s, old) {
+		panic(fmt.Sprintf("Caddyfile.example no longer holds %q", old))
+	}
+	return strings.Replace(s, old, new, 1)
+}
+
+// config is Caddyfile.example with its site repeated for each gateway
+// (the test's ports, files and key), and with the bare and forward_auth
+// servers beside them when both is set.
+func config(dir, key string, gateways []gatewaySite, both bool) string {
+	ex := string(otpgate.CaddyfileExample)
+	i := strings.Index(ex, ":8080 {")
+	if i < 0 {
+		panic("Caddyfile.example no longer holds its site :8080")
+	}
+	var b strings.Builder
+	b.WriteString(mustReplace(ex[:i], "admin localhost:2019", fmt.Sprintf("admin localhost:%d\n\tpersist_config off\n\tgrace_period 2s\n\tlog {\n\t\toutput file %s\n\t}", adminPort, filepath.Join(dir, "caddy.log"))))
+	for _, g := range gateways {
+		site := ex[i:]
+		for _, rep := range [][2]string{
+			{":8080 {", fmt.Sprintf(":%d {", g.port)},
+			{"database otpgate.db", "database " + g.db},
+			{"secret_key {env.OTPGATE_SECRET_KEY}", "secret_key " + key},
+			{"mail_dir mail", "mail_dir " + filepath.Join(dir, "mail")},
+			{"bank_table internal/display/banks-sample.csv", "bank_table " + filepath.Join(dir, "banks.csv")},
+			{"reverse_proxy 127.0.0.1:9080", fmt.Sprintf("reverse_proxy 127.0.0.1:%d", bankPort)},
+		} {
+			site = mustReplace(site, rep[0], rep[1])
 		}
-		cfg = strings.Replace(cfg, rep[0], rep[1], 1)
+		b.WriteString(site + "\n")
 	}
 	if both {
-		cfg += fmt.Sprintf(`
+		fmt.Fprintf(&b, `
 :%d {
 	reverse_proxy 127.0.0.1:%d
 }
@@ -342,12 +392,12 @@ func config(dir, key, db string, both bool) string {
 }
 `, barePort, bankPort, fwdPort, authPort, bankPort)
 	}
-	return cfg
+	return b.String()
 }
 
 // load adapts and loads a Caddyfile and returns how long until the
-// gateway answered.
-func load(caddyfile string) (time.Duration, error) {
+// gateway at base answered.
+func load(caddyfile, base string) (time.Duration, error) {
 	t0 := time.Now()
 	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
 	if err != nil {
@@ -358,7 +408,7 @@ func load(caddyfile string) (time.Duration, error) {
 	}
 	c := &http.Client{Timeout: time.Second}
 	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
-		res, err := c.Get(base(gatePort) + "/.otpgate/assets/")
+		res, err := c.Get(base + "/.otpgate/assets/otpgate.css")
 		if err == nil {
 			io.Copy(io.Discard, res.Body)
 			res.Body.Close()

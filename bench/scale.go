@@ -12,57 +12,96 @@ import (
 	"github.com/otpgate/otpgate/bench/fleet"
 )
 
-// scaleRow is what one customer count measured.
+// scaleRow is one customer count and what it measured.
 type scaleRow struct {
-	n         int
-	seed      time.Duration
-	size      int64
-	startup   time.Duration
-	tput, lat *measure
-	cyc       *cycles
-	loggedIn  int
+	n       int
+	db      string
+	seed    time.Duration
+	size    int64
+	startup time.Duration
+	// sample are the customers, spread over the key space, who log in
+	// and take part.
+	sample []*fleet.Customer
+
+	tput               []*measure // per round
+	lat, hold, confirm *measure   // all rounds
+	released           int
+	other              map[string]int
 }
 
-// scaleSample is how many customers, spread over the key space, log in
-// and take part in each scale measurement.
-const scaleSample = 256
+const (
+	// scaleSample customers of each size log in: 2 time steps a minute
+	// each are enough for the cycles of every round.
+	scaleSample = 1000
+	// scaleRounds of pass-through and cycles per size, interleaved.
+	scaleRounds = 3
+	// scalePort is the first port of the gateways measured side by side.
+	scalePort = 19420
+	// scaleCycles per second: low, so that their latency is the code
+	// check's and not queueing.
+	scaleCycles = 100
+)
 
-// measureScale seeds n customers into a fresh database, starts the gateway
-// on it from nothing (as a restarted process opens its file), and measures
-// pass-through with bound sessions and full cycles at a low fixed rate, so
-// that the code check's latency is not queueing.
-func measureScale(ctx context.Context, dir, key string, keyBytes []byte, n int, o options) (scaleRow, error) {
-	row := scaleRow{n: n}
-	db := filepath.Join(dir, fmt.Sprintf("scale-%d.db", n))
+// prepareScale seeds n customers into a fresh database, starts the gateway
+// alone on it from nothing (as a restarted process opens its file) to
+// time its start-up, and logs the sample in.
+func prepareScale(ctx context.Context, dir, key string, keyBytes []byte, n int) (*scaleRow, error) {
+	row := &scaleRow{n: n, db: filepath.Join(dir, fmt.Sprintf("scale-%d.db", n)), lat: &measure{}, hold: &measure{}, confirm: &measure{}, other: map[string]int{}}
 	t0 := time.Now()
-	cs, err := fleet.Seed(ctx, db, keyBytes, n)
+	cs, err := fleet.Seed(ctx, row.db, keyBytes, n)
 	if err != nil {
-		return row, err
+		return nil, err
 	}
 	row.seed = time.Since(t0)
-	if st, err := os.Stat(db); err == nil {
+	if st, err := os.Stat(row.db); err == nil {
 		row.size = st.Size()
 	}
-	logf("scale %d: seeded in %v, %d MiB", n, row.seed.Round(time.Millisecond), row.size>>20)
 	if err := caddy.Stop(); err != nil {
-		return row, err
+		return nil, err
 	}
-	if row.startup, err = load(config(dir, key, db, false)); err != nil {
-		return row, err
+	if row.startup, err = load(config(dir, key, []gatewaySite{{gatePort, row.db}}, false), base(gatePort)); err != nil {
+		return nil, err
 	}
-	sample := make([]*fleet.Customer, 0, scaleSample)
-	for j := range scaleSample {
-		sample = append(sample, cs[j*n/scaleSample])
+	k := min(scaleSample, n)
+	for j := range k {
+		row.sample = append(row.sample, cs[j*n/k])
 	}
-	cs = nil // a million customers are a few hundred MiB
-	if err := fleet.LoginAll(ctx, sample, base(gatePort), 16); err != nil {
-		return row, err
+	if err := fleet.LoginAll(ctx, row.sample, base(gatePort), 16); err != nil {
+		return nil, err
 	}
-	row.loggedIn = len(sample)
-	row.tput, row.lat = passThrough("otpgate", base(gatePort), sample, o.workers, o.dur, o.latRate, o.latDur)
-	row.cyc = runCycles(base(gatePort), sample, 16, 100, min(o.cycleDur, 3*time.Second))
-	logf("scale %d: start-up %v; pass-through %.0f req/s p99 %v; confirm p50 %v p99 %v (%d cycles, other %v)", n,
-		row.startup.Round(time.Millisecond), row.tput.throughput(), row.lat.q(0.99), row.cyc.confirm.q(0.5), row.cyc.confirm.q(0.99),
-		row.cyc.released, row.cyc.other)
+	logf("scale %d: seeded in %v, %d MiB, start-up %v", n, row.seed.Round(time.Millisecond), row.size>>20, row.startup.Round(time.Millisecond))
 	return row, nil
+}
+
+// measureScales runs a gateway on each row's database side by side and
+// measures them in interleaved rounds: throughput and latency of GET
+// /menu with bound sessions, and full cycles at scaleCycles per second.
+// The sessions bound while each started alone are in its database.
+func measureScales(rows []*scaleRow, dir, key string, o options) error {
+	sites := make([]gatewaySite, len(rows))
+	for i, row := range rows {
+		sites[i] = gatewaySite{scalePort + i, row.db}
+	}
+	if err := caddy.Stop(); err != nil {
+		return err
+	}
+	if _, err := load(config(dir, key, sites, false), base(scalePort)); err != nil {
+		return err
+	}
+	for round := range scaleRounds {
+		for k := range rows {
+			i := (k + round) % len(rows)
+			row, b := rows[i], base(scalePort+i)
+			t := throughput("scale", b, row.sample, o.workers, 2*time.Second)
+			row.tput = append(row.tput, t)
+			latency("scale", b, row.sample, o.latRate, 2*time.Second, row.lat)
+			c := runCycles(b, row.sample, 16, scaleCycles, 2*time.Second, row.hold, row.confirm)
+			row.released += c.released
+			for k, v := range c.other {
+				row.other[k] += v
+			}
+			logf("scale %d, round %d: pass-through %.0f req/s; %d cycles", row.n, round+1, t.throughput(), c.released)
+		}
+	}
+	return nil
 }
