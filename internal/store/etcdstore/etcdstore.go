@@ -65,6 +65,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -166,6 +168,12 @@ func Open(o Options) (s *Store, reachErr error, err error) {
 		Username:             o.Username,
 		Password:             o.Password,
 		Logger:               o.Logger,
+		// gRPC waits up to two minutes between reconnections by default;
+		// a member that comes back is used again within seconds.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: 2 * time.Second,
+		})},
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("etcdstore: %w", err)
