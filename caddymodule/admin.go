@@ -104,6 +104,9 @@ func (adminAPI) handle(method string, fn func(http.ResponseWriter, *http.Request
 		if err != nil {
 			return apiErr(http.StatusBadRequest, "%v", err)
 		}
+		// Every audit record written for the call names the administrator's
+		// address as customers' are named.
+		r = r.WithContext(withClient(r.Context(), adminClientIP(r), r.UserAgent()))
 		return fn(w, r, st)
 	}
 }
@@ -183,12 +186,12 @@ func (adminAPI) change(action string) func(http.ResponseWriter, *http.Request, *
 		case "reset":
 			// A reset of a customer the gateway knows nothing of is still
 			// recorded: the bank's paper procedure happened.
-			err = st.tokens.Reset(r.Context(), u, in.By, r.RemoteAddr)
+			err = st.tokens.Reset(r.Context(), u, in.By, adminClientIP(r))
 		case "unlock":
 			if err := known(r.Context(), st, u); err != nil {
 				return err
 			}
-			err = st.tokens.Unlock(r.Context(), u, in.By, r.RemoteAddr)
+			err = st.tokens.Unlock(r.Context(), u, in.By, adminClientIP(r))
 		case "require":
 			err = st.tokens.RequireOTP(r.Context(), in.Service, in.By)
 		}

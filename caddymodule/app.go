@@ -48,6 +48,7 @@ type App struct {
 
 	logger   *zap.Logger
 	registry *prometheus.Registry
+	events   *eventSink
 
 	// states and order are written while the configuration is
 	// provisioned, and only read once it runs (by the admin API and the
@@ -69,6 +70,11 @@ func (App) CaddyModule() caddy.ModuleInfo {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.registry = ctx.GetMetricsRegistry()
+	events, err := newEventSink(ctx)
+	if err != nil {
+		return err
+	}
+	a.events = events
 	a.states = map[string]*storeState{}
 	for i, s := range a.Stores {
 		mod, err := s.storeModule(ctx)
@@ -108,6 +114,7 @@ func (a *App) Start() error {
 		st := a.states[key]
 		st.pooled.own(st)
 	}
+	a.events.start()
 	return nil
 }
 
@@ -118,6 +125,7 @@ func (a *App) Stop() error {
 		st := a.states[key]
 		st.pooled.disown(st)
 	}
+	a.events.stop()
 	return nil
 }
 
@@ -476,6 +484,11 @@ func (st *storeState) sweep(ctx context.Context) {
 		st.logger.Warn("sweeping tokens", zap.Error(err))
 	} else if n > 0 {
 		st.logger.Info("renewal reminders queued", zap.Int("count", n))
+	}
+	if n, err := st.challenges.AuditExpired(ctx); err != nil {
+		st.logger.Warn("auditing expired held operations", zap.Error(err))
+	} else if n > 0 {
+		st.logger.Info("expired held operations audited", zap.Int("count", n))
 	}
 }
 

@@ -106,6 +106,7 @@ func (g *Gateway) serveConfirm(w http.ResponseWriter, r *http.Request, next cadd
 		return g.release(w, r, next, op)
 	case wantsJSON(r):
 	case ref.Code == gate.OTPFormat:
+		countRefusal(ref)
 		return g.confirmPage(w, r, id, ref, http.StatusBadRequest)
 	case ref.Code == gate.OTPReused:
 		// The operation waits on: the form again, and when the next code
@@ -343,6 +344,7 @@ func (g *Gateway) message(w http.ResponseWriter, r *http.Request, status int, ti
 // details to API clients; to browsers a page in the customer's language,
 // or the token page where the customer must act on their token.
 func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, ref *gate.Refusal) error {
+	countRefusal(ref)
 	if ce := g.logger.Check(zap.DebugLevel, "refused"); ce != nil {
 		ce.Write(zap.Int("status", ref.Status), zap.String("error", ref.Code), zap.String("reason", ref.Message),
 			zap.NamedError("cause", errors.Unwrap(ref)), zap.String("path", challenge.RedactSessionIDs(r.URL.EscapedPath())))

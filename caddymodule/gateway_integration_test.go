@@ -734,7 +734,7 @@ func TestGwStoreFailingRefusesProtected(t *testing.T) {
 	id := gwPause(c, "/transfer/execute", gwTransfer)
 	token := c.csrf("/.otpgate/confirm/" + id)
 
-	db, ok := e.gw().store.(*boltstore.DB)
+	db, ok := baseStore(e.gw().store).(*boltstore.DB)
 	if !ok {
 		t.Fatalf("store is %T; want *boltstore.DB", e.gw().store)
 	}

@@ -178,6 +178,7 @@ func (g *Gateway) useStore(st *storeState) {
 	g.sessions = session.New(g.store, time.Duration(g.Identity.IdleTimeout), time.Duration(g.Identity.MaxAge))
 	g.sessions.Now = func() time.Time { return now() }
 	g.flow = gate.New(g.store, g.tokens, g.challenges, g.sessions, g.Identity.login, g.logger)
+	g.flow.Observe(flowMetrics{})
 }
 
 // tokenConfig is the token lifecycle's part of the configuration.

@@ -19,6 +19,8 @@ const maxPath = 8 << 10
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	// Every audit record written for the request names its client.
+	r = r.WithContext(withClient(r.Context(), clientIP(r), r.UserAgent()))
 	// Before anything reads the path: every later decision (the confirm
 	// marker, the gateway's pages, the rules, the login path) assumes the
 	// bank splits and decodes it exactly as the gateway does.

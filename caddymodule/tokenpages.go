@@ -62,6 +62,7 @@ func (g *Gateway) tokenAction(w http.ResponseWriter, r *http.Request, action str
 	switch action {
 	case "issue":
 		res, err := g.tokens.Issue(r.Context(), u, strings.TrimSpace(in["email"]), strings.TrimSpace(in["pin"]), g.linkBase(r), ip)
+		g.countEnrolment(action, err)
 		if err != nil {
 			log.Info("token issue refused", zap.Error(err))
 			return g.tokenError(w, r, g.flow.RefusalFor(err))
@@ -85,6 +86,7 @@ func (g *Gateway) tokenAction(w http.ResponseWriter, r *http.Request, action str
 			info = "renewed"
 			expires, err = g.tokens.Renew(r.Context(), u, code, ip)
 		}
+		g.countEnrolment(action, err)
 		if err != nil {
 			log.Info("token "+action+" refused", zap.Error(err))
 			return g.tokenError(w, r, g.flow.RefusalFor(err))
@@ -181,6 +183,7 @@ func (g *Gateway) setup(w http.ResponseWriter, r *http.Request, link string) err
 		return g.refuse(w, r, ref)
 	}
 	res, err := g.tokens.Setup(r.Context(), link, strings.TrimSpace(in["service_id"]), strings.TrimSpace(in["user_id"]), strings.TrimSpace(in["pin"]), clientIP(r))
+	g.countEnrolment("setup", err)
 	if err != nil {
 		ref := g.flow.RefusalFor(err)
 		if wantsJSON(r) || ref.Code == gate.StoreUnavailable {

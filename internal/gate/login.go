@@ -120,7 +120,7 @@ func (w *LoginWatch) Answered(ctx context.Context, status int, header http.Heade
 		}
 	}
 	for _, v := range d.Drop {
-		logErr(g.sessions.Drop(ctx, v), "dropping session binding")
+		logErr(g.sessions.End(ctx, v, d.Reason, w.clientIP), "dropping session binding")
 	}
 	switch d.Action {
 	case session.Bind:
