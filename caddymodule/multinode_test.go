@@ -9,6 +9,7 @@ package caddymodule
 // node at a time and moves when that node dies.
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -18,17 +19,22 @@ import (
 	"net/mail"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/otpgate/otpgate/bench/fleet"
 	"github.com/otpgate/otpgate/internal/demobank"
 	"github.com/otpgate/otpgate/internal/seal"
 	"github.com/otpgate/otpgate/internal/store"
+	"github.com/otpgate/otpgate/internal/store/boltstore"
 	"github.com/otpgate/otpgate/internal/store/etcdstore"
 	"github.com/otpgate/otpgate/internal/store/etcdstore/etcdtest"
 	"github.com/otpgate/otpgate/internal/token"
@@ -55,7 +61,7 @@ type multiNode struct {
 	started time.Time
 }
 
-const multiNodeCustomers = 400
+const multiNodeCustomers = 900
 
 // etcdStoreBlock is the store line that replaces Caddyfile.example's
 // database line, with what the tests shorten: a request fails after a
@@ -381,6 +387,11 @@ func TestMultiNodeEtcd(t *testing.T) {
 		m.quorumLost(t)
 	})
 
+	t.Run("StoreCopyFromBbolt", func(t *testing.T) {
+		m.t = t
+		m.storeCopy(t)
+	})
+
 	t.Run("SweeperNodeKilled", func(t *testing.T) {
 		m.t = t
 		m.sweeperTakeover(t)
@@ -392,7 +403,7 @@ func TestMultiNodeEtcd(t *testing.T) {
 // another member; a few send only wrong codes. No transfer executes twice
 // or without a right code, and confirmations succeed again after each kill.
 func (m *multiNode) killDuringLoad(t *testing.T) {
-	cs := m.take(150)
+	cs := m.take(500)
 	liars := cs[:3]
 	honest := cs[3:]
 	var mu sync.Mutex
@@ -421,9 +432,13 @@ func (m *multiNode) killDuringLoad(t *testing.T) {
 					}
 					continue
 				}
+				// At most 20 cycles a second per worker, so the customers'
+				// codes (two a minute each) last the whole load.
+				pace := time.After(50 * time.Millisecond)
 				c := honest[int(custs.Add(1))%len(honest)]
 				code, _, ok := c.NextCode(time.Now())
 				if !ok {
+					<-pace
 					continue
 				}
 				s, ch := m.hold(holdNode, c, ref)
@@ -445,6 +460,7 @@ func (m *multiNode) killDuringLoad(t *testing.T) {
 					released[p]++
 				}
 				mu.Unlock()
+				<-pace
 			}
 		})
 	}
@@ -545,12 +561,20 @@ func (m *multiNode) quorumLost(t *testing.T) {
 // come due; killed with SIGKILL, the other node takes over within a
 // bounded time and mails the next ones; no reminder is mailed twice.
 func (m *multiNode) sweeperTakeover(t *testing.T) {
+	// The leader is the node whose log last says it leads and has not
+	// said since that it lost the lead (the etcd failures before may
+	// have moved the lead).
 	leader := -1
 	for end := time.Now().Add(15 * time.Second); leader < 0 && time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		var leads []int
 		for i := range 2 {
-			if log, _ := os.ReadFile(filepath.Join(m.dirs[i], "otpgate.log")); strings.Contains(string(log), "this node leads") {
-				leader = i
+			log, _ := os.ReadFile(filepath.Join(m.dirs[i], "otpgate.log"))
+			if won := strings.LastIndex(string(log), "this node leads"); won >= 0 && won > strings.LastIndex(string(log), "lost the lead") {
+				leads = append(leads, i)
 			}
+		}
+		if len(leads) == 1 {
+			leader = leads[0]
 		}
 	}
 	if leader < 0 {
@@ -632,4 +656,70 @@ func (m *multiNode) waitMails(cs []*fleet.Customer, timeout time.Duration) [2]in
 		}
 	}
 	return got
+}
+
+// storeCopy: "otpgate store copy" moves a bbolt installation into etcd,
+// offline: counts checked, every value byte for byte (secrets stay sealed:
+// no plaintext secret reaches etcd), and a second copy into the same
+// prefix is refused.
+func (m *multiNode) storeCopy(t *testing.T) {
+	bin, err := buildOtpgate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "otpgate.db")
+	cs, err := fleet.Seed(context.Background(), path, m.key, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func() (string, error) {
+		cmd := exec.Command(bin, "store", "copy", "--from", "bbolt:"+path, "--to", "etcd:"+strings.Join(m.etcd.Endpoints(), ","), "--prefix", "/copied/")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run()
+	if err != nil {
+		t.Fatalf("store copy: %v\n%s", err, out)
+	}
+	if !regexp.MustCompile(`tokens\s+30 copied\s+30 compared`).MatchString(out) {
+		t.Errorf("store copy printed\n%s\nwant 30 tokens copied and compared", out)
+	}
+	db, err := boltstore.Open(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, reachErr, err := etcdstore.Open(etcdstore.Options{Endpoints: m.etcd.Endpoints(), Prefix: "/copied/"})
+	if err != nil || reachErr != nil {
+		t.Fatal(err, reachErr)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	src, _, err := db.Scan(ctx, store.Tokens, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, _, err := s.Scan(ctx, store.Tokens, "", 100)
+	if err != nil || len(dst) != len(src) {
+		t.Fatalf("%d tokens in etcd, %d in the file: %v", len(dst), len(src), err)
+	}
+	for i := range src {
+		if src[i].Key != dst[i].Key || !bytes.Equal(src[i].Value, dst[i].Value) {
+			t.Errorf("token %q differs after the copy", src[i].Key)
+		}
+	}
+	raw, err := s.Client().Get(ctx, "/copied/", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range raw.Kvs {
+		for _, c := range cs {
+			if bytes.Contains(kv.Value, c.Secret) {
+				t.Fatalf("etcd holds %s's secret in the clear under %s", c.User, kv.Key)
+			}
+		}
+	}
+	db.Close()
+	if out, err := run(); err == nil || !strings.Contains(out, "not empty") {
+		t.Errorf("a second copy into the same prefix: %v\n%s\nwant it refused", err, out)
+	}
 }
