@@ -8,6 +8,7 @@ package audit
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -116,29 +117,65 @@ const pageSize = 200
 // bounds no read. Records appended while it runs may or may not be
 // included; none is included twice.
 func Query(ctx context.Context, s store.Store, f Filter, fn func(Record) error) error {
-	after := store.TimeCursor(f.Since)
-	if after != "" {
+	return queryFrom(ctx, s, f, "", func(_ string, r *Record) error { return fn(*r) })
+}
+
+// errPageFull stops QueryPage's reading once it has a record past its page.
+var errPageFull = errors.New("audit: page full")
+
+// QueryPage returns up to limit records f selects, oldest first, after
+// the record the cursor after names ("" for the first page), and the
+// cursor of the next page: "" when there are no more. A cursor is opaque
+// and stays valid as the trail grows; records appended meanwhile at a time
+// after the page's are on a later page.
+func QueryPage(ctx context.Context, s store.Store, f Filter, after string, limit int) (recs []Record, next string, err error) {
+	if limit < 1 {
+		return nil, "", fmt.Errorf("audit: page of %d records; want at least 1", limit)
+	}
+	last := ""
+	err = queryFrom(ctx, s, f, after, func(k string, r *Record) error {
+		if len(recs) == limit {
+			next = last
+			return errPageFull
+		}
+		recs, last = append(recs, *r), k
+		return nil
+	})
+	if errors.Is(err, errPageFull) {
+		err = nil
+	}
+	return recs, next, err
+}
+
+// queryFrom calls fn with the key and record of every record f selects
+// after the key after ("" from the start), oldest first.
+func queryFrom(ctx context.Context, s store.Store, f Filter, after string, fn func(string, *Record) error) error {
+	from := store.TimeCursor(f.Since)
+	if from != "" && (after == "" || legacyKey(after)) {
 		// Records that versions before time-ordered keys wrote under a
 		// 20-digit counter sort before every time key, where the cursor
 		// would skip them: they are read first, and filtered by their Time.
-		err := pages(ctx, s, "", func(k string, r *Record) (bool, error) {
+		err := pages(ctx, s, after, func(k string, r *Record) (bool, error) {
 			if !legacyKey(k) {
 				return false, nil
 			}
-			return true, call(f, r, fn)
+			return true, call(f, k, r, fn)
 		})
 		if err != nil {
 			return err
 		}
 	}
-	return pages(ctx, s, after, func(k string, r *Record) (bool, error) {
+	if after != "" && !legacyKey(after) || from == "" {
+		from = max(from, after)
+	}
+	return pages(ctx, s, from, func(k string, r *Record) (bool, error) {
 		// Time keys sort by time, so the first record at or after Until
 		// ends the query. (Legacy keys come here only when Since is zero;
 		// their order is the counter's, so they are filtered one by one.)
 		if !f.Until.IsZero() && !legacyKey(k) && !r.Time.Before(f.Until) {
 			return false, nil
 		}
-		return true, call(f, r, fn)
+		return true, call(f, k, r, fn)
 	})
 }
 
@@ -148,11 +185,11 @@ func Export(ctx context.Context, s store.Store, since time.Time, fn func(Record)
 	return Query(ctx, s, Filter{Since: since}, fn)
 }
 
-func call(f Filter, r *Record, fn func(Record) error) error {
+func call(f Filter, k string, r *Record, fn func(string, *Record) error) error {
 	if !f.match(r) {
 		return nil
 	}
-	return fn(*r)
+	return fn(k, r)
 }
 
 // legacyKey: a key of the counter the trail was keyed by before AppendAt.
