@@ -375,13 +375,23 @@ func (t *tx) read(full string) ([]byte, error) {
 			return nil, t.fail(fmt.Errorf("%w: transaction reads more than %d keys", store.ErrTooLarge, store.MaxTxnKeys))
 		}
 	}
-	var opts []clientv3.OpOption
-	if t.rev > 0 {
-		opts = append(opts, clientv3.WithRev(t.rev))
-	}
 	ctx, cancel := context.WithTimeout(t.ctx, t.s.timeout)
 	defer cancel()
-	resp, err := t.s.cli.Get(ctx, full, opts...)
+	var resp *clientv3.GetResponse
+	var err error
+	if t.rev > 0 {
+		// What a key held at a revision never changes, so any member
+		// that has applied the revision answers alike: a serializable
+		// read, without the round of the leader a linearizable one
+		// costs. A member behind it (ErrFutureRev) is asked again
+		// linearizably, which waits until it has caught up.
+		resp, err = t.s.cli.Get(ctx, full, clientv3.WithRev(t.rev), clientv3.WithSerializable())
+		if errors.Is(err, rpctypes.ErrFutureRev) {
+			resp, err = t.s.cli.Get(ctx, full, clientv3.WithRev(t.rev))
+		}
+	} else {
+		resp, err = t.s.cli.Get(ctx, full)
+	}
 	if errors.Is(err, rpctypes.ErrCompacted) {
 		return nil, t.failRead(errConflict)
 	}
