@@ -49,11 +49,20 @@ func campaignCount(name string, short int) int {
 	return short
 }
 
-// buildOtpgate builds cmd/otpgate into a temporary folder, once per test
-// binary.
+// buildOtpgate builds cmd/otpgate, once per test process, into a folder
+// of the process's own under os.TempDir()/otpgate-campaign-bin; the folders
+// of test processes that have ended are removed first, since nothing else
+// removes them.
 var buildOtpgate = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "otpgate-campaign-bin-")
-	if err != nil {
+	root := filepath.Join(os.TempDir(), "otpgate-campaign-bin")
+	entries, _ := os.ReadDir(root)
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && syscall.Kill(pid, 0) == syscall.ESRCH {
+			os.RemoveAll(filepath.Join(root, e.Name()))
+		}
+	}
+	dir := filepath.Join(root, strconv.Itoa(os.Getpid()))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", err
 	}
 	bin := filepath.Join(dir, "otpgate")
@@ -64,6 +73,20 @@ var buildOtpgate = sync.OnceValues(func() (string, error) {
 	}
 	return bin, nil
 })
+
+// TestCampaign runs the campaigns against cmd/otpgate as a child process.
+func TestCampaign(t *testing.T) {
+	if testing.Short() {
+		t.Skip("campaign")
+	}
+	bin, err := buildOtpgate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("crash", func(t *testing.T) { campaignCrash(t, bin) })
+	t.Run("reload", func(t *testing.T) { campaignReload(t, bin) })
+	t.Run("bad_input", func(t *testing.T) { campaignBadInput(t, bin) })
+}
 
 // freePort returns a loopback port nothing listens on now.
 func freePort(t testing.TB) int {
@@ -314,7 +337,7 @@ func (l *crashLoad) cycle(cl *http.Client, base string, c *fleet.Customer, ref s
 	}
 }
 
-// TestCampaignCrash: kill -9 the gateway process again and again while
+// campaignCrash: kill -9 the gateway process again and again while
 // many customers hold and confirm transfers (a few of them sending wrong
 // codes until they are locked). After every kill the database opens, every
 // seeded token is there and active, no spent time step went back, no
@@ -322,15 +345,8 @@ func (l *crashLoad) cycle(cl *http.Client, base string, c *fleet.Customer, ref s
 // the end the bank's ledger shows no transfer executed twice and none whose
 // confirmation did not carry a right code, and every executed transfer has
 // the code_ok audit record of the commit that released it.
-func TestCampaignCrash(t *testing.T) {
-	if testing.Short() {
-		t.Skip("campaign")
-	}
+func campaignCrash(t *testing.T, bin string) {
 	kills := campaignCount("OTPGATE_CAMPAIGN_KILLS", 5)
-	bin, err := buildOtpgate()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
 	keyBytes, key := randomKey(t)
 	const n, lockers = 300, 4
@@ -522,7 +538,7 @@ type reloadTally struct {
 	examples     []string
 }
 
-// TestCampaignReload: config reloads of a running otpgate process while
+// campaignReload: config reloads of a running otpgate process while
 // customers hold, confirm and browse, over kept-alive and fresh
 // connections, first on a plain port (each configuration opens a new
 // SO_REUSEPORT socket) and then on a socket the process inherited
@@ -533,15 +549,8 @@ type reloadTally struct {
 // where), so the gateway never held nor released anything for them. The
 // losses are measured and logged, and bounded by one per reload and kind
 // of client, a few times over.
-func TestCampaignReload(t *testing.T) {
-	if testing.Short() {
-		t.Skip("campaign")
-	}
+func campaignReload(t *testing.T, bin string) {
 	reloads := campaignCount("OTPGATE_CAMPAIGN_RELOADS", 20)
-	bin, err := buildOtpgate()
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, mode := range []string{"port", "inherited"} {
 		t.Run(mode, func(t *testing.T) {
 			dir := t.TempDir()
@@ -804,21 +813,14 @@ func rawExchange(addr, raw string, halfClose bool, timeout time.Duration) (strin
 	return strings.TrimSpace(string(line)), time.Since(t0), nil
 }
 
-// TestCampaignBadInput: slow clients, huge headers, huge, chunked and
+// campaignBadInput: slow clients, huge headers, huge, chunked and
 // truncated bodies on a protected path, large bodies held at once and two
 // thousand operations held at once, against an otpgate process with the
 // demo policy and read timeouts an operator sets. Each gets a clear
 // status (or, for a client that never finishes its header, a closed
 // connection at the timeout), nothing reaches the bank, and the process's
 // peak resident memory is measured.
-func TestCampaignBadInput(t *testing.T) {
-	if testing.Short() {
-		t.Skip("campaign")
-	}
-	bin, err := buildOtpgate()
-	if err != nil {
-		t.Fatal(err)
-	}
+func campaignBadInput(t *testing.T, bin string) {
 	dir := t.TempDir()
 	keyBytes, key := randomKey(t)
 	const customers, holdsEach = 400, 5
