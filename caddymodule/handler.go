@@ -98,6 +98,7 @@ type Gateway struct {
 	flow       *gate.Gate
 	banks      *display.BankTable
 	logger     *zap.Logger
+	clock      *clockCheck
 }
 
 // CaddyModule returns the Caddy module information.
@@ -114,6 +115,7 @@ var now = time.Now
 // Provision fills defaults, resolves placeholders and opens the store.
 func (g *Gateway) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
+	g.clock = &clockCheck{}
 	if err := g.prepare(); err != nil {
 		return err
 	}

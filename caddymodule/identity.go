@@ -303,6 +303,7 @@ func (g *Gateway) identify(r *http.Request) (*gate.Customer, error) {
 // pass hands r, which no rule protects, to next, watching the bank's
 // answer for what it does to the login bindings (gate.WatchLogin).
 func (g *Gateway) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	w = g.watchClock(w)
 	view := g.view(r, nil)
 	lw, ref := g.flow.WatchLogin(&view, func() ([]byte, error) {
 		if r.Body == nil {
