@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
-	"github.com/otpgate/otpgate/internal/audit"
 	"github.com/otpgate/otpgate/internal/gate"
 	"github.com/otpgate/otpgate/internal/store"
 	"github.com/otpgate/otpgate/internal/token"
@@ -34,7 +32,9 @@ func init() {
 //	POST /otpgate/require  {"service","by"}
 //	POST /otpgate/rekey    {"by"}   re-seal secrets under the current key
 //	GET  /otpgate/audit?since=2026-01-02T00:00:00Z   JSON lines; also until=,
-//	     service=, user=, event= (repeatable) to filter
+//	     service=, user=, event= (repeatable) to filter, format=csv|json,
+//	     limit= and after= for pages (auditadmin.go)
+//	GET  /otpgate/held?service=S001&user=U001      operations waiting for a code
 //	POST /otpgate/registered?by=<administrator>   the customer file (registered.go)
 //
 // With several otpgate stores, add ?db=<store>: a bbolt database's
@@ -62,6 +62,7 @@ func (a adminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/otpgate/require", Handler: caddy.AdminHandlerFunc(a.handle(http.MethodPost, a.change("require")))},
 		{Pattern: "/otpgate/rekey", Handler: caddy.AdminHandlerFunc(a.handle(http.MethodPost, a.rekey))},
 		{Pattern: "/otpgate/audit", Handler: caddy.AdminHandlerFunc(a.handle(http.MethodGet, a.audit))},
+		{Pattern: "/otpgate/held", Handler: caddy.AdminHandlerFunc(a.handle(http.MethodGet, a.held))},
 		{Pattern: "/otpgate/registered", Handler: caddy.AdminHandlerFunc(a.handle(http.MethodPost, a.registered))},
 	}
 }
@@ -212,32 +213,6 @@ func (adminAPI) rekey(w http.ResponseWriter, r *http.Request, st *storeState) er
 		return storeErr("re-sealing secrets", err)
 	}
 	return writeAdminJSON(w, map[string]any{"status": "ok", "resealed": n})
-}
-
-func (adminAPI) audit(w http.ResponseWriter, r *http.Request, st *storeState) error {
-	q := r.URL.Query()
-	f := audit.Filter{Service: q.Get("service"), User: q.Get("user")}
-	for name, t := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
-		if s := q.Get(name); s != "" {
-			v, err := time.Parse(time.RFC3339, s)
-			if err != nil {
-				return apiErr(http.StatusBadRequest, "%s %q: want an RFC 3339 time such as 2026-01-02T00:00:00+09:00", name, s)
-			}
-			*t = v
-		}
-	}
-	for _, ev := range q["event"] {
-		f.Events = append(f.Events, audit.Event(ev))
-	}
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	enc := json.NewEncoder(w)
-	// Query reads the trail in pages and holds no read transaction while a
-	// slow client takes the lines.
-	err := audit.Query(r.Context(), st.store, f, func(rec audit.Record) error { return enc.Encode(rec) })
-	if err != nil {
-		return storeErr("exporting audit trail", err)
-	}
-	return nil
 }
 
 func writeAdminJSON(w http.ResponseWriter, v any) error {

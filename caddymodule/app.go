@@ -230,6 +230,7 @@ func (a *App) open(mod Store, s *StoreSettings) (*storeState, error) {
 	}
 	st := &storeState{key: key, pooled: pooled, store: pooled.store, sealer: sealer, mailer: mailer, contact: s.Contact,
 		written: written, sweepEvery: every, logger: a.logger.With(zap.String("store", key))}
+	st.retention = time.Duration(s.AuditRetention)
 	if err := st.manage(s.tokenConfig(), time.Duration(s.ChallengeLifetime)); err != nil {
 		if _, derr := storePool.Delete(key); derr != nil {
 			a.logger.Error("closing store", zap.String("store", key), zap.Error(derr))
@@ -343,6 +344,11 @@ type StoreSettings struct {
 	// queues renewal reminders. Default: 1m
 	SweepInterval caddy.Duration `json:"sweep_interval,omitempty"`
 
+	// AuditRetention is how long audit records are kept: the background
+	// worker deletes older ones, in bounded batches between requests. At
+	// least a day. Default: 0, every record is kept.
+	AuditRetention caddy.Duration `json:"audit_retention,omitempty"`
+
 	// Mail delivers setup links and security notices.
 	Mail *MailConfig `json:"mail,omitempty"`
 }
@@ -452,6 +458,7 @@ type storeState struct {
 	contact    string // shown on every page, as in every mail
 	written    map[string]json.RawMessage
 	sweepEvery time.Duration
+	retention  time.Duration
 	logger     *zap.Logger
 }
 
@@ -490,6 +497,7 @@ func (st *storeState) sweep(ctx context.Context) {
 	} else if n > 0 {
 		st.logger.Info("expired held operations audited", zap.Int("count", n))
 	}
+	st.pruneAudit(ctx)
 }
 
 // Interface guards

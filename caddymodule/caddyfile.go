@@ -35,6 +35,7 @@ func init() {
 //			secret_key         <key or {env.VAR}>
 //			…                  (every store setting of the directive)
 //			sweep_interval     <duration>
+//			audit_retention    <duration>
 //		}
 //	}
 //
@@ -107,6 +108,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		bank_table         <CSV file of bank and branch names>
 //		contact            <how to reach the bank>
 //		sweep_interval     <duration>
+//		audit_retention    <duration>
 //
 //		identity login_form {
 //			path            <login path>
@@ -218,6 +220,8 @@ func (s *StoreSettings) unmarshalOption(d *caddyfile.Dispenser) (known bool, err
 		err = s.parseStore(d)
 	case "sweep_interval":
 		err = durationArg(d, &s.SweepInterval)
+	case "audit_retention":
+		err = durationArg(d, &s.AuditRetention)
 	case "secret_key":
 		err = oneArg(d, &s.SecretKey)
 	case "secret_key_file":

@@ -60,6 +60,7 @@ type gatewayMetrics struct {
 	txConflicts   prometheus.Counter
 	txUnavailable prometheus.Counter
 	eventsDropped prometheus.Counter
+	auditPruned   prometheus.Counter
 	scraped       *scrapeCollector
 }
 
@@ -103,6 +104,8 @@ func newGatewayMetrics() *gatewayMetrics {
 			"Store calls that failed because the store itself did (I/O, closed database, lost quorum): protected operations are refused with 503 meanwhile."))),
 		eventsDropped: prometheus.NewCounter(prometheus.CounterOpts(metricOpts("events_dropped_total",
 			"Security events not emitted to Caddy's events app because its handlers fell behind (the audit trail has them all)."))),
+		auditPruned: prometheus.NewCounter(prometheus.CounterOpts(metricOpts("audit_pruned_total",
+			"Audit records deleted because they were older than audit_retention."))),
 		scraped: newScrapeCollector(),
 	}
 }
@@ -110,7 +113,7 @@ func newGatewayMetrics() *gatewayMetrics {
 // collectors lists every collector, for registration.
 func (m *gatewayMetrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.operations, m.ended, m.codeChecks, m.lockouts, m.auditRecords, m.releaseTime,
-		m.releases, m.enrolment, m.refusals, m.txTime, m.txConflicts, m.txUnavailable, m.eventsDropped, m.scraped}
+		m.releases, m.enrolment, m.refusals, m.txTime, m.txConflicts, m.txUnavailable, m.eventsDropped, m.auditPruned, m.scraped}
 }
 
 // register adds the process's collectors to a configuration's registry.

@@ -35,6 +35,9 @@ func (s *StoreSettings) validate() error {
 	if err != nil {
 		return err
 	}
+	if err := checkRetention(s.AuditRetention); err != nil {
+		return err
+	}
 	if err := s.tokenConfig().Check(); err != nil {
 		return fmt.Errorf("otpgate: %v", err)
 	}

@@ -46,6 +46,14 @@ const (
 	Refused      Event = "refused"            // a protected operation refused (no identity, no token…)
 )
 
+// Events lists every event the gateway records, for checking a filter.
+var Events = []Event{Challenge, CodeOK, CodeInvalid, CodeReused, Released, ReleaseError, Cancelled, Expired, Locked,
+	Unlocked, Issued, SetupFailed, SetupDone, Activated, Renewed, Revoked, Reset, RequireOTP, Resealed, Login, Logout,
+	PassThrough, Refused, RegisteredImported}
+
+// RegisteredImported: the bank imported its customer file (token.Import).
+const RegisteredImported Event = "registered_imported"
+
 // Record is one line of the trail. It never holds a code, PIN, secret, setup
 // link or session cookie value.
 type Record struct {
