@@ -97,7 +97,9 @@ func startMultiNode(t *testing.T) *multiNode {
 	m.bank, bankAddr = campaignBank(t)
 	for i, port := range []int{nodeAPort, nodeBPort} {
 		m.dirs[i] = t.TempDir()
-		cfg := exampleConfig(t, "admin off", port, m.dirs[i], keyText, bankAddr)
+		// The admin API on a socket of the node's own: the in-process
+		// harness of the other tests holds the admin port.
+		cfg := exampleConfig(t, "admin unix/"+filepath.Join(m.dirs[i], "admin.sock"), port, m.dirs[i], keyText, bankAddr)
 		db := "database " + filepath.Join(m.dirs[i], "otpgate.db")
 		if !strings.Contains(cfg, db) {
 			t.Fatalf("the example's database line is not %q", db)
@@ -374,6 +376,30 @@ func TestMultiNodeEtcd(t *testing.T) {
 		}
 		if n := m.executed()["ML0001"]; n != 0 {
 			t.Errorf("the wrongly confirmed transfer executed %d times", n)
+		}
+	})
+
+	t.Run("AdminOnEitherNode", func(t *testing.T) {
+		m.t = t
+		c := m.take(1)[0]
+		st, ch := m.hold(0, c, "MA0001")
+		if st != http.StatusUnauthorized {
+			t.Fatalf("hold: %d", st)
+		}
+		wrong := wrongCode(c.Secret, time.Now())
+		for i := range 5 {
+			m.confirm(i%2, c, ch, wrong)
+		}
+		locked := regexp.MustCompile(`(?m)^\s*Locked\s+yes`)
+		if out := m.admin(1, "token-status", "--service", c.Service, "--user", c.User); !locked.MatchString(out) {
+			t.Fatalf("token-status on B of a customer locked on A and B:\n%s", out)
+		}
+		m.admin(1, "token-unlock", "--service", c.Service, "--user", c.User, "--by", "yamada")
+		if out := m.admin(0, "token-status", "--service", c.Service, "--user", c.User); locked.MatchString(out) {
+			t.Errorf("token-status on A after the unlock on B:\n%s", out)
+		}
+		if st, _ := m.hold(0, c, "MA0002"); st != http.StatusUnauthorized {
+			t.Errorf("a hold on A after the unlock on B: %d, want 401", st)
 		}
 	})
 
@@ -722,4 +748,20 @@ func (m *multiNode) storeCopy(t *testing.T) {
 	if out, err := run(); err == nil || !strings.Contains(out, "not empty") {
 		t.Errorf("a second copy into the same prefix: %v\n%s\nwant it refused", err, out)
 	}
+}
+
+// admin runs an otpgate admin command against node's admin API and
+// returns its output.
+func (m *multiNode) admin(node int, args ...string) string {
+	m.t.Helper()
+	bin, err := buildOtpgate()
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	args = append(args, "--address", "unix/"+filepath.Join(m.dirs[node], "admin.sock"))
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	if err != nil {
+		m.t.Fatalf("otpgate %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
 }
