@@ -49,6 +49,7 @@ type App struct {
 	logger   *zap.Logger
 	registry *prometheus.Registry
 	events   *eventSink
+	checking bool
 
 	// states and order are written while the configuration is
 	// provisioned, and only read once it runs (by the admin API and the
@@ -69,6 +70,7 @@ func (App) CaddyModule() caddy.ModuleInfo {
 // Provision opens the configured stores.
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.checking = checking.Load()
 	a.registry = ctx.GetMetricsRegistry()
 	events, err := newEventSink(ctx)
 	if err != nil {
@@ -134,7 +136,7 @@ func (a *App) Stop() error {
 func (a *App) Cleanup() error {
 	var errs []error
 	for _, key := range a.order {
-		if _, err := storePool.Delete(key); err != nil {
+		if err := a.release(key); err != nil {
 			errs = append(errs, fmt.Errorf("closing store %s: %v", key, err))
 		}
 	}
@@ -224,7 +226,7 @@ func (a *App) open(mod Store, s *StoreSettings) (*storeState, error) {
 		return nil, fmt.Errorf("otpgate: sweep_interval %v: want a second or more", every)
 	}
 	key := mod.PoolKey()
-	pooled, err := openPooled(key, mod)
+	pooled, err := a.pool(key, mod)
 	if err != nil {
 		return nil, fmt.Errorf("otpgate: opening token store: %v", err)
 	}
@@ -232,7 +234,7 @@ func (a *App) open(mod Store, s *StoreSettings) (*storeState, error) {
 		written: written, sweepEvery: every, logger: a.logger.With(zap.String("store", key))}
 	st.retention = time.Duration(s.AuditRetention)
 	if err := st.manage(s.tokenConfig(), time.Duration(s.ChallengeLifetime)); err != nil {
-		if _, derr := storePool.Delete(key); derr != nil {
+		if derr := a.release(key); derr != nil {
 			a.logger.Error("closing store", zap.String("store", key), zap.Error(derr))
 		}
 		return nil, err

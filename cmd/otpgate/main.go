@@ -1,15 +1,15 @@
-// Command otpgate is Caddy with Caddy's standard modules and otpgate: run,
-// adapt, reload and every other caddy subcommand behave as they do for
-// caddy, plus the demo and the bank's administration commands.
+// Command otpgate is the step-up OTP gateway: Caddy with Caddy's standard
+// modules and otpgate, and a command line of its own (caddymodule.Main):
+// the bank's administration commands and the demo first, then Caddy's
+// commands (run, adapt, reload …), which behave as they do in caddy.
 package main
 
 import (
-	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
-	_ "github.com/otpgate/otpgate/caddymodule"
+	"github.com/otpgate/otpgate/caddymodule"
 )
 
 func main() {
-	caddycmd.Main()
+	caddymodule.Main()
 }
