@@ -12,9 +12,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/mail"
 	"net/url"
@@ -22,6 +25,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -377,6 +381,11 @@ func TestMultiNodeEtcd(t *testing.T) {
 		if n := m.executed()["ML0001"]; n != 0 {
 			t.Errorf("the wrongly confirmed transfer executed %d times", n)
 		}
+	})
+
+	t.Run("LargeBodyHeldOnAReleasedByB", func(t *testing.T) {
+		m.t = t
+		m.largeBody(t)
 	})
 
 	t.Run("AdminOnEitherNode", func(t *testing.T) {
@@ -764,4 +773,68 @@ func (m *multiNode) admin(node int, args ...string) string {
 		m.t.Fatalf("otpgate %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
+}
+
+// largeBody: a 3 MiB bulk-transfer file, over etcd's request limit, is
+// held on A (sealed, in chunks) and released by B to the bank byte for
+// byte.
+func (m *multiNode) largeBody(t *testing.T) {
+	c := m.take(1)[0]
+	file := bytes.Repeat([]byte(strings.Repeat("2", 118)+"\r\n"), 3<<20/120)
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	mw.WriteField("ref", "MB0001")
+	fw, _ := mw.CreateFormFile("file", "sogo.txt")
+	fw.Write(file)
+	mw.Close()
+	req, _ := http.NewRequest(http.MethodPost, m.nodes[0].base+"/bulk/execute", &body)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Cookie", "JSESSIONID="+c.Cookie)
+	res, err := m.cl.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held struct{ Challenge, Error string }
+	json.NewDecoder(res.Body).Decode(&held)
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized || held.Challenge == "" {
+		t.Fatalf("a %d-byte bulk file on A: %d %s; want it held", len(file), res.StatusCode, held.Error)
+	}
+	// Held, the request is in etcd sealed: no line of the file, no
+	// cookie of the customer in the clear.
+	s := m.open()
+	raw, err := s.Client().Get(context.Background(), m.prefix, clientv3.WithPrefix())
+	s.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks := 0
+	for _, kv := range raw.Kvs {
+		if bytes.Contains(kv.Value, file[:120]) || bytes.Contains(kv.Value, []byte(c.Cookie)) {
+			t.Fatalf("etcd holds the held request in the clear under %s", kv.Key)
+		}
+		if strings.HasPrefix(string(kv.Key), m.prefix+"chunks/pending/"+held.Challenge+"/") {
+			chunks++
+		}
+	}
+	if chunks < 3 {
+		t.Errorf("the held request is in %d chunks in etcd; want at least 3 of at most 1 MiB", chunks)
+	}
+	if st, e := m.confirm(1, c, held.Challenge, m.mustCode(c)); st != http.StatusOK {
+		t.Fatalf("confirm on B: %d %s", st, e)
+	}
+	sum := sha256.Sum256(file)
+	found := 0
+	for _, e := range m.bank.Ledger() {
+		if e.Params["ref"] == "MB0001" {
+			found++
+			if e.Params["file_sha256"] != hex.EncodeToString(sum[:]) || e.Params["file_size"] != strconv.Itoa(len(file)) {
+				t.Errorf("the bank received a file of %s bytes, SHA-256 %s; want %d bytes, %x", e.Params["file_size"], e.Params["file_sha256"], len(file), sum)
+			}
+		}
+	}
+	if found != 1 {
+		t.Errorf("the bulk transfer executed %d times", found)
+	}
 }
