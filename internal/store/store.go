@@ -5,9 +5,9 @@
 // Every state change of the flow (confirm, enrol, renew, revoke, lock) is one
 // Update: a read-check-write that either happens whole or not at all. That is
 // the property replay protection needs, so the interface asks for nothing
-// weaker: bbolt gives it with a write transaction, etcd with a serializable
-// STM transaction (concurrency.STM, which compares the mod revision of every
-// key read and retries fn on conflict).
+// weaker: bbolt gives it with a write transaction, etcd (package etcdstore)
+// with a transaction that compares the mod revision of every key read, as
+// concurrency.STM does, and runs fn again on conflict.
 //
 // The contract is shaped by what etcd can keep, and every implementation
 // passes the conformance suite in package storetest:

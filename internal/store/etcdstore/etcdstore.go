@@ -370,6 +370,9 @@ func (t *tx) read(full string) ([]byte, error) {
 	if v, ok := t.cache[full]; ok {
 		return v, nil
 	}
+	if t.readFailed != nil { // the run is lost already: no more waiting on etcd
+		return nil, t.readFailed
+	}
 	if t.writable {
 		if len(t.reads) >= store.MaxTxnKeys {
 			return nil, t.fail(fmt.Errorf("%w: transaction reads more than %d keys", store.ErrTooLarge, store.MaxTxnKeys))
@@ -662,10 +665,14 @@ func (l *leases) get(ctx context.Context, s *Store, ttl time.Duration) (clientv3
 	// it serves for about one class width.
 	class := (need + w - 1) / w * w
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if cur := l.byClass[class]; cur != nil && time.Until(cur.until) >= need {
+	cur := l.byClass[class]
+	l.mu.Unlock()
+	if cur != nil && time.Until(cur.until) >= need {
 		return cur.id, nil
 	}
+	// Granted without the lock, so that a grant etcd does not answer
+	// holds up no other writer past its own deadline; writers that race
+	// here grant a lease each, and the last one serves the class.
 	life := class + w
 	sent := time.Now()
 	gctx, cancel := context.WithTimeout(ctx, s.timeout)
@@ -674,7 +681,9 @@ func (l *leases) get(ctx context.Context, s *Store, ttl time.Duration) (clientv3
 	if err != nil {
 		return 0, classify(err)
 	}
+	l.mu.Lock()
 	l.byClass[class] = &lease{id: resp.ID, until: sent.Add(time.Duration(resp.TTL) * time.Second)}
+	l.mu.Unlock()
 	return resp.ID, nil
 }
 
