@@ -425,6 +425,28 @@ func TestBrowserEnrolThenConfirmTransfer(t *testing.T) {
 	if n := len(e.ledger()); n != 1 {
 		t.Fatalf("ledger has %d entries at the end; want 1", n)
 	}
+
+	// Five wrong codes on the next transfer lock the customer: the lock
+	// page says so and sends them to the token page.
+	pc.goTo("/menu")
+	pc.click(`a[href="/transfer"]`)
+	pc.fill(`input[name="to_bank"]`, "テスト銀行 本店")
+	pc.fill(`input[name="to_account"]`, "普通 1234567")
+	pc.fill(`input[name="amount"]`, "30000")
+	pc.click(`input[type="submit"][value="実行"]`)
+	pc.wantPath("second transfer", "/.otpgate/confirm/")
+	var locked int64
+	for range 5 {
+		pc.fill(`#otp`, browserWrongCode(c.secret, e.clock.Now().Unix()/60))
+		locked = pc.click(`form:has(#otp) button[type="submit"]`)
+	}
+	if locked != 423 {
+		t.Fatalf("fifth wrong code: status %d; want the 423 lock page", locked)
+	}
+	pc.shot(shots, "locked.png")
+	if n := len(e.ledger()); n != 1 {
+		t.Fatalf("ledger has %d entries after the lock; want 1", n)
+	}
 	t.Logf("browser walk-through took %s", time.Since(start).Round(time.Millisecond))
 }
 
