@@ -35,6 +35,7 @@ func init() {
 //	     service=, user=, event= (repeatable) to filter, format=csv|json,
 //	     limit= and after= for pages (auditadmin.go)
 //	GET  /otpgate/held?service=S001&user=U001      operations waiting for a code
+//	GET  /otpgate/audit/verify                     the audit trail's chain checked
 //	POST /otpgate/registered?by=<administrator>   the customer file (registered.go)
 //
 // With several otpgate stores, add ?db=<store>: a bbolt database's
@@ -63,6 +64,7 @@ func (a adminAPI) Routes() []caddy.AdminRoute {
 		{Pattern: "/otpgate/rekey", Handler: caddy.AdminHandlerFunc(a.handle(http.MethodPost, a.rekey))},
 		{Pattern: "/otpgate/audit", Handler: caddy.AdminHandlerFunc(a.handle(http.MethodGet, a.audit))},
 		{Pattern: "/otpgate/held", Handler: caddy.AdminHandlerFunc(a.handle(http.MethodGet, a.held))},
+		{Pattern: "/otpgate/audit/verify", Handler: caddy.AdminHandlerFunc(a.handle(http.MethodGet, a.auditVerify))},
 		{Pattern: "/otpgate/registered", Handler: caddy.AdminHandlerFunc(a.handle(http.MethodPost, a.registered))},
 	}
 }

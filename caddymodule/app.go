@@ -499,7 +499,7 @@ func (st *storeState) sweep(ctx context.Context) {
 	} else if n > 0 {
 		st.logger.Info("expired held operations audited", zap.Int("count", n))
 	}
-	st.pruneAudit(ctx)
+	st.auditUpkeep(ctx)
 }
 
 // Interface guards

@@ -157,25 +157,87 @@ func registerAdmin(c adminCommand) {
 		Short: c.short,
 		Long:  c.long,
 		CobraFunc: func(cmd *cobra.Command) {
-			f := cmd.Flags()
-			c.flags(f)
-			f.StringP("config", "c", "", "the gateway's configuration file, to find its admin address")
-			f.StringP("adapter", "a", "", "the adapter of --config (caddyfile by default for a Caddyfile)")
-			f.String("address", "", "the gateway's admin address (default: from --config, else localhost:2019)")
-			f.String("db", "", "the store, when the gateway has several: a bbolt database's absolute path")
-			if f.Lookup("json") == nil && c.name != "audit-export" {
-				f.Bool("json", false, "print JSON instead of a table")
-			}
-			cmd.Args = cobra.NoArgs
-			cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-				a, err := newAdminClient(cmd)
-				if err != nil {
-					return err
-				}
-				return c.run(cmd, a)
+			setUpAdmin(cmd, c)
+			if c.name == "audit" {
+				verify := &cobra.Command{Use: "verify [--json]", Short: auditVerify.short, Long: auditVerify.long}
+				setUpAdmin(verify, auditVerify)
+				cmd.AddCommand(verify)
 			}
 		},
 	})
+}
+
+// setUpAdmin gives cmd c's flags, the flags that find the gateway, and c's
+// run.
+func setUpAdmin(cmd *cobra.Command, c adminCommand) {
+	f := cmd.Flags()
+	c.flags(f)
+	f.StringP("config", "c", "", "the gateway's configuration file, to find its admin address")
+	f.StringP("adapter", "a", "", "the adapter of --config (caddyfile by default for a Caddyfile)")
+	f.String("address", "", "the gateway's admin address (default: from --config, else localhost:2019)")
+	f.String("db", "", "the store, when the gateway has several: a bbolt database's absolute path")
+	if f.Lookup("json") == nil && c.name != "audit-export" {
+		f.Bool("json", false, "print JSON instead of a table")
+	}
+	cmd.Args = cobra.NoArgs
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		a, err := newAdminClient(cmd)
+		if err != nil {
+			return err
+		}
+		return c.run(cmd, a)
+	}
+}
+
+// auditVerify is "otpgate audit verify".
+var auditVerify = adminCommand{
+	name: "verify", usage: "[--json]",
+	short: "Check the audit trail's tamper-evident chain",
+	long: "Walks the audit trail and the chain its records are linked into (each record's link is the SHA-256\n" +
+		"of the one before, its key and its bytes) and reports every record changed, deleted or inserted since\n" +
+		"it was linked, and the head's hash: compare it with the one the gateway logged (\"audit records\n" +
+		"linked into the chain\") to detect a rewrite of the whole chain. Records are linked a minute after they\n" +
+		"are written. Exit status 1 when the chain does not hold.",
+	flags: func(*pflag.FlagSet) {},
+	run:   runAuditVerify,
+}
+
+func runAuditVerify(_ *cobra.Command, a *adminClient) error {
+	_, b, err := a.do(http.MethodGet, "/otpgate/audit/verify", nil, nil)
+	if err != nil {
+		return err
+	}
+	var rep struct {
+		OK       bool            `json:"ok"`
+		Records  int             `json:"records"`
+		Linked   int             `json:"linked"`
+		Pending  int             `json:"pending"`
+		Head     string          `json:"head"`
+		Problems []audit.Problem `json:"problems"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return fail(exitUnreachable, "otpgate: the gateway's answer is not a verification report: %v", err)
+	}
+	if a.json {
+		if _, err := a.out.Write(b); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(a.out, "%d records: %d linked and verified, %d not linked yet\nHead: %s\n", rep.Records, rep.Linked, rep.Pending, orDash(rep.Head))
+		if len(rep.Problems) > 0 {
+			rows := [][]string{{"KEY", "TIME", "PROBLEM"}}
+			for _, p := range rep.Problems {
+				rows = append(rows, []string{p.Key, orDash(p.Time), p.What})
+			}
+			if err := table(a.out, rows); err != nil {
+				return err
+			}
+		}
+	}
+	if !rep.OK {
+		return fail(exitRefused, "otpgate: the audit trail's chain does not hold at %d places (see above)", len(rep.Problems))
+	}
+	return nil
 }
 
 func customerFlags(f *pflag.FlagSet, who string) {

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/otpgate/otpgate/internal/audit"
+	"github.com/otpgate/otpgate/internal/store"
 )
 
 // cli runs otpgate's command line in this process against the gateway
@@ -230,4 +232,43 @@ func TestCLIValidateBesideRunningGateway(t *testing.T) {
 	if code, out, _ := cli(t, "token-list"); code != 0 || !strings.Contains(out, "0 tokens") {
 		t.Errorf("token-list after validate: %d\n%s", code, out)
 	}
+}
+
+// The worker links settled records into the chain; "otpgate audit verify"
+// then finds the trail intact, and a record changed in the store
+// afterwards is reported with exit status 1.
+func TestCLIAuditVerify(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	c := gwEnrolled(e, "S001", "U001")
+	gwPause(c, "/transfer/execute", gwTransfer)
+	e.clock.Advance(2 * chainSettle)
+	st := e.gw().storeState
+	st.chainAudit(context.Background())
+
+	code, out, errOut := cli(t, "audit", "verify")
+	if code != 0 || !strings.Contains(out, "linked and verified, 0 not linked yet") || !strings.Contains(out, "Head: ") {
+		t.Fatalf("audit verify of an intact trail: %d %s%s", code, out, errOut)
+	}
+	var key string
+	err := st.store.Update(context.Background(), func(tx store.Tx) error {
+		page, _, err := st.store.Scan(context.Background(), store.Audit, "", 1)
+		if err != nil || len(page) != 1 {
+			return fmt.Errorf("no first record: %v", err)
+		}
+		key = page[0].Key
+		return tx.Put(store.Audit, key, bytes.Replace(page[0].Value, []byte("U001"), []byte("U999"), 1))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = cli(t, "audit", "verify", "--json")
+	var rep struct {
+		OK       bool            `json:"ok"`
+		Problems []audit.Problem `json:"problems"`
+	}
+	if json.Unmarshal([]byte(out), &rep) != nil || rep.OK || len(rep.Problems) != 1 || rep.Problems[0].Key != key ||
+		!strings.HasPrefix(rep.Problems[0].What, "changed") {
+		t.Errorf("audit verify --json after a record was changed: %s", out)
+	}
+	wantFailure(t, "audit verify after tampering", code, errOut, 1, "does not hold at 1 places")
 }

@@ -98,11 +98,12 @@ type observedTx struct {
 
 // Put implements store.Tx.
 func (t *observedTx) Put(b store.Bucket, key string, value []byte) error {
-	if b == store.Audit && t.client != nil {
+	record := b == store.Audit && audit.IsRecordKey(key)
+	if record && t.client != nil {
 		value = t.client.complete(value)
 	}
 	err := t.Tx.Put(b, key, value)
-	if err == nil && b == store.Audit {
+	if err == nil && record {
 		// audit.Append hands over a buffer of its own, never reused.
 		*t.records = append(*t.records, value)
 	}

@@ -11,11 +11,11 @@ import (
 	"github.com/otpgate/otpgate/internal/audit"
 )
 
-// auditPruning bounds the pruning of one worker round: batches of 100
-// records, 50 batches at most, 10 ms apart, so that the store's writer is
+// auditPruning bounds the pruning of one worker round: batches of 60
+// records (and their links), 50 batches at most, 10 ms apart, so that the store's writer is
 // never held for long and confirmations go between batches (README
 // "Audit trail" states the measured effect).
-var auditPruning = audit.PruneOptions{Batch: 100, Batches: 50, Pause: 10 * time.Millisecond}
+var auditPruning = audit.PruneOptions{Batch: 60, Batches: 50, Pause: 10 * time.Millisecond}
 
 // minRetention is the shortest audit_retention accepted: the trail is the
 // bank's evidence, and a retention shorter than a day is a typing mistake
@@ -40,6 +40,34 @@ func formatRetention(d time.Duration) string {
 		return fmt.Sprintf("%dh", d/time.Hour)
 	}
 	return d.String()
+}
+
+// chainSettle is how old a record must be before the worker links it
+// into the chain: time for transactions still committing records with
+// earlier times, and for the clocks of gateways sharing a store to differ.
+const chainSettle = time.Minute
+
+// chainBatches bounds the linking transactions of one worker round.
+const chainBatches = 50
+
+// auditUpkeep is the audit trail's part of a worker round: settled records
+// linked into the tamper-evident chain, then those past audit_retention
+// deleted.
+func (st *storeState) auditUpkeep(ctx context.Context) {
+	st.chainAudit(ctx)
+	st.pruneAudit(ctx)
+}
+
+// chainAudit links the settled records into the chain and logs its head,
+// which a copy kept outside the store (the shipped log) anchors.
+func (st *storeState) chainAudit(ctx context.Context) {
+	n, head, err := audit.Chain(ctx, st.store, now().Add(-chainSettle), chainBatches)
+	switch {
+	case err != nil:
+		st.logger.Warn("linking audit records into the chain", zap.Int("linked", n), zap.Error(err))
+	case n > 0:
+		st.logger.Info("audit records linked into the chain", zap.Int("count", n), zap.String("head", head))
+	}
 }
 
 // pruneAudit deletes the audit records older than the store's

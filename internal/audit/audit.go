@@ -223,6 +223,9 @@ func pages(ctx context.Context, s store.Store, after string, visit func(key stri
 			return err
 		}
 		for _, kv := range page {
+			if !IsRecordKey(kv.Key) {
+				return nil // the chain's keys, after every record (chain.go)
+			}
 			var r Record
 			if err := json.Unmarshal(kv.Value, &r); err != nil {
 				return fmt.Errorf("decoding audit record %s: %w", kv.Key, err)

@@ -17,8 +17,16 @@ import (
 // appendAll writes records 0…n-1, two of them under legacy counter keys.
 func appendAll(t *testing.T, s store.Store, n int) {
 	t.Helper()
+	for from := 0; from < n; from += 100 {
+		appendRange(t, s, from, min(n, from+100))
+	}
+}
+
+// appendRange writes records from…to-1 in one transaction.
+func appendRange(t *testing.T, s store.Store, from, to int) {
+	t.Helper()
 	err := s.Update(ctx, func(tx store.Tx) error {
-		for i := range n {
+		for i := from; i < to; i++ {
 			r := record(i)
 			if i < 2 {
 				b, _ := json.Marshal(r)

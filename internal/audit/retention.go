@@ -18,8 +18,9 @@ import (
 
 // PruneOptions bound one Prune call.
 type PruneOptions struct {
-	// Batch is how many records one transaction deletes. Default 100
-	// (within store.MaxTxnKeys).
+	// Batch is how many records one transaction deletes, each with its
+	// link in the chain. Default and most: 60 (two keys a record within
+	// store.MaxTxnKeys).
 	Batch int
 	// Batches is how many transactions one call runs at most; the next
 	// call goes on. Default 50.
@@ -29,9 +30,13 @@ type PruneOptions struct {
 	Pause time.Duration
 }
 
+// maxPruneBatch keeps a batch's deletions, records and their links,
+// within store.MaxTxnKeys.
+const maxPruneBatch = 60
+
 func (o *PruneOptions) defaults() {
-	if o.Batch <= 0 || o.Batch > store.MaxTxnKeys {
-		o.Batch = 100
+	if o.Batch <= 0 || o.Batch > maxPruneBatch {
+		o.Batch = maxPruneBatch
 	}
 	if o.Batches <= 0 {
 		o.Batches = 50
@@ -62,6 +67,9 @@ func Prune(ctx context.Context, s store.Store, before time.Time, o PruneOptions)
 		err = s.Update(ctx, func(tx store.Tx) error {
 			for _, k := range keys {
 				if err := tx.Delete(store.Audit, k); err != nil {
+					return err
+				}
+				if err := tx.Delete(store.Audit, chainPrefix+k); err != nil {
 					return err
 				}
 			}
