@@ -22,7 +22,7 @@ import (
 func cli(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	if len(args) > 0 && !slices.Contains([]string{"version", "help", "upgrade", "add-package", "validate"}, args[0]) &&
+	if len(args) > 0 && !slices.Contains([]string{"version", "--version", "help", "upgrade", "add-package", "validate"}, args[0]) &&
 		!slices.Contains(args, "--address") {
 		args = append(args, "--address", fmt.Sprintf("localhost:%d", adminPort))
 	}
@@ -164,6 +164,7 @@ func TestCLIAdminCommands(t *testing.T) {
 		{[]string{"token-rekey"}, 1, "", "--by is required", false},
 		{[]string{"token-list", "--address", "localhost:1"}, 2, "", "no gateway answered at localhost:1", false},
 		{[]string{"version"}, 0, "\nCaddy ", "", false},
+		{[]string{"--version"}, 0, "\nCaddy ", "", false},
 		{[]string{"upgrade"}, 1, "", "upgrade is not available", false},
 		{[]string{"add-package", "github.com/x/y"}, 1, "", "add-package is not available", false},
 		{[]string{"token-list", "extra"}, 1, "", "unknown command", false},

@@ -69,9 +69,11 @@ func NewRootCommand() *cobra.Command {
 		Use:           "otpgate",
 		Short:         "Step-up OTP gateway for legacy web banking, built on Caddy",
 		Long:          rootLong,
+		Version:       versionText(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate("{{.Version}}")
 	root.AddGroup(&cobra.Group{ID: "otpgate", Title: "otpgate commands:"},
 		&cobra.Group{ID: "caddy", Title: "Caddy commands (as in caddy):"})
 	root.SetHelpCommandGroupID("caddy")
@@ -159,10 +161,15 @@ func versionCommand() *cobra.Command {
 		Args:    cobra.NoArgs,
 		GroupID: "otpgate",
 		Run: func(cmd *cobra.Command, _ []string) {
-			_, caddyVersion := caddy.Version()
-			fmt.Fprintf(cmd.OutOrStdout(), "otpgate %s\nCaddy %s\n%s %s/%s\n", otpgateVersion(), caddyVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+			fmt.Fprint(cmd.OutOrStdout(), versionText())
 		},
 	}
+}
+
+// versionText is what version and --version print.
+func versionText() string {
+	_, caddyVersion := caddy.Version()
+	return fmt.Sprintf("otpgate %s\nCaddy %s\n%s %s/%s\n", otpgateVersion(), caddyVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 // otpgateVersion is Version, or what Go recorded of the build.
