@@ -122,7 +122,6 @@ func Chain(ctx context.Context, s store.Store, settled time.Time, batches int) (
 			return linked, h.Hash, err
 		}
 		linked += int(next.Linked - h.Linked)
-		headHash = next.Hash
 	}
 	h, err := readHead(ctx, s)
 	return linked, h.Hash, err
