@@ -320,7 +320,7 @@ func TestEnrolAdminResetAndUnlock(t *testing.T) {
 
 	// The CLI path: "otpgate token-status" against the admin address.
 	out2 := enrolRunCommand(t, "token-status", "--address", "localhost:"+strconv.Itoa(adminPort), "--db", filepath.Join(e.dir, "otpgate.db"),
-		"--service", "S001", "--user", "U001")
+		"--service", "S001", "--user", "U001", "--json")
 	var view map[string]any
 	if err := json.Unmarshal(out2, &view); err != nil || view["state"] != "active" || view["user"] != "U001" {
 		t.Fatalf("token-status printed %q (%v); want the token's JSON view", out2, err)

@@ -30,22 +30,22 @@ var javaCharsets = map[string]bool{
 func javaAgrees(name string, enc encoding.Encoding, b []byte) error {
 	label := strings.ToLower(strings.TrimSpace(name))
 	if label != "" && !javaCharsets[label] && !javaCharsets[name] {
-		return fmt.Errorf("the charset %q is read differently by Java servers", name)
+		return fmt.Errorf("in the charset %q, which Java servers read differently", name)
 	}
 	switch enc {
 	case japanese.ShiftJIS:
 		if i := sjisDisagrees(b, label); i >= 0 {
-			return fmt.Errorf("byte %d is a character that Java's %s maps differently (NEC/IBM extensions, user-defined area or the wave dash family)", i, name)
+			return fmt.Errorf("holding a character that Java's %s maps differently (at byte %d: NEC/IBM extensions, user-defined area or the wave dash family)", name, i)
 		}
 	case japanese.EUCJP:
 		if i := eucDisagrees(b); i >= 0 {
-			return fmt.Errorf("byte %d is a character that Java's %s maps differently (NEC/IBM extensions, JIS X 0212 or the wave dash family)", i, name)
+			return fmt.Errorf("holding a character that Java's %s maps differently (at byte %d: NEC/IBM extensions, JIS X 0212 or the wave dash family)", name, i)
 		}
 	case charmap.Windows1252:
 		// Java's Cp1252 leaves 0x81, 0x8D, 0x8F, 0x90 and 0x9D undefined.
 		for i, c := range b {
 			if c == 0x81 || c == 0x8D || c == 0x8F || c == 0x90 || c == 0x9D {
-				return fmt.Errorf("byte %d (0x%02X) is undefined in Java's windows-1252", i, c)
+				return fmt.Errorf("holding the byte 0x%02X (at %d), undefined in Java's windows-1252", c, i)
 			}
 		}
 	case unicode.UTF8, charmap.ISO8859_1, nil:
