@@ -66,18 +66,17 @@ const (
 )
 
 type options struct {
-	customers   int
-	scale       []int
-	rounds      int
-	dur         time.Duration
-	workers     uint64
-	latRate     int
-	latDur      time.Duration
-	cycleDur    time.Duration
-	cycleRate   int
-	budget      time.Duration
-	profile     string
-	keepProfile bool
+	customers int
+	scale     []int
+	rounds    int
+	dur       time.Duration
+	workers   uint64
+	latRate   int
+	latDur    time.Duration
+	cycleDur  time.Duration
+	cycleRate int
+	budget    time.Duration
+	profile   string
 }
 
 func main() {

@@ -92,7 +92,6 @@ type result struct {
 	failed         int
 	dur            time.Duration
 	confirmLoaded  []time.Duration
-	ledgerTwice    int
 	seed, loggedIn time.Duration
 }
 
