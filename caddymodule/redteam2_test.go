@@ -1,0 +1,94 @@
+package caddymodule
+
+import (
+	"encoding/base32"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// Second outside red-team pass (issue 6): attacks that the repository's
+// other attack tests do not contain. Stopped attacks stay here as
+// regression tests; a bypass is a failing TestRedteam2Bypass… test.
+
+// rt2Issue asks for a token (STEP 1) as c with a Host header of the
+// caller's choosing.
+func rt2Issue(t *testing.T, c *customer, host, email, pin string) (int, map[string]any) {
+	t.Helper()
+	jar := c.c.Jar
+	b, _ := json.Marshal(map[string]string{"email": email, "pin": pin})
+	req, _ := http.NewRequest(http.MethodPost, gatewayURL+"/.otpgate/token/issue", strings.NewReader(string(b)))
+	req.Host = host
+	// The jar files cookies under the URL's host; the attacker sends the
+	// session cookie whatever Host header they write.
+	u, _ := url.Parse(gatewayURL)
+	for _, k := range c.c.Jar.Cookies(u) {
+		req.Header.Add("Cookie", k.Name+"="+k.Value)
+	}
+	c.c.Jar = nil
+	defer func() { c.c.Jar = jar }()
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	res, body := c.do(req)
+	var out map[string]any
+	json.Unmarshal([]byte(body), &out)
+	return res.StatusCode, out
+}
+
+// Setup-link Host poisoning. With the shipped defaults (enrol_address
+// registered, public_url unset, a site address without a host) the
+// attacker, who has only the victim's password, logs in as the victim and
+// asks for a token with a forged Host header and a PIN of their own. The
+// genuine mail to the victim's registered address then carries the
+// one-time setup link under the attacker's host: one click (or a mail
+// scanner following links) hands the attacker the link, and with the PIN
+// they chose they activate a token bound to the victim and confirm
+// transfers with their own codes.
+//
+// Wanted: the link's host is never taken from a request the attacker
+// controls (public_url required when enrol_address is registered or
+// domain, or the site's configured host, or refusal of an unknown Host).
+func TestRedteam2BypassSetupLinkHostPoisoning(t *testing.T) {
+	e := newEnv(t, envOptions{Extra: "enrol_address registered"})
+	if status, out := registeredImport(t, e, "S001,U001,u001@mobile.example\n", "bank"); status != http.StatusOK {
+		t.Fatalf("import: %d %v", status, out)
+	}
+	attacker := e.customer("S001", "U001") // the victim's password only
+	attacker.login()
+	const evil = "ib-verify.attacker.example"
+	status, out := rt2Issue(t, attacker, evil, "u001@mobile.example", "5093")
+	if status != http.StatusOK {
+		t.Logf("issue with Host %s refused: %d %v", evil, status, out)
+		return // stopped
+	}
+	link := e.setupLink("u001@mobile.example")
+	if !strings.Contains(link, evil) {
+		return // the link names the real gateway
+	}
+	// The attacker's server has received the link; the rest is the real
+	// gateway with the PIN the attacker chose.
+	t.Errorf("the victim's setup mail links to the attacker's host: %s", link)
+	u, _ := url.Parse(link)
+	attacker.json = true
+	res, so := attacker.postJSON(u.Path, map[string]string{"service_id": "S001", "user_id": "U001", "pin": "5093"})
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("setup with the stolen link: %d %v", res.StatusCode, so)
+	}
+	secret, _ := so["secret"].(string)
+	attacker.secret, _ = base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(secret)
+	if res, ao := attacker.postJSON("/.otpgate/token/confirm", map[string]string{"otp": attacker.code()}); res.StatusCode != http.StatusOK {
+		t.Fatalf("activate: %d %v", res.StatusCode, ao)
+	}
+	attacker.json = false
+	res, _ = attacker.postForm("/transfer/execute", url.Values{"to_bank": {"0001"}, "to_account": {"7654321"}, "amount": {"900000"}})
+	confirm := res.Header.Get("Location")
+	_, page := attacker.get(confirm)
+	res, body := attacker.postForm(regexpAction(t, page), url.Values{"otp": {attacker.code()}, "csrf": {attacker.csrf(confirm)}})
+	if l := e.ledger(); len(l) == 1 && l[0].User == "U001" && l[0].Params["to_account"] == "7654321" {
+		t.Errorf("the bank executed %+v for the victim with the attacker's code (status %d)", l[0], res.StatusCode)
+	} else {
+		t.Logf("transfer: %d %s, ledger %+v", res.StatusCode, body, l)
+	}
+}
