@@ -92,3 +92,81 @@ func TestRedteam2BypassSetupLinkHostPoisoning(t *testing.T) {
 		t.Logf("transfer: %d %s, ledger %+v", res.StatusCode, body, l)
 	}
 }
+
+// Another customer (with a token of their own) and another session of
+// the victim's own login (the password alone) try the victim's paused
+// transfer by its ID: the confirm page, its JSON, the file list, a
+// confirmation with the other customer's code, a cancel. None may show
+// the victim's details, execute, or discard it; the victim then confirms
+// it once.
+func TestRedteam2OtherSessionsOnAPausedOperation(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	victim := e.customer("S001", "U001")
+	victim.login()
+	victim.json = true
+	victim.enrol()
+	victim.json = false
+	other := e.customer("S001", "U002")
+	other.login()
+	other.json = true
+	other.enrol()
+	other.json = false
+	pw := e.customer("S001", "U001") // the victim's password, no code
+	pw.login()
+
+	res, _ := victim.postForm("/transfer/execute", url.Values{"to_bank": {"0001"}, "to_account": {"1234567"}, "amount": {"50000"}})
+	confirm := res.Header.Get("Location")
+	if !strings.HasPrefix(confirm, "/.otpgate/confirm/") {
+		t.Fatalf("transfer: %d %q; want the confirm page", res.StatusCode, confirm)
+	}
+	for _, a := range []*customer{other, pw} {
+		for _, accept := range []string{"text/html", "application/json"} {
+			for _, p := range []string{confirm, confirm + "/file"} {
+				req, _ := http.NewRequest(http.MethodGet, gatewayURL+p, nil)
+				req.Header.Set("Accept", accept)
+				res, body := a.do(req)
+				if res.StatusCode == http.StatusOK || strings.Contains(body, "1234567") {
+					t.Errorf("%s GET %s (%s): %d, shows the victim's operation:\n%s", a.ID, p, accept, res.StatusCode, body)
+				}
+			}
+		}
+		a.postForm(confirm+"/cancel", url.Values{"csrf": {"x"}})
+	}
+	other.json = true
+	if res, out := other.postJSON(confirm, map[string]string{"otp": other.code()}); res.StatusCode == http.StatusOK {
+		t.Errorf("U002 confirmed U001's transfer with U002's code: %v", out)
+	}
+	if l := e.ledger(); len(l) != 0 {
+		t.Fatalf("ledger %+v before the victim's code", l)
+	}
+	_, page := victim.get(confirm)
+	res, _ = victim.postForm(regexpAction(t, page), url.Values{"otp": {victim.code()}, "csrf": {victim.csrf(confirm)}})
+	if l := e.ledger(); res.StatusCode != http.StatusOK || len(l) != 1 || l[0].User != "U001" {
+		t.Fatalf("victim's confirmation: %d, ledger %+v; want one transfer by U001", res.StatusCode, l)
+	}
+}
+
+// The admin API (held operations, the registered-address import) lives
+// on its own listener: the same paths through the public site reach the
+// bank, never the admin handlers.
+func TestRedteam2AdminAPINotOnTheSite(t *testing.T) {
+	e := newEnv(t, envOptions{Extra: "enrol_address registered"})
+	c := e.customer("S001", "U001")
+	c.login()
+	for _, tc := range []struct{ method, path, body string }{
+		{http.MethodGet, "/otpgate/held", ""},
+		{http.MethodGet, "/otpgate/audit/export", ""},
+		{http.MethodPost, "/otpgate/registered?by=x", "S001,U001,attacker@evil.example\n"},
+		{http.MethodPost, "/otpgate/token/reset?service_id=S001&user_id=U001", ""},
+	} {
+		req, _ := http.NewRequest(tc.method, gatewayURL+tc.path, strings.NewReader(tc.body))
+		req.Header.Set("Content-Type", "text/csv")
+		res, body := c.do(req)
+		if res.StatusCode < 400 {
+			t.Errorf("%s %s on the site: %d %s", tc.method, tc.path, res.StatusCode, body)
+		}
+	}
+	if status, out := rt2Issue(t, c, gatewayURL[len("http://"):], "attacker@evil.example", "5093"); status == http.StatusOK {
+		t.Errorf("issue to the attacker's address after the site-side import: %v", out)
+	}
+}
