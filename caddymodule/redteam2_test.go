@@ -177,3 +177,41 @@ func TestRedteam2AdminAPINotOnTheSite(t *testing.T) {
 		t.Errorf("issue to the attacker's address after the site-side import: %v", out)
 	}
 }
+
+// rt2MailRelayIssues is how many token issues the mail-relay test asks
+// for in a row; maxSetupMailsPerHour is the bound it wants (no customer
+// needs more setup links than this in an hour).
+const (
+	rt2MailRelayIssues   = 20
+	maxSetupMailsPerHour = 5
+)
+
+// With enrol_address any (as Caddyfile.example ships) an attacker with an
+// account of their own — or any phished password — makes the bank's own
+// sender mail a setup link to any address, as often as they like, and
+// (public_url unset) under a host of their choosing: a phishing relay
+// with the bank's name, sender and DKIM. Each re-issue over a pending one
+// also mails the previous address.
+func TestRedteam2FindingUnboundedSetupMails(t *testing.T) {
+	e := newEnv(t, envOptions{}) // enrol_address any
+	c := e.customer("S002", "U101")
+	c.login()
+	sent := 0
+	for i := range rt2MailRelayIssues {
+		addr := "victim" + string(rune('a'+i)) + "@target.example"
+		if status, _ := rt2Issue(t, c, "ib-login.attacker.example", addr, "5093"); status == http.StatusOK {
+			sent++
+		}
+	}
+	withEvil := 0
+	for i := range rt2MailRelayIssues {
+		for _, body := range e.mailsTo("victim" + string(rune('a'+i)) + "@target.example") {
+			if strings.Contains(body, "ib-login.attacker.example") {
+				withEvil++
+			}
+		}
+	}
+	if sent > maxSetupMailsPerHour {
+		t.Errorf("%d of %d issues to distinct addresses accepted within a minute; %d mails carry the attacker's host", sent, rt2MailRelayIssues, withEvil)
+	}
+}
