@@ -1,0 +1,135 @@
+package caddymodule
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+)
+
+// keepIDBank is a legacy bank that keeps the session ID at login (many
+// hand-written JSP logins only set a session attribute): a login with a
+// known JSESSIONID switches that session's user and sets no new cookie.
+// Its login takes slowLogin after switching the user (audit, account
+// loading), as a real one does.
+type keepIDBank struct {
+	mu       sync.Mutex
+	sessions map[string]string // JSESSIONID → service/user
+	ledger   []string          // service/user and to_account of each executed transfer
+}
+
+const slowLogin = 400 * time.Millisecond
+
+func (b *keepIDBank) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r.ParseForm()
+	sid := ""
+	if c, err := r.Cookie("JSESSIONID"); err == nil {
+		sid = c.Value
+	}
+	b.mu.Lock()
+	_, known := b.sessions[sid]
+	b.mu.Unlock()
+	switch r.URL.Path {
+	case "/login":
+		if !known {
+			var k [16]byte
+			rand.Read(k[:])
+			sid = strings.ToUpper(hex.EncodeToString(k[:]))
+			http.SetCookie(w, &http.Cookie{Name: "JSESSIONID", Value: sid, Path: "/", HttpOnly: true})
+		}
+		b.mu.Lock()
+		b.sessions[sid] = r.PostFormValue("service_id") + "/" + r.PostFormValue("user_id")
+		b.mu.Unlock()
+		time.Sleep(slowLogin)
+		http.Redirect(w, r, "/menu", http.StatusSeeOther)
+	case "/transfer/execute":
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if !known {
+			http.Error(w, "not logged in", http.StatusForbidden)
+			return
+		}
+		b.ledger = append(b.ledger, b.sessions[sid]+" "+r.PostFormValue("to_account"))
+		w.Write([]byte("R0000 done"))
+	default:
+		w.Write([]byte("menu"))
+	}
+}
+
+// Login-swap race on a bank that keeps the session ID at login. The
+// attacker logs in with their own account (session A, bound to them),
+// enrols their own token and pauses a transfer in A. Then, with cookie A,
+// they log in as the victim (whose password they have): the bank switches
+// A to the victim at once, but the gateway drops A's binding only when
+// the bank answers the login. A confirmation sent in between is checked
+// against A's old binding — the attacker's own code — and released into A,
+// which the bank now runs as the victim.
+//
+// Wanted: a login-shaped request naming a session ends that session's
+// binding before it is forwarded, and a release into a session waits for
+// (or is refused during) a login in flight on it.
+func TestRedteam2BypassLoginSwapRace(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	bank := &keepIDBank{sessions: map[string]string{}}
+	srv := httptest.NewServer(bank)
+	t.Cleanup(srv.Close)
+	e := &env{t: t, bankURL: srv.URL, dir: t.TempDir(), clock: &fakeClock{t: now()}}
+	prev := now
+	now = e.clock.Now
+	t.Cleanup(func() { now = prev })
+	e.tester = caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
+	e.tester.InitServer(e.caddyfile(envOptions{}), "caddyfile")
+	if t.Failed() {
+		t.FailNow()
+	}
+	waitServing(t)
+	t.Cleanup(func() { unloadGateway(t) })
+
+	attacker := e.customer("S001", "U002") // the attacker's own account
+	attacker.login()
+	attacker.json = true
+	attacker.enrol()
+	attacker.json = false
+	res, _ := attacker.postForm("/transfer/execute", url.Values{"to_bank": {"0001"}, "to_account": {"7654321"}, "amount": {"900000"}})
+	confirm := res.Header.Get("Location")
+	if !strings.HasPrefix(confirm, "/.otpgate/confirm/") {
+		t.Fatalf("transfer: %d %q; want the confirm page", res.StatusCode, confirm)
+	}
+	_, page := attacker.get(confirm)
+	action, csrf, code := regexpAction(t, page), attacker.csrf(confirm), attacker.code()
+
+	done := make(chan int, 1)
+	go func() {
+		// The victim's password, sent with cookie A (the attacker's jar).
+		req, _ := http.NewRequest(http.MethodPost, gatewayURL+"/login", strings.NewReader(url.Values{"service_id": {"S001"}, "user_id": {"U001"}, "password": {"demo"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		res, err := attacker.c.Do(req)
+		if err != nil {
+			done <- 0
+			return
+		}
+		res.Body.Close()
+		done <- res.StatusCode
+	}()
+	time.Sleep(slowLogin / 2) // the bank has switched A to the victim
+	res, body := attacker.postForm(action, url.Values{"otp": {code}, "csrf": {csrf}})
+	<-done
+	bank.mu.Lock()
+	ledger := append([]string(nil), bank.ledger...)
+	bank.mu.Unlock()
+	for _, l := range ledger {
+		if strings.HasPrefix(l, "S001/U001 ") {
+			t.Errorf("the bank executed a transfer as the victim with the attacker's code: %q (confirm %d %.80s)", l, res.StatusCode, body)
+		}
+	}
+	t.Logf("confirm: %d, ledger %q", res.StatusCode, ledger)
+}
