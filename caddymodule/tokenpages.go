@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -61,7 +62,12 @@ func (g *Gateway) tokenAction(w http.ResponseWriter, r *http.Request, action str
 	log := g.logger.With(zap.String("service", u.Service), zap.String("user", u.ID), zap.String("action", action))
 	switch action {
 	case "issue":
-		res, err := g.tokens.Issue(r.Context(), u, strings.TrimSpace(in["email"]), strings.TrimSpace(in["pin"]), g.linkBase(r), ip)
+		base, ok := g.linkBase(r)
+		if !ok {
+			log.Error("token issue refused: no address to build the setup link from", zap.String("host", r.Host), zap.Error(errNoPublicURL))
+			return g.tokenError(w, r, gate.Refuse(gate.MailFailed, errNoPublicURL))
+		}
+		res, err := g.tokens.Issue(r.Context(), u, strings.TrimSpace(in["email"]), strings.TrimSpace(in["pin"]), base, ip)
 		g.countEnrolment(action, err)
 		if err != nil {
 			log.Info("token issue refused", zap.Error(err))
@@ -157,17 +163,41 @@ func (g *Gateway) tokenError(w http.ResponseWriter, r *http.Request, ref *gate.R
 }
 
 // linkBase is the absolute prefix of mailed setup links.
-func (g *Gateway) linkBase(r *http.Request) string {
+func (g *Gateway) linkBase(r *http.Request) (string, bool) {
 	base := strings.TrimRight(g.PublicURL, "/")
 	if base == "" {
+		// The Host header is the client's: a link built from it would send
+		// the customer's setup link, in the bank's own mail, to whatever
+		// host an attacker with the password names. Without public_url only
+		// a loopback host (the demo, a test) is taken from the request.
+		if !isLoopbackHost(r.Host) {
+			return "", false
+		}
 		scheme := "http"
 		if r.TLS != nil {
 			scheme = "https"
 		}
 		base = scheme + "://" + r.Host
 	}
-	return base + g.BasePath + "/setup/"
+	return base + g.BasePath + "/setup/", true
 }
+
+// isLoopbackHost reports whether a Host header names this machine.
+func isLoopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// errNoPublicURL: a setup link was asked for on a host other than loopback
+// while public_url is not configured.
+var errNoPublicURL = errors.New("public_url is not configured, and setup links are never built from the request's Host header except on loopback; set public_url to the gateway's address")
 
 // setup is STEP 2, on the customer's phone: no login, the mailed link
 // plus service ID, user ID and activation PIN.
