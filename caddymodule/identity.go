@@ -329,6 +329,7 @@ func (g *Gateway) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 			h.Set("Location", g.BasePath+"/token?from=login")
 		}
 	}}
+	lw.Forwarding(r.Context())
 	err := next.ServeHTTP(ww, r)
 	if !ww.done {
 		// No answer: the bank may still have logged someone in.

@@ -75,7 +75,7 @@ func (b *keepIDBank) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // Wanted: a login-shaped request naming a session ends that session's
 // binding before it is forwarded, and a release into a session waits for
 // (or is refused during) a login in flight on it.
-func TestRedteam2BypassLoginSwapRace(t *testing.T) {
+func TestRedteam2LoginSwapRaceStopped(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}

@@ -50,7 +50,7 @@ func rt2Issue(t *testing.T, c *customer, host, email, pin string) (int, map[stri
 // Wanted: the link's host is never taken from a request the attacker
 // controls (public_url required when enrol_address is registered or
 // domain, or the site's configured host, or refusal of an unknown Host).
-func TestRedteam2BypassSetupLinkHostPoisoning(t *testing.T) {
+func TestRedteam2SetupLinkHostPoisoningStopped(t *testing.T) {
 	// The second Host reads as the real gateway to a customer glancing at
 	// the mail, and is userinfo before the attacker's host to a browser.
 	for _, evil := range []string{"ib-verify.attacker.example", gatewayURL[len("http://"):] + "@attacker.example"} {
@@ -192,7 +192,7 @@ const (
 // (public_url unset) under a host of their choosing: a phishing relay
 // with the bank's name, sender and DKIM. Each re-issue over a pending one
 // also mails the previous address.
-func TestRedteam2FindingUnboundedSetupMails(t *testing.T) {
+func TestRedteam2SetupMailsToAttackerHostStopped(t *testing.T) {
 	e := newEnv(t, envOptions{}) // enrol_address any
 	c := e.customer("S002", "U101")
 	c.login()

@@ -105,6 +105,16 @@ func (g *Gate) WatchLogin(r *Request, readBody func() ([]byte, error)) (*LoginWa
 	return &LoginWatch{g: g, watch: watch, clientIP: r.ClientIP}, nil
 }
 
+// Forwarding drops, before the request goes to the bank, the bindings a
+// login-shaped request will drop anyway (session.Watch.DropFirst).
+func (w *LoginWatch) Forwarding(ctx context.Context) {
+	for _, v := range w.watch.DropFirst() {
+		if err := w.g.sessions.End(context.WithoutCancel(ctx), v, "a login-shaped request named this session", w.clientIP); err != nil {
+			w.g.log.Error("dropping session binding before a login", zap.Error(err))
+		}
+	}
+}
+
 // Answered carries out what the bank's answer does to the bindings: status
 // and header are the answer's, 0 and nil when the bank gave none (it may
 // still have logged someone in). It changes the bindings whether or not

@@ -355,6 +355,19 @@ type Decision struct {
 	Reason string
 }
 
+// DropFirst lists the bindings to drop before the request goes to the
+// bank: a login-shaped request drops every session it names whatever the
+// bank answers (Decide), and a bank that logs another customer in without
+// changing the session ID switches the session while its answer is still
+// on its way, so a confirmation racing it would be released into the
+// other customer's session.
+func (w Watch) DropFirst() []string {
+	if w.Shape == Login {
+		return w.sessions
+	}
+	return nil
+}
+
 // Decide says what the bank's answer to the inspected request does to the
 // bindings.
 func (f *LoginForm) Decide(w Watch, resp Response) Decision {
