@@ -115,10 +115,6 @@ func main() {
 	}
 }
 
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
-}
-
 // report is everything measured, printed at the end.
 type report struct {
 	started            time.Time
@@ -141,7 +137,7 @@ type report struct {
 }
 
 func run(o options) error {
-	r := &report{started: time.Now(), loadStart: loadavg(), customers: o.customers}
+	r := &report{started: time.Now(), loadStart: fleet.Loadavg(), customers: o.customers}
 	deadline := r.started.Add(o.budget)
 	dir, err := os.MkdirTemp("", "otpgate-bench-")
 	if err != nil {
@@ -173,7 +169,7 @@ func run(o options) error {
 		return err
 	}
 	r.fsync = fsyncLatency(dir)
-	logf("fsync of 4 KiB on the temporary folder: p50 %v", r.fsync)
+	fleet.Logf("fsync of 4 KiB on the temporary folder: p50 %v", r.fsync)
 
 	ctx := context.Background()
 	db := filepath.Join(dir, "main.db")
@@ -183,7 +179,7 @@ func run(o options) error {
 		return err
 	}
 	r.seed = time.Since(t0)
-	logf("seeded %d customers in %v", o.customers, r.seed.Round(time.Millisecond))
+	fleet.Logf("seeded %d customers in %v", o.customers, r.seed.Round(time.Millisecond))
 	if _, err := load(config(dir, key, []gatewaySite{{gatePort, db}}, true), base(gatePort)); err != nil {
 		return err
 	}
@@ -194,7 +190,7 @@ func run(o options) error {
 		return err
 	}
 	r.login = time.Since(t0)
-	logf("logged in %d customers through the gateway in %v", o.customers, r.login.Round(time.Millisecond))
+	fleet.Logf("logged in %d customers through the gateway in %v", o.customers, r.login.Round(time.Millisecond))
 	menu := cs[:min(len(cs), 1000)]
 
 	// Pass-through, interleaved: each round starts with another variant, so
@@ -214,7 +210,7 @@ func run(o options) error {
 			v := variants[(k+round)%len(variants)]
 			m[v.name] = throughput(v.name, v.base, menu, o.workers, o.dur)
 			latency(v.name, v.base, menu, o.latRate, o.latDur, r.lat[v.name])
-			logf("round %d %-12s %8.0f req/s (failed %d)", round+1, v.name, m[v.name].throughput(), m[v.name].failed)
+			fleet.Logf("round %d %-12s %8.0f req/s (failed %d)", round+1, v.name, m[v.name].throughput(), m[v.name].failed)
 		}
 		r.rounds = append(r.rounds, m)
 	}
@@ -246,14 +242,14 @@ func run(o options) error {
 				// The profile is of the run with 32 in flight.
 				if w == 32 {
 					if err := pprof.StartCPUProfile(f); err != nil {
-						logf("no CPU profile: %v", err)
+						fleet.Logf("no CPU profile: %v", err)
 					}
 					defer pprof.StopCPUProfile()
 				}
 				return runCycles(gw, cs, w, 0, o.cycleDur, nil, nil)
 			})
 			r.cycles = append(r.cycles, c)
-			logf("cycles, %d in flight: %.0f/s over %v (pass-through around it %.0f req/s); hold p50 %v p99 %v; confirm p50 %v p99 %v; other %v",
+			fleet.Logf("cycles, %d in flight: %.0f/s over %v (pass-through around it %.0f req/s); hold p50 %v p99 %v; confirm p50 %v p99 %v; other %v",
 				w, c.perSecond(), c.dur.Round(time.Millisecond), c.passAround, c.hold.q(0.5), c.hold.q(0.99), c.confirm.q(0.5), c.confirm.q(0.99), c.other)
 		}
 		f.Close()
@@ -272,7 +268,7 @@ func run(o options) error {
 		if rate > 0 && time.Now().Before(deadline) {
 			c := around(func() *cycles { return runCycles(gw, cs, 64, rate, o.cycleDur, nil, nil) })
 			r.cycles = append(r.cycles, c)
-			logf("cycles at %d/s: %.0f/s; confirm p50 %v p99 %v; other %v", rate, c.perSecond(), c.confirm.q(0.5), c.confirm.q(0.99), c.other)
+			fleet.Logf("cycles at %d/s: %.0f/s; confirm p50 %v p99 %v; other %v", rate, c.perSecond(), c.confirm.q(0.5), c.confirm.q(0.99), c.other)
 		}
 	}
 	for _, c := range r.cycles {
@@ -317,7 +313,7 @@ func run(o options) error {
 		}
 		r.scale = rows
 	}
-	r.loadEnd = loadavg()
+	r.loadEnd = fleet.Loadavg()
 	r.print(os.Stdout, o)
 	return nil
 }
@@ -436,16 +432,4 @@ func fsyncLatency(dir string) time.Duration {
 		ds = append(ds, time.Since(t0))
 	}
 	return median(ds)
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }

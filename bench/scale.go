@@ -69,7 +69,7 @@ func prepareScale(ctx context.Context, dir, key string, keyBytes []byte, n int) 
 	if err := fleet.LoginAll(ctx, row.sample, base(gatePort), 16); err != nil {
 		return nil, err
 	}
-	logf("scale %d: seeded in %v, %d MiB, start-up %v", n, row.seed.Round(time.Millisecond), row.size>>20, row.startup.Round(time.Millisecond))
+	fleet.Logf("scale %d: seeded in %v, %d MiB, start-up %v", n, row.seed.Round(time.Millisecond), row.size>>20, row.startup.Round(time.Millisecond))
 	return row, nil
 }
 
@@ -100,7 +100,7 @@ func measureScales(rows []*scaleRow, dir, key string, o options) error {
 			for k, v := range c.other {
 				row.other[k] += v
 			}
-			logf("scale %d, round %d: pass-through %.0f req/s; %d cycles", row.n, round+1, t.throughput(), c.released)
+			fleet.Logf("scale %d, round %d: pass-through %.0f req/s; %d cycles", row.n, round+1, t.throughput(), c.released)
 		}
 	}
 	return nil

@@ -50,10 +50,8 @@ import (
 	"github.com/otpgate/otpgate/bench/fleet"
 	_ "github.com/otpgate/otpgate/caddymodule"
 	"github.com/otpgate/otpgate/internal/demobank"
-	"github.com/otpgate/otpgate/internal/seal"
 	"github.com/otpgate/otpgate/internal/store/etcdstore"
 	"github.com/otpgate/otpgate/internal/store/etcdstore/etcdtest"
-	"github.com/otpgate/otpgate/internal/token"
 )
 
 type options struct {
@@ -80,10 +78,6 @@ func main() {
 	}
 }
 
-func logf(format string, args ...any) {
-	fmt.Fprintf(os.Stderr, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
-}
-
 // result is one store's measurements.
 type result struct {
 	store          string
@@ -97,7 +91,7 @@ type result struct {
 
 func run(o options) error {
 	started := time.Now()
-	load0 := loadavg()
+	load0 := fleet.Loadavg()
 	dir, err := os.MkdirTemp("", "otpgate-etcdbench-")
 	if err != nil {
 		return err
@@ -117,7 +111,7 @@ func run(o options) error {
 		return err
 	}
 
-	logf("starting a 3-member etcd cluster (fsync on)")
+	fleet.Logf("starting a 3-member etcd cluster (fsync on)")
 	cluster, err := etcdtest.Start(filepath.Join(dir, "etcd"), etcdtest.Options{Fsync: true})
 	if err != nil {
 		return err
@@ -158,12 +152,12 @@ func run(o options) error {
 			return err
 		}
 		r.loggedIn = time.Since(t0)
-		logf("%s: %d customers seeded in %v, logged in through the gateway in %v", kind, len(cs), r.seed.Round(time.Millisecond), r.loggedIn.Round(time.Millisecond))
+		fleet.Logf("%s: %d customers seeded in %v, logged in through the gateway in %v", kind, len(cs), r.seed.Round(time.Millisecond), r.loggedIn.Round(time.Millisecond))
 		next := &cursor{cs: cs}
 		r.hold, r.confirm = serialCycles(base, next, o.serial, fmt.Sprintf("%s-s", kind))
-		logf("%s: one at a time: hold p50 %v, confirm and release p50 %v", kind, q(r.hold, 0.5), q(r.confirm, 0.5))
+		fleet.Logf("%s: one at a time: hold p50 %v, confirm and release p50 %v", kind, q(r.hold, 0.5), q(r.confirm, 0.5))
 		r.cycles, r.failed, r.dur, r.confirmLoaded = loadedCycles(base, next, o.inflight, o.dur, kind+"-l")
-		logf("%s: %d in flight: %.0f cycles/s (%d failed), confirm p50 %v p99 %v", kind, o.inflight, float64(r.cycles)/r.dur.Seconds(), r.failed, q(r.confirmLoaded, 0.5), q(r.confirmLoaded, 0.99))
+		fleet.Logf("%s: %d in flight: %.0f cycles/s (%d failed), confirm p50 %v p99 %v", kind, o.inflight, float64(r.cycles)/r.dur.Seconds(), r.failed, q(r.confirmLoaded, 0.5), q(r.confirmLoaded, 0.99))
 		results = append(results, r)
 	}
 	caddy.Stop()
@@ -177,7 +171,7 @@ func run(o options) error {
 			twice++
 		}
 	}
-	report(os.Stdout, o, results, direct, twice, load0, loadavg(), time.Since(started))
+	report(os.Stdout, o, results, direct, twice, load0, fleet.Loadavg(), time.Since(started))
 	return nil
 }
 
@@ -292,7 +286,7 @@ func serialDirect(bankAddr string, n int) []time.Duration {
 	}
 	c := &fleet.Customer{Service: "F00000", User: "U0000000"}
 	if err := c.Login(context.Background(), &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, "http://"+bankAddr); err != nil {
-		logf("direct: %v", err)
+		fleet.Logf("direct: %v", err)
 		return nil
 	}
 	for i := range n {
@@ -322,21 +316,7 @@ func seedEtcd(endpoints []string, key []byte, offset, n int) ([]*fleet.Customer,
 	if reachErr != nil {
 		return nil, reachErr
 	}
-	sealer, err := seal.New(key)
-	if err != nil {
-		return nil, err
-	}
-	cs := make([]*fleet.Customer, n)
-	users := make([]token.User, n)
-	secrets := make([][]byte, n)
-	for i := range n {
-		sv, u := fleet.Name(offset + i)
-		secret := make([]byte, 20)
-		rand.Read(secret)
-		cs[i] = &fleet.Customer{Service: sv, User: u, Secret: secret}
-		users[i], secrets[i] = token.User{Service: sv, ID: u}, secret
-	}
-	return cs, token.SeedActive(context.Background(), s, sealer, users, secrets, time.Now(), 365*24*time.Hour)
+	return fleet.SeedStore(context.Background(), s, key, offset, n)
 }
 
 // config is Caddyfile.example with the gateway on port, its files in dir,
@@ -405,18 +385,6 @@ func q(ds []time.Duration, p float64) time.Duration {
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[min(len(s)-1, int(p*float64(len(s))))].Round(10 * time.Microsecond)
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "?"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 func report(w io.Writer, o options, rs []*result, direct []time.Duration, twice int, load0, load1 string, took time.Duration) {

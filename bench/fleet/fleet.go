@@ -22,12 +22,14 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/otpgate/otpgate/internal/seal"
+	"github.com/otpgate/otpgate/internal/store"
 	"github.com/otpgate/otpgate/internal/store/boltstore"
 	"github.com/otpgate/otpgate/internal/token"
 )
@@ -62,30 +64,58 @@ func Name(i int) (service, user string) {
 // path (which no process may hold open), sealed under key as a gateway
 // configured with that key seals them, and returns them.
 func Seed(ctx context.Context, path string, key []byte, n int) ([]*Customer, error) {
-	sealer, err := seal.New(key)
-	if err != nil {
-		return nil, err
-	}
 	db, err := boltstore.Open(path, 5*time.Second)
 	if err != nil {
 		return nil, err
 	}
 	defer db.Close()
+	cs, err := SeedStore(ctx, db, key, 0, n)
+	if err != nil {
+		return nil, err
+	}
+	return cs, db.Close()
+}
+
+// SeedStore writes n customers, named from the offset-th on, with fresh
+// random secrets into s, sealed under key, and returns them.
+func SeedStore(ctx context.Context, s store.Store, key []byte, offset, n int) ([]*Customer, error) {
+	sealer, err := seal.New(key)
+	if err != nil {
+		return nil, err
+	}
 	cs := make([]*Customer, n)
 	users := make([]token.User, n)
 	secrets := make([][]byte, n)
 	for i := range cs {
-		s, u := Name(i)
+		sv, u := Name(offset + i)
 		secret := make([]byte, 20)
 		rand.Read(secret)
-		cs[i] = &Customer{Service: s, User: u, Secret: secret}
-		users[i], secrets[i] = token.User{Service: s, ID: u}, secret
+		cs[i] = &Customer{Service: sv, User: u, Secret: secret}
+		users[i], secrets[i] = token.User{Service: sv, ID: u}, secret
 	}
-	now := time.Now()
-	if err := token.SeedActive(ctx, db, sealer, users, secrets, now, 365*24*time.Hour); err != nil {
+	if err := token.SeedActive(ctx, s, sealer, users, secrets, time.Now(), 365*24*time.Hour); err != nil {
 		return nil, err
 	}
-	return cs, db.Close()
+	return cs, nil
+}
+
+// Loadavg is the machine's load average (1, 5 and 15 minutes), for the
+// report: the benchmarks share the CPUs with whatever else runs.
+func Loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// Logf writes a progress line, with the time, to standard error.
+func Logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 }
 
 // Code is RFC 6238 (HMAC-SHA1, 6 digits) at the 60-second step.
