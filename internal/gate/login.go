@@ -66,6 +66,9 @@ type LoginWatch struct {
 	g        *Gate
 	watch    session.Watch
 	clientIP string
+	// dropped: Forwarding already ended the sessions the request names,
+	// which are all that Answered would drop for it.
+	dropped bool
 }
 
 // WatchLogin inspects r, a request the gateway passes to the bank, for what
@@ -108,7 +111,9 @@ func (g *Gate) WatchLogin(r *Request, readBody func() ([]byte, error)) (*LoginWa
 // Forwarding drops, before the request goes to the bank, the bindings a
 // login-shaped request will drop anyway (session.Watch.DropFirst).
 func (w *LoginWatch) Forwarding(ctx context.Context) {
-	for _, v := range w.watch.DropFirst() {
+	first := w.watch.DropFirst()
+	w.dropped = len(first) > 0
+	for _, v := range first {
 		if err := w.g.sessions.End(context.WithoutCancel(ctx), v, "a login-shaped request named this session", w.clientIP); err != nil {
 			w.g.log.Error("dropping session binding before a login", zap.Error(err))
 		}
@@ -129,8 +134,10 @@ func (w *LoginWatch) Answered(ctx context.Context, status int, header http.Heade
 			g.log.Error(what, zap.Error(err))
 		}
 	}
-	for _, v := range d.Drop {
-		logErr(g.sessions.End(ctx, v, d.Reason, w.clientIP), "dropping session binding")
+	if !w.dropped {
+		for _, v := range d.Drop {
+			logErr(g.sessions.End(ctx, v, d.Reason, w.clientIP), "dropping session binding")
+		}
 	}
 	switch d.Action {
 	case session.Bind:

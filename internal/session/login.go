@@ -357,7 +357,7 @@ type Decision struct {
 
 // DropFirst lists the bindings to drop before the request goes to the
 // bank: a login-shaped request drops every session it names whatever the
-// bank answers (Decide), and a bank that logs another customer in without
+// bank answers (Decide's Drop is then this same list), and a bank that logs another customer in without
 // changing the session ID switches the session while its answer is still
 // on its way, so a confirmation racing it would be released into the
 // other customer's session.
