@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/text/encoding"
 	"golang.org/x/text/encoding/htmlindex"
 	"golang.org/x/text/encoding/ianaindex"
@@ -202,7 +203,7 @@ func (p *Policy) add(i int, r Rule) error {
 	}
 	var c compiled
 	for _, m := range r.Methods {
-		if !isToken(m) {
+		if !httpguts.ValidHeaderFieldName(m) {
 			return fmt.Errorf("bad method %q", m)
 		}
 		c.methods = append(c.methods, strings.ToUpper(m))
@@ -400,19 +401,4 @@ func lookupCharset(name string) (encoding.Encoding, error) {
 		return enc, nil
 	}
 	return nil, fmt.Errorf("unknown charset %q", name)
-}
-
-// isToken reports whether s is an HTTP token (RFC 9110 §5.6.2), the syntax
-// of a method name.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
 }

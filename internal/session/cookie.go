@@ -3,6 +3,8 @@ package session
 import (
 	"net/http"
 	"strings"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // CookiePiece is one name=value pair of a Cookie header, as the most
@@ -32,7 +34,7 @@ func CookiePieces(h http.Header) []CookiePiece {
 			if p.Name == "" {
 				continue
 			}
-			p.Strict = isToken(name) && strings.Contains(piece, "=") && isCookieValue(value)
+			p.Strict = httpguts.ValidHeaderFieldName(name) && strings.Contains(piece, "=") && isCookieValue(value)
 			out = append(out, p)
 		}
 	}
@@ -68,19 +70,6 @@ func StrictCookieLine(h http.Header, drop string) string {
 		}
 	}
 	return strings.Join(kept, "; ")
-}
-
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`()<>@,;:\"/[]?={}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // isCookieValue reports whether s holds only RFC 6265 cookie-octets.
