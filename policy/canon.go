@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -292,6 +293,12 @@ const maxExemptDecodes = 8
 // of Rule.Paths, such as the login path).
 func NewExemptions(patterns []string, p *Policy, reserved ...string) (*Exemptions, error) {
 	e := &Exemptions{}
+	protected := slices.Clone(reserved)
+	if p != nil {
+		for _, r := range p.rules {
+			protected = append(protected, r.Paths...)
+		}
+	}
 	for _, pat := range patterns {
 		prefix, ok := strings.CutSuffix(pat, "/**")
 		if !ok || prefix == "" {
@@ -304,13 +311,7 @@ func NewExemptions(patterns []string, p *Policy, reserved ...string) (*Exemption
 		if err != nil {
 			return nil, fmt.Errorf("allow_ambiguous_paths %q: %w", pat, err)
 		}
-		var protected []string
-		if p != nil {
-			for _, r := range p.rules {
-				protected = append(protected, r.Paths...)
-			}
-		}
-		for _, other := range append(protected, reserved...) {
+		for _, other := range protected {
 			osegs, err := compilePattern(other)
 			if err == nil && overlaps(segs, osegs) {
 				return nil, fmt.Errorf("allow_ambiguous_paths %q covers %q, which the gateway protects; exempt a narrower prefix", pat, other)
