@@ -2,7 +2,6 @@ package policy
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -293,12 +292,13 @@ const maxExemptDecodes = 8
 // of Rule.Paths, such as the login path).
 func NewExemptions(patterns []string, p *Policy, reserved ...string) (*Exemptions, error) {
 	e := &Exemptions{}
-	protected := slices.Clone(reserved)
+	var protected []string
 	if p != nil {
 		for _, r := range p.rules {
 			protected = append(protected, r.Paths...)
 		}
 	}
+	protected = append(protected, reserved...)
 	for _, pat := range patterns {
 		prefix, ok := strings.CutSuffix(pat, "/**")
 		if !ok || prefix == "" {
