@@ -20,6 +20,16 @@ import (
 // entries.
 var checking atomic.Bool
 
+// CheckOnly runs check, which provisions a configuration, with the otpgate
+// app checking its stores' settings without opening the stores. It is
+// exported for "otpgate validate", whose command line lives in
+// internal/cli.
+func CheckOnly(check func() error) error {
+	checking.Store(true)
+	defer checking.Store(false)
+	return check()
+}
+
 // pool returns the pool entry of key for the app: the open store, or,
 // while checking, a stand-in that opens nothing.
 func (a *App) pool(key string, mod Store) (*pooledStore, error) {

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,17 +19,29 @@ import (
 	"github.com/otpgate/otpgate/internal/store"
 )
 
-// cli runs otpgate's command line in this process against the gateway
-// under test and returns its exit code, standard output and error.
+// cli runs otpgate's command line, the built binary (buildOtpgate),
+// against the gateway under test and returns its exit code, standard
+// output and error. It runs in a child process since the command line
+// (internal/cli) imports this package.
 func cli(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
-	var out, errOut bytes.Buffer
+	bin, err := buildOtpgate()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(args) > 0 && !slices.Contains([]string{"version", "--version", "help", "upgrade", "add-package", "validate"}, args[0]) &&
 		!slices.Contains(args, "--address") {
 		args = append(args, "--address", fmt.Sprintf("localhost:%d", adminPort))
 	}
-	code := Run(args, &out, &errOut)
-	return code, out.String(), errOut.String()
+	var out, errOut bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("otpgate %s: %v", strings.Join(args, " "), err)
+	}
+	return cmd.ProcessState.ExitCode(), out.String(), errOut.String()
 }
 
 // wantFailure checks a failed command: its exit code and one line on
@@ -61,7 +75,10 @@ func TestCLILostPhone(t *testing.T) {
 		t.Fatalf("token-reset: %d\n%s%s", code, out, errOut)
 	}
 	code, out, _ = cli(t, "token-status", "--service", "S001", "--user", "U001", "--json")
-	var st tokenView
+	var st struct {
+		State  string `json:"state"`
+		Locked bool   `json:"locked"`
+	}
 	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || st.State != "none" || st.Locked {
 		t.Fatalf("token-status after the reset: %d %s; want state none, unlocked", code, out)
 	}

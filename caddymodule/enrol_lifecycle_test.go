@@ -3,18 +3,16 @@ package caddymodule
 import (
 	"bytes"
 	"encoding/json"
-	"io"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
-	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	caddycmd "github.com/caddyserver/caddy/v2/cmd"
-	"github.com/spf13/cobra"
 
 	"github.com/otpgate/otpgate/internal/audit"
 )
@@ -330,8 +328,8 @@ func TestEnrolAdminResetAndUnlock(t *testing.T) {
 	}
 }
 
-// enrolRunCommand runs one of the admin subcommands as the otpgate binary
-// would, and returns what it printed.
+// enrolRunCommand runs one of otpgate's commands with the otpgate binary
+// (buildOtpgate), and returns what it printed on standard output.
 func enrolRunCommand(t *testing.T, name string, args ...string) []byte {
 	t.Helper()
 	out, err := enrolRunCommandErr(t, name, args...)
@@ -343,30 +341,16 @@ func enrolRunCommand(t *testing.T, name string, args ...string) []byte {
 
 func enrolRunCommandErr(t *testing.T, name string, args ...string) ([]byte, error) {
 	t.Helper()
-	def, ok := caddycmd.Commands()[name]
-	if !ok {
-		t.Fatalf("no %s command registered", name)
-	}
-	cmd := &cobra.Command{Use: name, SilenceUsage: true, SilenceErrors: true}
-	def.CobraFunc(cmd)
-	cmd.SetArgs(args)
-	// runAdmin prints the admin API's answer on standard output.
-	r, w, err := os.Pipe()
+	bin, err := buildOtpgate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	stdout := os.Stdout
-	os.Stdout = w
-	done := make(chan []byte)
-	go func() {
-		var buf bytes.Buffer
-		io.Copy(&buf, r)
-		done <- buf.Bytes()
-	}()
-	err = cmd.Execute()
-	os.Stdout = stdout
-	w.Close()
-	return <-done, err
+	out, err := exec.Command(bin, append([]string{name}, args...)...).Output()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		err = fmt.Errorf("%v: %s", err, bytes.TrimSpace(ee.Stderr))
+	}
+	return out, err
 }
 
 // "require_otp" for some services: an un-enrolled user of a service that

@@ -164,6 +164,12 @@ func (t *EtcdTLS) config(repl *caddy.Replacer) (*tls.Config, error) {
 	return c, nil
 }
 
+// Options are the client options Provision resolved. They are exported
+// for "otpgate store copy" (internal/cli), which opens the store itself
+// and, working offline, refuses a cluster that does not answer, where Open
+// lets the gateway start.
+func (e *EtcdStore) Options() etcdstore.Options { return e.opts }
+
 // PoolKey is the cluster and prefix: what the data is, however many
 // handlers and loads name it.
 func (e *EtcdStore) PoolKey() string { return e.key }

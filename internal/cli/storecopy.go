@@ -1,4 +1,4 @@
-package caddymodule
+package cli
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/otpgate/otpgate/caddymodule"
 	"github.com/otpgate/otpgate/internal/store"
 	"github.com/otpgate/otpgate/internal/store/boltstore"
 	"github.com/otpgate/otpgate/internal/store/etcdstore"
@@ -109,15 +110,15 @@ func openNamedStore(name string, ef etcdFlags) (store.Store, error) {
 		}
 		return db, nil
 	case "etcd":
-		e := &EtcdStore{Endpoints: strings.Split(where, ","), Prefix: ef.prefix,
+		e := &caddymodule.EtcdStore{Endpoints: strings.Split(where, ","), Prefix: ef.prefix,
 			Username: "{env.OTPGATE_ETCD_USERNAME}", Password: "{env.OTPGATE_ETCD_PASSWORD}"}
 		if ef.ca != "" || ef.cert != "" || ef.key != "" {
-			e.TLS = &EtcdTLS{CA: ef.ca, Cert: ef.cert, Key: ef.key}
+			e.TLS = &caddymodule.EtcdTLS{CA: ef.ca, Cert: ef.cert, Key: ef.key}
 		}
 		if err := e.Provision(caddy.Context{}); err != nil {
 			return nil, err
 		}
-		s, reachErr, err := etcdstore.Open(e.opts)
+		s, reachErr, err := etcdstore.Open(e.Options())
 		if err != nil {
 			return nil, fmt.Errorf("otpgate: %v", err)
 		}

@@ -1,4 +1,16 @@
-package caddymodule
+// Package cli is otpgate's command line: Caddy's, as otpgate's own. The
+// bank's commands come first in the help, Caddy's after them (run, reload,
+// adapt … work as in caddy); version names otpgate and the Caddy it is
+// built on; Caddy's upgrade, add-package and remove-package are left out,
+// since they would replace the binary with a stock Caddy without otpgate;
+// validate checks a configuration without opening its stores, so it works
+// beside the running gateway.
+//
+// otpgate's commands register with Caddy's command registry in init, as
+// Caddy's own do; NewRootCommand builds the command line from that
+// registry, so a command registered elsewhere (cmd/otpgate's demo) is in it
+// too.
+package cli
 
 import (
 	"errors"
@@ -6,28 +18,15 @@ import (
 	"io"
 	"os"
 	"reflect"
-	"runtime"
-	"runtime/debug"
 	"slices"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+
+	"github.com/otpgate/otpgate/caddymodule"
 )
-
-// otpgate's command line: Caddy's, as otpgate's own. The bank's commands
-// come first in the help, Caddy's after them (run, reload, adapt … work as
-// in caddy); version names otpgate and the Caddy it is built on; Caddy's
-// upgrade, add-package and remove-package are left out, since they would
-// replace the binary with a stock Caddy without otpgate; validate checks a
-// configuration without opening its stores, so it works beside the running
-// gateway.
-
-// Version is otpgate's version, set at build time
-// (-ldflags "-X github.com/otpgate/otpgate/caddymodule.Version=v1.2.3");
-// when unset, the module version and VCS revision Go recorded.
-var Version string
 
 // removedCommands are Caddy's commands otpgate does not offer, with why.
 var removedCommands = map[string]string{
@@ -146,60 +145,8 @@ func checkOnly(cmd *cobra.Command) {
 	cmd.Long = strings.TrimSpace(cmd.Long) + "\n\nThe otpgate stores are not opened: validate works beside the running gateway, and\n" +
 		"creates no database file. Keys, mail settings and rules are checked as at load."
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		checking.Store(true)
-		defer checking.Store(false)
-		return run(cmd, args)
+		return caddymodule.CheckOnly(func() error { return run(cmd, args) })
 	}
-}
-
-// versionCommand prints otpgate's version and the Caddy and Go it is
-// built with.
-func versionCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:     "version",
-		Short:   "Print otpgate's version and the Caddy it is built on",
-		Args:    cobra.NoArgs,
-		GroupID: "otpgate",
-		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprint(cmd.OutOrStdout(), versionText())
-		},
-	}
-}
-
-// versionText is what version and --version print.
-func versionText() string {
-	_, caddyVersion := caddy.Version()
-	return fmt.Sprintf("otpgate %s\nCaddy %s\n%s %s/%s\n", otpgateVersion(), caddyVersion, runtime.Version(), runtime.GOOS, runtime.GOARCH)
-}
-
-// otpgateVersion is Version, or what Go recorded of the build.
-func otpgateVersion() string {
-	if Version != "" {
-		return Version
-	}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "(unknown)"
-	}
-	v := bi.Main.Version
-	if v == "" {
-		v = "(devel)"
-	}
-	var rev, modified string
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			if s.Value == "true" {
-				modified = "+dirty"
-			}
-		}
-	}
-	if v == "(devel)" && rev != "" {
-		v = "devel " + rev[:min(12, len(rev))] + modified
-	}
-	return v
 }
 
 // Run runs otpgate's command line with args (without the program name),
