@@ -205,7 +205,7 @@ func TestAppLockMailDespiteHangUp(t *testing.T) {
 	conn.Close() // before any answer
 
 	// The lock is in the store within a bounded time.
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for {
 		rec, err := e.gw().tokens.Get(context.Background(), token.User{Service: "S001", ID: "U001"})
 		if err != nil {
@@ -215,7 +215,7 @@ func TestAppLockMailDespiteHangUp(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("not locked 5s after the fifth wrong code (failures %d)", rec.Failures)
+			t.Fatalf("not locked 15s after the fifth wrong code (failures %d)", rec.Failures)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -166,6 +166,19 @@ func (p *gatewayProcess) start() {
 	p.t.Fatalf("start %d: the gateway does not answer 20 s after starting\n%s", p.starts, log[max(0, len(log)-4000):])
 }
 
+// errors are the last error lines of the gateway's log, for a failure
+// message.
+func (p *gatewayProcess) errors() string {
+	log, _ := os.ReadFile(filepath.Join(p.dir, "otpgate.log"))
+	var lines []string
+	for l := range strings.Lines(string(log)) {
+		if strings.Contains(l, `"level":"error"`) {
+			lines = append(lines, l)
+		}
+	}
+	return strings.Join(lines[max(0, len(lines)-10):], "")
+}
+
 // kill ends the process with SIGKILL: no shutdown, no deferred close.
 func (p *gatewayProcess) kill() {
 	if p.cmd == nil || p.cmd.Process == nil {
@@ -910,6 +923,7 @@ func campaignBadInput(t *testing.T, bin string) {
 
 	// Two thousand operations held at once, by four hundred customers.
 	statuses = map[int]int{}
+	var failures []string
 	t0 := time.Now()
 	tr := &http.Transport{MaxIdleConnsPerHost: customers}
 	defer tr.CloseIdleConnections()
@@ -933,6 +947,9 @@ func campaignBadInput(t *testing.T, bin string) {
 				}
 				mu.Lock()
 				statuses[code]++
+				if err != nil && len(failures) < 3 {
+					failures = append(failures, err.Error())
+				}
 				mu.Unlock()
 			}
 		}()
@@ -940,7 +957,8 @@ func campaignBadInput(t *testing.T, bin string) {
 	wg.Wait()
 	took := time.Since(t0)
 	if statuses[http.StatusUnauthorized] != customers*holdsEach {
-		t.Errorf("%d operations held at once: statuses %v; want all 401 (held)", customers*holdsEach, statuses)
+		t.Errorf("%d operations held at once: statuses %v (failures: %q); want all 401 (held)\ngateway errors:\n%s",
+			customers*holdsEach, statuses, failures, p.errors())
 	}
 	end := peakRSS(t, p.cmd.Process.Pid)
 	if n := len(bank.Ledger()); n != 0 {

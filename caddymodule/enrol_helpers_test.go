@@ -174,7 +174,7 @@ func (r *enrolRelay) count() int { return len(r.all()) }
 // subjectEnd (the English part of the subject), waiting briefly for it.
 func (r *enrolRelay) waitMail(addr, subjectEnd string) enrolMail {
 	r.t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for {
 		msgs := r.all()
 		for i := len(msgs) - 1; i >= 0; i-- {

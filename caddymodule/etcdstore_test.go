@@ -176,7 +176,7 @@ func TestWorkerRunsOnlyWhileLeading(t *testing.T) {
 	}
 	waitMails := func(want int) {
 		t.Helper()
-		for end := time.Now().Add(5 * time.Second); mails() < want && time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		for end := time.Now().Add(15 * time.Second); mails() < want && time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 		}
 		if got := mails(); got != want {
 			t.Fatalf("%d mails, want %d", got, want)
@@ -184,7 +184,7 @@ func TestWorkerRunsOnlyWhileLeading(t *testing.T) {
 	}
 	waitCampaigns := func(n int32) {
 		t.Helper()
-		for end := time.Now().Add(5 * time.Second); mod.st.campaigns.Load() < n && time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		for end := time.Now().Add(15 * time.Second); mod.st.campaigns.Load() < n && time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
 		}
 		if got := mod.st.campaigns.Load(); got != n {
 			t.Fatalf("%d campaigns, want %d", got, n)

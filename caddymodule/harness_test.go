@@ -146,7 +146,7 @@ func unloadGateway(t *testing.T) {
 func waitServing(t *testing.T) {
 	t.Helper()
 	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 2 * time.Second}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for ok := 0; ok < 3; {
 		if time.Now().After(deadline) {
 			t.Fatalf("the gateway at %s does not answer steadily after the configuration load", gatewayURL)

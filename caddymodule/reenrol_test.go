@@ -76,7 +76,7 @@ func reenrolSubjects(e *env, addr string) []string {
 // outbox sender, after the response.
 func reenrolWaitMail(e *env, addr, subjectEnd string) {
 	e.t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for {
 		for _, s := range reenrolSubjects(e, addr) {
 			if s == subjectEnd {

@@ -79,7 +79,7 @@ func TestStorePoolHandsTheWorkerOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.sender.Kick()
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for s := p.sender.Stats(); s.Sent != 1 || s.Dead != 1; s = p.sender.Stats() {
 		if time.Now().After(deadline) {
 			t.Fatalf("the worker's sender did not work the queue: %+v; want one sent, one given up", s)
