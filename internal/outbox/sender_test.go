@@ -79,7 +79,7 @@ func TestExpiredClaimIsTakenOver(t *testing.T) {
 	}()
 	select {
 	case <-inside:
-	case <-time.After(5 * time.Second):
+	case <-time.After(15 * time.Second):
 		t.Fatal("first sender never delivered")
 	}
 
@@ -129,7 +129,7 @@ func TestRunStopsOnCancel(t *testing.T) {
 			stop := start(t, s)
 			select {
 			case <-inside:
-			case <-time.After(5 * time.Second):
+			case <-time.After(15 * time.Second):
 				t.Fatal("Run never delivered")
 			}
 			stop()
@@ -169,7 +169,7 @@ func TestKickWakesSleepingSender(t *testing.T) {
 			if n.User != notice(i).User {
 				t.Errorf("delivered %s, want %s", n.User, notice(i).User)
 			}
-		case <-time.After(5 * time.Second):
+		case <-time.After(15 * time.Second):
 			t.Fatalf("notice %d not sent after Kick", i)
 		}
 	}
@@ -190,8 +190,8 @@ func start(t *testing.T, s *Sender) (stop func()) {
 		cancel()
 		select {
 		case <-stopped:
-		case <-time.After(5 * time.Second):
-			t.Fatal("Run did not stop within 5s of its context ending")
+		case <-time.After(15 * time.Second):
+			t.Fatal("Run did not stop within 15s of its context ending")
 		}
 	}
 }

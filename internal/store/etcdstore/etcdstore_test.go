@@ -276,15 +276,15 @@ func TestCampaignOneLeader(t *testing.T) {
 	var r result
 	select {
 	case r = <-won:
-	case <-time.After(5 * time.Second):
-		t.Fatal("b does not lead 5 s after a handed the lead back")
+	case <-time.After(15 * time.Second):
+		t.Fatal("b does not lead 15 s after a handed the lead back")
 	}
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
 	select {
 	case <-lostA:
-	case <-time.After(5 * time.Second):
+	case <-time.After(15 * time.Second):
 		t.Error("a's lost is not closed after handing back")
 	}
 
