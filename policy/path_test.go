@@ -205,7 +205,9 @@ func TestDecodeIsLinear(t *testing.T) {
 	start := time.Now()
 	for range readings(in) {
 	}
-	if d := time.Since(start); d > 2*time.Second {
+	// Linear decoding takes about a second under -race on a loaded
+	// two-core machine; one layer at a time would take minutes.
+	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("readings of %d bytes took %v", len(in), d)
 	}
 	if got := NormalisePath(in); got != "/a" {

@@ -407,7 +407,7 @@ func TestSMTPNoneRefusesRemoteHost(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), "loopback") {
 				t.Fatalf("Send = %v, want a loopback error", err)
 			}
-			if d := time.Since(start); d > time.Second {
+			if d := time.Since(start); d > 10*time.Second {
 				t.Errorf("took %v: a connection was attempted", d)
 			}
 		})
