@@ -844,7 +844,11 @@ func campaignBadInput(t *testing.T, bin string) {
 	bank, bankAddr := campaignBank(t)
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	global := "admin off\n\tservers {\n\t\ttimeouts {\n\t\t\tread_header 1s\n\t\t\tread_body 2s\n\t\t}\n\t}"
+	// Read timeouts short enough to cut off the slow clients below, long
+	// enough that the 400 connections opened at once further down are not
+	// cut off before a client on a loaded two-core machine writes its
+	// request (at 1 s, one in 2000 was, under a parallel test run).
+	global := "admin off\n\tservers {\n\t\ttimeouts {\n\t\t\tread_header 3s\n\t\t\tread_body 4s\n\t\t}\n\t}"
 	path := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(path, []byte(exampleConfig(t, global, port, dir, key, bankAddr)), 0o600); err != nil {
 		t.Fatal(err)
@@ -867,14 +871,14 @@ func campaignBadInput(t *testing.T, bin string) {
 		want      string // the status line's start; "" for a connection closed unanswered
 		within    time.Duration
 	}{
-		{"header never finished", "POST /transfer/execute HTTP/1.1\r\nHost: " + addr + "\r\nX-Slow: ", false, "", 3 * time.Second},
-		{"body stalls (read_body timeout)", head + "Content-Length: 1000\r\n\r\namount=1", false, "HTTP/1.1 400", 5 * time.Second},
-		{"header of 64 KiB", "GET /menu HTTP/1.1\r\nHost: " + addr + "\r\nX-Big: " + strings.Repeat("a", 64<<10) + "\r\n\r\n", false, "HTTP/1.1 431", 3 * time.Second},
+		{"header never finished", "POST /transfer/execute HTTP/1.1\r\nHost: " + addr + "\r\nX-Slow: ", false, "", 6 * time.Second},
+		{"body stalls (read_body timeout)", head + "Content-Length: 1000\r\n\r\namount=1", false, "HTTP/1.1 400", 8 * time.Second},
+		{"header of 64 KiB", "GET /menu HTTP/1.1\r\nHost: " + addr + "\r\nX-Big: " + strings.Repeat("a", 64<<10) + "\r\n\r\n", false, "HTTP/1.1 431", 5 * time.Second},
 		// Answered once net/http has tried to discard 256 KiB of the unread
 		// body, here at the read_body timeout since the client stalls.
-		{"body over max_body, announced", head + "Content-Length: 11534336\r\n\r\namount=1", false, "HTTP/1.1 413", 3 * time.Second},
-		{"body over max_body, chunked", head + "Transfer-Encoding: chunked\r\n\r\n" + strings.Repeat(fmt.Sprintf("%x\r\n%s\r\n", 1<<20, strings.Repeat("a", 1<<20)), 11) + "0\r\n\r\n", false, "HTTP/1.1 413", 10 * time.Second},
-		{"body truncated", head + "Content-Length: 5000\r\n\r\namount=1000&to_bank=0001", true, "HTTP/1.1 400", 3 * time.Second},
+		{"body over max_body, announced", head + "Content-Length: 11534336\r\n\r\namount=1", false, "HTTP/1.1 413", 8 * time.Second},
+		{"body over max_body, chunked", head + "Transfer-Encoding: chunked\r\n\r\n" + strings.Repeat(fmt.Sprintf("%x\r\n%s\r\n", 1<<20, strings.Repeat("a", 1<<20)), 11) + "0\r\n\r\n", false, "HTTP/1.1 413", 12 * time.Second},
+		{"body truncated", head + "Content-Length: 5000\r\n\r\namount=1000&to_bank=0001", true, "HTTP/1.1 400", 5 * time.Second},
 	} {
 		line, took, err := rawExchange(addr, tc.raw, tc.halfClose, tc.within+5*time.Second)
 		switch {
