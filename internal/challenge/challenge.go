@@ -162,9 +162,11 @@ func New(s store.Store, sealer *seal.Sealer, tokens *token.Manager, cfg Config) 
 // operation behind it.
 //
 // The decision is taken first in a read-only snapshot, so that an
-// operation that needs no code is never written; the sealed request is then
-// staged in chunks (a payroll file is larger than one store value) and made
-// visible by the transaction that decides again.
+// operation that needs no code is never written. The transaction that
+// decides again then writes the sealed request, when it fits in one store
+// value (every ordinary form), as one chunk (store.PutChunked): a hold is
+// one durable write. A larger request (a payroll file) is staged in chunks
+// first, each in a write of its own, and made visible by that transaction.
 func (m *Manager) Pause(ctx context.Context, op *Operation) (token.Requirement, error) {
 	id, err := newID()
 	if err != nil {
@@ -187,22 +189,57 @@ func (m *Manager) Pause(ctx context.Context, op *Operation) (token.Requirement, 
 	if err != nil {
 		return token.RequirementUnknown, err
 	}
-	staged, err := store.StageChunked(ctx, m.store, store.Pending, id, sealed, m.cfg.Lifetime)
-	if err != nil {
-		return token.RequirementUnknown, fmt.Errorf("storing the held operation: %w", err)
-	}
 	entry := heldEntry{ID: id, Expires: op.Expires, Size: len(sealed), Kind: op.Kind, Rule: op.Rule, Digest: op.Digest}
-	err = m.store.Update(ctx, func(tx store.Tx) error {
+	staged := len(sealed) > store.MaxValueSize
+	write := func(tx store.Tx) error { return store.PutChunked(tx, store.Pending, id, sealed, m.cfg.Lifetime) }
+	if staged {
+		if write, err = m.stage(ctx, id, sealed); err != nil {
+			return token.RequirementUnknown, err
+		}
+	}
+	req, err = m.commitHold(ctx, u, op, entry, now, write)
+	if errors.Is(err, store.ErrTooLarge) && !staged {
+		// The request fits in a value but not beside everything else the
+		// hold writes (large shown fields in its audit record, discards):
+		// nothing was written, so stage it, which leaves the transaction
+		// only its header.
+		if write, err = m.stage(ctx, id, sealed); err != nil {
+			return token.RequirementUnknown, err
+		}
+		req, err = m.commitHold(ctx, u, op, entry, now, write)
+	}
+	if err != nil {
+		return token.RequirementUnknown, err
+	}
+	return req, nil
+}
+
+// stage writes the sealed request id in chunks, each in a write of its
+// own, and returns what makes it visible inside the hold's transaction.
+func (m *Manager) stage(ctx context.Context, id string, sealed []byte) (func(store.Tx) error, error) {
+	st, err := store.StageChunked(ctx, m.store, store.Pending, id, sealed, m.cfg.Lifetime)
+	if err != nil {
+		return nil, fmt.Errorf("storing the held operation: %w", err)
+	}
+	return st.Commit, nil
+}
+
+// commitHold decides again for op and, if a code is needed, holds it in
+// one transaction: the customer's index (and the discards the caps ask
+// for), the sealed request (write), its fate and its audit record.
+func (m *Manager) commitHold(ctx context.Context, u token.User, op *Operation, entry heldEntry, now time.Time, write func(store.Tx) error) (token.Requirement, error) {
+	req := token.RequirementUnknown
+	err := m.store.Update(ctx, func(tx store.Tx) error {
 		var err error
 		req, err = m.tokens.RequirementInTx(tx, u, now)
 		if err != nil || req != token.NeedCode {
-			// The staged chunks are never committed and expire.
+			// Staged chunks, if any, are never committed and expire.
 			return err
 		}
 		if err := m.hold(tx, op, entry, now); err != nil {
 			return err
 		}
-		if err := staged.Commit(tx); err != nil {
+		if err := write(tx); err != nil {
 			return err
 		}
 		if err := m.setFate(tx, op, fateHeld, now); err != nil {
@@ -212,10 +249,7 @@ func (m *Manager) Pause(ctx context.Context, op *Operation) (token.Requirement, 
 			ClientIP: op.ClientIP, Actor: "customer", Kind: op.Kind, Rule: op.Rule, Request: op.LogRequest(),
 			Digest: op.Digest, Fields: op.FieldMap()})
 	})
-	if err != nil {
-		return token.RequirementUnknown, err
-	}
-	return req, nil
+	return req, err
 }
 
 func newID() (string, error) {

@@ -20,11 +20,12 @@ import (
 // The whole operation — method, URI, host, headers, body, shown fields,
 // session hash — is one value sealed with AES-256-GCM by the sealer of the
 // TOTP secrets, bound to its challenge ID (seal's context), so a sealed
-// value copied onto another challenge does not open. It is stored with
-// store.StageChunked at its challenge ID in store.Pending, to live the
-// challenge's lifetime: a 10 MiB payroll file is ten chunks, each within
-// one etcd request, and the store forgets the operation when it expires,
-// sweep or not. Nothing of the request is in the clear; the store's chunk
+// value copied onto another challenge does not open. It is stored as a
+// chunked value at its challenge ID in store.Pending, to live the
+// challenge's lifetime: an ordinary form is one chunk written by the hold's
+// own transaction (store.PutChunked), a 10 MiB payroll file ten chunks
+// staged first (store.StageChunked), each within one etcd request; the
+// store forgets the operation when it expires, sweep or not. Nothing of the request is in the clear; the store's chunk
 // header says only the sealed value's size and digest.
 //
 // Beside the operations, each customer with held operations has an index
@@ -77,8 +78,8 @@ const (
 	// a header, its chunks and writes an audit record (3·MaxOps), the
 	// discarded chunks number at most MaxBytes/MaxValueSize plus one per
 	// operation (64, with MaxBytes ≤ MaxChunkedSize), and Pause writes
-	// four keys of its own (index, header, fate, audit record):
-	// 3·16 + 64 + 4 = 116 ≤ 128.
+	// five keys of its own (index, header, the chunk of a request that
+	// fits in one value, fate, audit record): 3·16 + 64 + 5 = 117 ≤ 128.
 	MaxOpsLimit = 16
 )
 

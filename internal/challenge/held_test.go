@@ -2,6 +2,7 @@ package challenge_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -384,5 +385,123 @@ func TestNewConfig(t *testing.T) {
 		if _, err := challenge.New(e.db, tc.sealer, e.tokens, tc.cfg); (err == nil) != tc.ok {
 			t.Errorf("%s: New: %v", tc.name, err)
 		}
+	}
+}
+
+// countingStore counts the write transactions made through it.
+type countingStore struct {
+	store.Store
+	updates int
+}
+
+func (c *countingStore) Update(ctx context.Context, fn func(store.Tx) error) error {
+	c.updates++
+	return c.Store.Update(ctx, fn)
+}
+
+// holdCounted pauses op with a Manager on a counting view of e's store and
+// returns how many write transactions the hold made and how many chunks
+// its sealed value is stored in.
+func (e *env) holdCounted(op *challenge.Operation, cfg challenge.Config) (updates, chunks int) {
+	e.t.Helper()
+	cs := &countingStore{Store: e.db}
+	m, err := challenge.New(cs, e.sealer, e.tokens, cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	m.Now = e.clk.now
+	e.pauseOp(m, op)
+	for _, kv := range e.scan(store.Chunks) {
+		if strings.HasPrefix(kv.Key, string(store.Pending)+"/"+op.ID+"/") {
+			chunks++
+		}
+	}
+	return cs.updates, chunks
+}
+
+// sealedSize is the size of op's sealed value in the store.
+func (e *env) sealedSize(op *challenge.Operation) int {
+	e.t.Helper()
+	var n int
+	err := e.db.View(ctx, func(tx store.Tx) error {
+		v, err := store.GetChunked(tx, store.Pending, op.ID)
+		n = len(v)
+		return err
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
+
+// A held request whose sealed value fits in one store value is written by
+// the hold's own transaction: one durable write per hold, up to a sealed
+// value of exactly store.MaxValueSize. One byte more is staged in two
+// chunks first, each in a write of its own. Both shapes are released byte
+// for byte.
+func TestHoldInOneWrite(t *testing.T) {
+	e := newEnv(t)
+	small := newOp(taro, sessTaro)
+	if updates, chunks := e.holdCounted(small, challenge.Config{}); updates != 1 || chunks != 1 {
+		t.Errorf("an ordinary form: %d write transactions, %d chunks; want 1 and 1", updates, chunks)
+	}
+	// The sealed value is the body and a fixed overhead: with the test's
+	// clock, every field of the operation but the body has one length.
+	overhead := e.sealedSize(small) - len(small.Body)
+	for _, tc := range []struct {
+		sealed          int
+		updates, chunks int
+	}{
+		{store.MaxValueSize, 1, 1},
+		{store.MaxValueSize + 1, 3, 2},
+	} {
+		op := newOp(taro, sessTaro)
+		op.Body = make([]byte, tc.sealed-overhead)
+		rand.Read(op.Body)
+		want := bytes.Clone(op.Body)
+		updates, chunks := e.holdCounted(op, challenge.Config{})
+		if n := e.sealedSize(op); n != tc.sealed {
+			t.Fatalf("sealed %d bytes, want %d: the overhead is not fixed", n, tc.sealed)
+		}
+		if updates != tc.updates || chunks != tc.chunks {
+			t.Errorf("sealed %d bytes: %d write transactions, %d chunks; want %d and %d", tc.sealed, updates, chunks, tc.updates, tc.chunks)
+		}
+		res := e.confirm(op.ID, sessTaro, e.code())
+		if res.Check.Outcome != token.CodeOK || res.Op == nil || !bytes.Equal(res.Op.Body, want) {
+			t.Errorf("sealed %d bytes: Confirm %v; want the body released", tc.sealed, res.Check.Outcome)
+		}
+		e.clk.add(time.Minute) // the next code
+	}
+	res := e.confirm(small.ID, sessTaro, e.code())
+	if res.Check.Outcome != token.CodeOK || res.Op == nil || !bytes.Equal(res.Op.Body, small.Body) {
+		t.Errorf("the ordinary form: Confirm %v; want it released", res.Check.Outcome)
+	}
+	if n, chunks := e.pendingCount(), len(e.scan(store.Chunks)); n != 0 || chunks != 0 {
+		t.Errorf("after the releases: %d operations and %d chunks left", n, chunks)
+	}
+}
+
+// A request that fits in one value but not beside the rest of the hold's
+// transaction (a large shown field, in its audit record too) is staged
+// instead, and held all the same, once.
+func TestHoldTooLargeInlineIsStaged(t *testing.T) {
+	e := newEnv(t)
+	op := newOp(taro, sessTaro)
+	op.Fields = append(op.Fields, challenge.Field{Name: "memo", Value: strings.Repeat("m", 400<<10)})
+	op.Body = bytes.Repeat([]byte("x"), 500<<10)
+	// Tried in the hold's transaction and refused as too large; then one
+	// chunk staged and the hold committed.
+	if updates, chunks := e.holdCounted(op, challenge.Config{}); updates != 3 || chunks != 1 {
+		t.Errorf("%d write transactions, %d chunks; want 3 and 1", updates, chunks)
+	}
+	if n := e.sealedSize(op); n > store.MaxValueSize {
+		t.Fatalf("sealed %d bytes: more than one value, not the case tested", n)
+	}
+	if n := len(e.events(audit.Challenge)); n != 1 {
+		t.Errorf("%d challenge records, want 1", n)
+	}
+	res := e.confirm(op.ID, sessTaro, e.code())
+	if res.Check.Outcome != token.CodeOK || res.Op == nil || !bytes.Equal(res.Op.Body, op.Body) {
+		t.Errorf("Confirm %v; want it released", res.Check.Outcome)
 	}
 }

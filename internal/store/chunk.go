@@ -19,6 +19,10 @@ import (
 // committed at its key, inside the caller's own transaction; until then the
 // chunks are invisible, and if the header never comes they expire.
 //
+// A value of at most MaxValueSize is one chunk, which PutChunked writes
+// with its header inside the caller's transaction: the same keys as a
+// staged value, read and deleted the same way, without a commit of its own.
+//
 // Chunks live in the Chunks bucket under "<bucket>/<key>/<id>/0000", … where
 // id is drawn afresh for each value, so writing a new value over an old one
 // never touches the chunks the old header names.
@@ -67,12 +71,7 @@ func StageChunked(ctx context.Context, s Store, b Bucket, key string, value []by
 	if len(value) > MaxChunkedSize {
 		return nil, fmt.Errorf("%w: %d-byte value, at most %d in chunks", ErrTooLarge, len(value), MaxChunkedSize)
 	}
-	var id [8]byte
-	rand.Read(id[:]) // never fails (crypto/rand since Go 1.24)
-	sum := sha256.Sum256(value)
-	h := chunkHeader{Version: 1, ID: hex.EncodeToString(id[:]), Count: (len(value) + MaxValueSize - 1) / MaxValueSize,
-		Size: len(value), SHA256: hex.EncodeToString(sum[:])}
-	hb, err := json.Marshal(h)
+	h, hb, err := newHeader(value)
 	if err != nil {
 		return nil, err
 	}
@@ -103,8 +102,50 @@ func (st *Staged) Commit(tx Tx) error {
 	return PutTTL(tx, st.b, st.key, st.header, st.ttl)
 }
 
+// PutChunked writes value, at most MaxValueSize bytes, at key of b within
+// tx as one chunk and its header, to live ttl (> 0): a value GetChunked
+// reads and DeleteChunked deletes like a staged one, visible when tx
+// commits. It replaces a chunked value already at the key and deletes
+// that one's chunks. A larger value is ErrTooLarge: stage it
+// (StageChunked). It may run again when Update re-runs fn.
+func PutChunked(tx Tx, b Bucket, key string, value []byte, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("store: chunked value %s/%s needs a time to live", b, key)
+	}
+	if len(value) > MaxValueSize {
+		return fmt.Errorf("%w: %d-byte value, at most %d in one chunk; stage it", ErrTooLarge, len(value), MaxValueSize)
+	}
+	h, hb, err := newHeader(value)
+	if err != nil {
+		return err
+	}
+	if err := deleteChunks(tx, b, key, h.ID); err != nil {
+		return err
+	}
+	// An empty value has no chunk. The chunk gets a staged chunk's grace
+	// too, so that it never expires before its header whatever instant a
+	// store counts expiries from.
+	if h.Count > 0 {
+		if err := PutTTL(tx, Chunks, chunkKey(b, key, h.ID, 0), value, ttl+chunkGrace); err != nil {
+			return err
+		}
+	}
+	return PutTTL(tx, b, key, hb, ttl)
+}
+
+// newHeader describes value under a chunk ID drawn afresh.
+func newHeader(value []byte) (chunkHeader, []byte, error) {
+	var id [8]byte
+	rand.Read(id[:]) // never fails (crypto/rand since Go 1.24)
+	sum := sha256.Sum256(value)
+	h := chunkHeader{Version: 1, ID: hex.EncodeToString(id[:]), Count: (len(value) + MaxValueSize - 1) / MaxValueSize,
+		Size: len(value), SHA256: hex.EncodeToString(sum[:])}
+	hb, err := json.Marshal(h)
+	return h, hb, err
+}
+
 // GetChunked returns the value committed at key of b by StageChunked and
-// Commit, copied out of the transaction; ErrNotFound if there is none (or it
+// Commit, or by PutChunked, copied out of the transaction; ErrNotFound if there is none (or it
 // expired); ErrCorrupt if the header is not one, or a chunk is missing or
 // does not match the header's size and digest. It reads at most MaxChunks+1
 // keys.

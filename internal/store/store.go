@@ -17,7 +17,8 @@
 //   - A transaction touches a bounded number of keys and bytes (etcd's
 //     --max-txn-ops, 128 by default, and its 1.5 MiB request limit): see
 //     MaxTxnKeys, MaxTxnBytes and MaxValueSize. Values larger than
-//     MaxValueSize are written with StageChunked across several Updates.
+//     MaxValueSize are written with StageChunked across several Updates
+//     (one of at most MaxValueSize, with PutChunked within one).
 //   - There are no range reads inside Update (STM has none, and a hand-made
 //     etcd transaction cannot see phantoms). Store.Scan reads one bounded,
 //     ordered page outside any transaction; bulk changes (sweeps, re-seal)
@@ -57,8 +58,8 @@ const (
 	Pending Bucket = "pending"
 	// Audit is the append-only audit trail, keyed by AppendAt.
 	Audit Bucket = "audit"
-	// Chunks holds the pieces of values written with StageChunked; only the
-	// chunk helpers of this package read or write it.
+	// Chunks holds the pieces of values written with StageChunked or
+	// PutChunked; only the chunk helpers of this package read or write it.
 	Chunks Bucket = "chunks"
 	// Outbox holds notices to mail, written with the change they announce (package outbox).
 	Outbox Bucket = "outbox"

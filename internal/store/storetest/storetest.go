@@ -56,6 +56,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"ChunkedRoundTrip", testChunkedRoundTrip},
 		{"ChunkedCorruptionDetected", testChunkedCorruption},
 		{"ChunkedExpiry", testChunkedExpiry},
+		{"ChunkedPutInOneTransaction", testChunkedPut},
 		{"ViewIsReadOnly", testViewIsReadOnly},
 		{"CancelledContextRunsNothing", testCancelledContext},
 		{"UnavailableAfterClose", testUnavailableAfterClose},
@@ -998,6 +999,74 @@ func testChunkedExpiry(t *testing.T, e *env) {
 	}
 	e.clock.advance(time.Hour)
 	if c := e.chunksOf("v"); len(c) != 0 {
+		t.Errorf("chunks %q outlive their value by an hour", c)
+	}
+}
+
+// testChunkedPut: a value of up to MaxValueSize written with PutChunked in
+// the caller's transaction, beside a record of its own, reads back whole
+// as one chunk, replaces a staged value's chunks, is deleted and expires
+// like a staged one; a byte more is ErrTooLarge and writes nothing.
+func testChunkedPut(t *testing.T, e *env) {
+	for _, size := range []int{0, 1, store.MaxValueSize} {
+		key := fmt.Sprintf("put-%d", size)
+		value := randomBytes(size)
+		e.update(func(tx store.Tx) error {
+			if err := store.PutChunked(tx, bucket, key, value, time.Hour); err != nil {
+				return err
+			}
+			return tx.Put(bucket, key+".record", []byte("committed with it"))
+		})
+		got, err := e.getChunked(key)
+		if err != nil || !bytes.Equal(got, value) {
+			t.Errorf("%d bytes: read back %d bytes, %v", size, len(got), err)
+		}
+		if want := min(size, 1); len(e.chunksOf(key)) != want {
+			t.Errorf("%d bytes in %d chunks, want %d", size, len(e.chunksOf(key)), want)
+		}
+	}
+
+	var inFn error
+	err := e.s.Update(ctx, func(tx store.Tx) error {
+		inFn = store.PutChunked(tx, bucket, "over", randomBytes(store.MaxValueSize+1), time.Hour)
+		return inFn
+	})
+	if !errors.Is(inFn, store.ErrTooLarge) || !errors.Is(err, store.ErrTooLarge) {
+		t.Errorf("PutChunked of MaxValueSize+1 bytes: %v, Update %v; want ErrTooLarge", inFn, err)
+	}
+	if _, err := e.getChunked("over"); !errors.Is(err, store.ErrNotFound) || len(e.chunksOf("over")) != 0 {
+		t.Errorf("a value refused as too large was written: %v, chunks %q", err, e.chunksOf("over"))
+	}
+	if err := e.s.Update(ctx, func(tx store.Tx) error { return store.PutChunked(tx, bucket, "forever", []byte("x"), 0) }); err == nil {
+		t.Error("a chunked value without a time to live accepted")
+	}
+
+	// Over a staged value of three chunks: the new value and its one chunk.
+	e.stage("replaced", randomBytes(2*store.MaxValueSize+1), time.Hour)
+	small := randomBytes(100)
+	e.update(func(tx store.Tx) error { return store.PutChunked(tx, bucket, "replaced", small, time.Hour) })
+	if got, err := e.getChunked("replaced"); err != nil || !bytes.Equal(got, small) {
+		t.Errorf("replaced value: %d bytes, %v", len(got), err)
+	}
+	if n := len(e.chunksOf("replaced")); n != 1 {
+		t.Errorf("replaced value: %d chunks stored, want the new value's 1", n)
+	}
+	e.update(func(tx store.Tx) error { return store.DeleteChunked(tx, bucket, "replaced") })
+	if _, err := e.getChunked("replaced"); !errors.Is(err, store.ErrNotFound) || len(e.chunksOf("replaced")) != 0 {
+		t.Errorf("deleted value: %v, chunks %q", err, e.chunksOf("replaced"))
+	}
+
+	e.update(func(tx store.Tx) error { return store.PutChunked(tx, bucket, "expiring", small, time.Minute) })
+	e.clock.advance(time.Minute - time.Second)
+	if _, err := e.getChunked("expiring"); err != nil {
+		t.Errorf("before its expiry: %v", err)
+	}
+	e.clock.advance(time.Second)
+	if _, err := e.getChunked("expiring"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("at its expiry: %v, want ErrNotFound", err)
+	}
+	e.clock.advance(time.Hour)
+	if c := e.chunksOf("expiring"); len(c) != 0 {
 		t.Errorf("chunks %q outlive their value by an hour", c)
 	}
 }
