@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -79,12 +80,8 @@ func Start(dir string, o Options) (*Cluster, error) {
 	}
 	ports := o.Ports
 	if ports == nil {
-		for range 2 * o.Members {
-			p, err := freePort()
-			if err != nil {
-				return nil, err
-			}
-			ports = append(ports, p)
+		if ports, err = freePorts(2 * o.Members); err != nil {
+			return nil, err
 		}
 	}
 	if len(ports) != 2*o.Members {
@@ -114,13 +111,48 @@ func Start(dir string, o Options) (*Cluster, error) {
 	return c, nil
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+// freePorts returns n loopback ports nothing listens on now, below the
+// kernel's ephemeral range. A port the kernel hands out for port 0 can be
+// handed to another test process (a parallel package's etcd, or any
+// freePort) between our check and the member's bind, or while a member is
+// down for a restart; a client of ours would then talk to a foreign
+// cluster. Below the ephemeral range only explicit binds compete, and the
+// random start keeps two processes of this package apart.
+func freePorts(n int) ([]int, error) {
+	low, high := 10000, ephemeralLow()
+	if high-low < 100*n {
+		low = 1024
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	span := high - low
+	start := rand.IntN(span)
+	var out []int
+	for i := 0; i < span && len(out) < n; i++ {
+		p := low + (start+i)%span
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		out = append(out, p)
+	}
+	if len(out) < n {
+		return nil, fmt.Errorf("etcdtest: only %d free loopback ports below %d, want %d", len(out), high, n)
+	}
+	return out, nil
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (Linux's
+// ip_local_port_range), 32768 where it cannot be read.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	var lo, hi int
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil || lo <= 1024 {
+		return 32768
+	}
+	return lo
 }
 
 // Endpoints are the members' client URLs.
