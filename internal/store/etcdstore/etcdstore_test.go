@@ -47,7 +47,7 @@ func cluster(t *testing.T) *etcdtest.Cluster {
 	sharedOnce.Do(func() {
 		sharedDir, sharedErr = os.MkdirTemp("", "otpgate-etcdstore-test-")
 		if sharedErr == nil {
-			shared, sharedErr = etcdtest.Start(sharedDir, etcdtest.Options{Ports: []int{23790, 23791, 23792, 23793, 23794, 23795}})
+			shared, sharedErr = etcdtest.Start(sharedDir, etcdtest.Options{})
 		}
 	})
 	if sharedErr != nil {
@@ -158,7 +158,7 @@ func failureCluster(t *testing.T) *etcdtest.Cluster {
 	if testing.Short() {
 		t.Skip("starts an etcd cluster")
 	}
-	c, err := etcdtest.Start(t.TempDir(), etcdtest.Options{Members: 1, Ports: []int{23796, 23797}})
+	c, err := etcdtest.Start(t.TempDir(), etcdtest.Options{Members: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -42,9 +42,6 @@ var Build = sync.OnceValues(func() (string, error) {
 type Options struct {
 	// Members is the cluster's size. Default: 3
 	Members int
-	// Ports are the members' client ports then their peer ports (2 ×
-	// Members), on 127.0.0.1; nil takes free ports from the kernel.
-	Ports []int
 	// Fsync keeps etcd's fsync on every commit; without it the members
 	// skip it (faster tests; a benchmark keeps it).
 	Fsync bool
@@ -78,14 +75,10 @@ func Start(dir string, o Options) (*Cluster, error) {
 	if o.Members == 0 {
 		o.Members = 3
 	}
-	ports := o.Ports
-	if ports == nil {
-		if ports, err = freePorts(2 * o.Members); err != nil {
-			return nil, err
-		}
-	}
-	if len(ports) != 2*o.Members {
-		return nil, fmt.Errorf("etcdtest: %d ports for %d members, want %d", len(ports), o.Members, 2*o.Members)
+	// The members' client ports, then their peer ports.
+	ports, err := freePorts(2 * o.Members)
+	if err != nil {
+		return nil, err
 	}
 	c := &Cluster{bin: bin, fsync: o.Fsync}
 	var initial []string
