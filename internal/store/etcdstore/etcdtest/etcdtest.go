@@ -110,11 +110,13 @@ func Start(dir string, o Options) (*Cluster, error) {
 // freePort) between our check and the member's bind, or while a member is
 // down for a restart; a client of ours would then talk to a foreign
 // cluster. Below the ephemeral range only explicit binds compete, and the
-// random start keeps two processes of this package apart.
+// random start keeps two processes of this package apart. The range starts
+// at 24000, above the fixed ports of this repository's other tests
+// (caddymodule's gateway, Tomcat and Prometheus listen below 20000).
 func freePorts(n int) ([]int, error) {
-	low, high := 10000, ephemeralLow()
+	low, high := 24000, ephemeralLow()
 	if high-low < 100*n {
-		low = 1024
+		low, high = 1024, 20000
 	}
 	span := high - low
 	start := rand.IntN(span)
