@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -84,13 +83,23 @@ func TestRegisteredAddressEnrolment(t *testing.T) {
 	if status, out := registeredImport(t, e, "S001,U001,u001@mobile.example\n", ""); status != http.StatusBadRequest {
 		t.Fatalf("an import by nobody: %d %v", status, out)
 	}
-	// The CLI, as an operator runs it.
-	file := filepath.Join(t.TempDir(), "customers.csv")
+	// The CLI, as an operator runs it: a wrong file or a missing flag is
+	// one line and exit status 1, and imports nothing; a right file prints
+	// what it imported.
+	dir, db := t.TempDir(), filepath.Join(e.dir, "otpgate.db")
+	wrong := filepath.Join(dir, "wrong.csv")
+	os.WriteFile(wrong, []byte("S001,U001,u001@mobile.example\nS001,U002,not an address\n"), 0o600)
+	code, _, stderr := cli(t, "registered-import", "--db", db, "--file", wrong, "--by", "yamada")
+	wantFailure(t, "registered-import of a wrong file", code, stderr, 1, "line 2")
+	code, _, stderr = cli(t, "registered-import", "--db", db, "--file", wrong)
+	wantFailure(t, "registered-import without --by", code, stderr, 1, "--by is required")
+	code, _, stderr = cli(t, "registered-import", "--db", db, "--file", filepath.Join(dir, "missing.csv"), "--by", "yamada")
+	wantFailure(t, "registered-import of a missing file", code, stderr, 1, "reading the customer file")
+	file := filepath.Join(dir, "customers.csv")
 	os.WriteFile(file, []byte("service_id,user_id,email\nS001,U001,u001@mobile.example\nS001,,keiri@corp.example\n"), 0o600)
-	printed := enrolRunCommand(t, "registered-import", "--address", "localhost:"+strconv.Itoa(adminPort), "--db", filepath.Join(e.dir, "otpgate.db"),
-		"--file", file, "--by", "yamada")
-	if !strings.Contains(string(printed), `"customers":1`) || !strings.Contains(string(printed), `"companies":1`) {
-		t.Fatalf("registered-import printed %s", printed)
+	code, printed, stderr := cli(t, "registered-import", "--db", db, "--file", file, "--by", "yamada")
+	if code != 0 || !strings.Contains(printed, "1 customers, 1 companies, 2 addresses") {
+		t.Fatalf("registered-import: exit %d, printed %q, stderr %q", code, printed, stderr)
 	}
 
 	res, out = c.postJSON("/.otpgate/token/issue", map[string]string{"email": "attacker@evil.example", "pin": "4829"})

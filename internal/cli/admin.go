@@ -16,7 +16,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -223,6 +222,9 @@ func newAdminClient(cmd *cobra.Command) (*adminClient, error) {
 // apiError matches the error AdminAPIRequest makes of a refusal.
 var apiError = regexp.MustCompile(`(?s)^caddy responded with error: HTTP (\d+): (.*)$`)
 
+// csvFile is a request body sent as the CSV file it is, not as JSON.
+type csvFile []byte
+
 // do sends a request and returns the answer's body, or the gateway's
 // refusal as one line.
 func (a *adminClient) do(method, path string, q url.Values, body any) (http.Header, []byte, error) {
@@ -238,7 +240,11 @@ func (a *adminClient) do(method, path string, q url.Values, body any) (http.Head
 	}
 	var rd io.Reader
 	var header http.Header
-	if body != nil {
+	switch body := body.(type) {
+	case nil:
+	case csvFile:
+		rd, header = bytes.NewReader(body), http.Header{"Content-Type": {"text/csv; charset=utf-8"}}
+	default:
 		b, err := json.Marshal(body)
 		if err != nil {
 			return nil, nil, err
@@ -275,26 +281,6 @@ func adminFailure(addr string, err error) error {
 		msg += " (is this the otpgate gateway's admin address?)"
 	}
 	return fail(exitRefused, "otpgate: %s (HTTP %s)", msg, m[1])
-}
-
-// adminRequest sends one request to the admin API of the configuration
-// fl names and copies the answer to standard output; a refusal is one
-// line and a non-zero exit status.
-func adminRequest(fl caddycmd.Flags, method, uri string, header http.Header, body io.Reader) (int, error) {
-	addr, err := caddycmd.DetermineAdminAPIAddress(fl.String("address"), nil, fl.String("config"), fl.String("adapter"))
-	if err != nil {
-		return exitRefused, fmt.Errorf("otpgate: cannot tell the gateway's admin address: %v", err)
-	}
-	resp, err := caddycmd.AdminAPIRequest(addr, method, uri, header, body)
-	if err != nil {
-		ferr := adminFailure(addr, err)
-		return exitCode(ferr), ferr
-	}
-	defer resp.Body.Close()
-	if _, err := io.Copy(os.Stdout, resp.Body); err != nil {
-		return exitUnreachable, err
-	}
-	return caddy.ExitCodeSuccess, nil
 }
 
 // required returns the values of the named flags, or a failure naming the

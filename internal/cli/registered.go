@@ -1,14 +1,14 @@
 package cli
 
 import (
-	"errors"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
 
-	"github.com/caddyserver/caddy/v2"
-	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // The bank's customer file: the mail addresses it registered for its
@@ -20,39 +20,48 @@ import (
 //	otpgate registered-import --file customers.csv --by <administrator>
 
 func init() {
-	caddycmd.RegisterCommand(caddycmd.Command{
-		Name:  "registered-import",
-		Usage: "--file <customers.csv> --by <administrator> [--config <path> [--adapter <name>]] [--address <interface>]",
-		Short: "Import the mail addresses the bank registered for its customers",
-		Long: "Reads the bank's customer file, CSV in UTF-8 with the columns service_id,user_id,email (a line\n" +
+	registerAdmin(adminCommand{
+		name: "registered-import", usage: "--file <customers.csv> --by <administrator> [--json]",
+		short: "Import the mail addresses the bank registered for its customers",
+		long: "Reads the bank's customer file, CSV in UTF-8 with the columns service_id,user_id,email (a line\n" +
 			"without user_id is an address of the company, told of every enrolment of its users), and\n" +
 			"sends it to the running gateway. Setup links then go only to a customer's registered address\n" +
 			"(enrol_address registered, the default). A customer in the file has exactly its addresses\n" +
-			"afterwards; one not in it keeps hers. A wrong line refuses the whole file, naming the line.",
-		CobraFunc: func(cmd *cobra.Command) {
-			cmd.Flags().StringP("config", "c", "", "Configuration file (to find the admin address)")
-			cmd.Flags().StringP("adapter", "a", "", "Name of config adapter to apply")
-			cmd.Flags().String("address", "", "The address of the administration listener, if different from the config")
-			cmd.Flags().String("db", "", "The otpgate store, when several are open: a bbolt database's absolute path")
-			cmd.Flags().String("file", "", "The customer file (CSV: service_id,user_id,email)")
-			cmd.Flags().String("by", "", "The administrator, for the audit trail")
-			cmd.RunE = caddycmd.WrapCommandFuncForCobra(runRegisteredImport)
+			"afterwards; one not in it keeps hers. A wrong line refuses the whole file, naming the line\n" +
+			"(exit status 1); nothing of a refused file is imported.",
+		flags: func(f *pflag.FlagSet) {
+			f.String("file", "", "the customer file (CSV: service_id,user_id,email)")
+			f.String("by", "", "the administrator's name, for the audit trail (required)")
 		},
+		run: runRegisteredImport,
 	})
 }
 
-func runRegisteredImport(fl caddycmd.Flags) (int, error) {
-	if fl.String("file") == "" || fl.String("by") == "" {
-		return caddy.ExitCodeFailedStartup, errors.New("--file and --by are required")
-	}
-	f, err := os.Open(fl.String("file"))
+func runRegisteredImport(cmd *cobra.Command, a *adminClient) error {
+	v, err := required(cmd, "file", "by")
 	if err != nil {
-		return caddy.ExitCodeFailedStartup, err
+		return err
 	}
-	defer f.Close()
-	q := url.Values{"by": {fl.String("by")}}
-	if db := fl.String("db"); db != "" {
-		q.Set("db", db)
+	file, err := os.ReadFile(v[0])
+	if err != nil {
+		return fail(exitRefused, "otpgate: reading the customer file: %v", err)
 	}
-	return adminRequest(fl, http.MethodPost, "/otpgate/registered?"+q.Encode(), http.Header{"Content-Type": {"text/csv; charset=utf-8"}}, f)
+	_, b, err := a.do(http.MethodPost, "/otpgate/registered", url.Values{"by": {v[1]}}, csvFile(file))
+	if err != nil {
+		return err
+	}
+	if a.json {
+		_, err := a.out.Write(b)
+		return err
+	}
+	var out struct {
+		Customers int `json:"customers"`
+		Companies int `json:"companies"`
+		Addresses int `json:"addresses"`
+	}
+	if err := json.Unmarshal(b, &out); err != nil {
+		return fail(exitUnreachable, "otpgate: the gateway's answer is not what this command reads (%v): is the gateway the same version?", err)
+	}
+	_, err = fmt.Fprintf(a.out, "Registered addresses imported: %d customers, %d companies, %d addresses.\n", out.Customers, out.Companies, out.Addresses)
+	return err
 }
