@@ -199,6 +199,7 @@ func gwRestart(e *env, opt envOptions) {
 		e.t.Fatal("the database is still open after a config without otpgate was loaded")
 	}
 	gwLoad(e.t, e.caddyfile(opt))
+	waitServing(e.t)
 	if !gwInPool(e) {
 		e.t.Fatal("the database is not open after the gateway was loaded again")
 	}
@@ -252,6 +253,7 @@ func gwRecordBank(e *env, opt envOptions) *gwRecorder {
 	e.t.Cleanup(srv.Close)
 	e.bankURL = srv.URL
 	gwLoad(e.t, e.caddyfile(opt))
+	waitServing(e.t)
 	return rec
 }
 

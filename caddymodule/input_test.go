@@ -130,6 +130,7 @@ func TestSessionIDNeverLogged(t *testing.T) {
 	logFile := filepath.Join(e.dir, "caddy.log")
 	gwLoad(t, strings.Replace(e.caddyfile(envOptions{}), "\tskip_install_trust\n",
 		"\tskip_install_trust\n\tlog {\n\t\toutput file "+logFile+"\n\t\tlevel DEBUG\n\t}\n", 1))
+	waitServing(t)
 	c := gwEnrolled(e, "S001", "U001")
 
 	secrets := []string{"S3CR3T0", "S3CR3T1", "S3CR3T2", "S3CR3T3", "S3CR3T4", "S3CR3T5"}

@@ -117,6 +117,7 @@ func onceLoad(e *env, bankURL, lb string) {
 		cf = strings.Replace(cf, "reverse_proxy "+host+"\n", "reverse_proxy "+host+" {\n"+lb+"\t}\n", 1)
 	}
 	gwLoad(e.t, cf)
+	waitServing(e.t)
 }
 
 // The ways a release could be sent again below the gateway, and the

@@ -192,6 +192,7 @@ func TestGwReloadUnderLoad(t *testing.T) {
 	// Back on the usual port, the operation paused before the reloads is
 	// still there and is released once.
 	gwLoad(t, e.caddyfile(envOptions{Extra: "challenge_lifetime 10m"}))
+	waitServing(t)
 	res, body, _ := gwConfirmForm(c, paused, c.code(), nil)
 	if res.StatusCode != http.StatusOK || !strings.Contains(body, gwCompletion) {
 		t.Fatalf("confirming after the reloads: status %d; want the completion page\n%s", res.StatusCode, body)
