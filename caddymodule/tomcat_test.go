@@ -245,6 +245,7 @@ func newTomcatEnv(t *testing.T, tc *tomcat) *env {
 	if t.Failed() {
 		t.FailNow()
 	}
+	waitServing(t)
 	return e
 }
 
