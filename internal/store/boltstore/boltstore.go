@@ -79,16 +79,7 @@ func OpenWith(path string, o Options) (*DB, error) {
 			return nil, fmt.Errorf("creating database folder: %w", err)
 		}
 	}
-	// Commits do not write the freelist (as etcd runs bbolt): a commit
-	// writes only the pages it changed and the meta page, and the open
-	// rebuilds the freelist by walking every page reachable from the meta
-	// page, so pages of a transaction cut off by a crash are free again and
-	// nothing committed is lost. The price is that walk at every open: it
-	// reads and checks every page, 0.4–1.2 s for the 674 MiB of 1M
-	// customers (page cache warm, 2 loaded cores) where reading a synced
-	// freelist takes under a millisecond. The map freelist keeps
-	// allocation fast however fragmented the file is.
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.Timeout, NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.Timeout})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("opening %s: the file is locked by another process (is another otpgate or caddy running with this database?)", path)

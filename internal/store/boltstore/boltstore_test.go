@@ -2,7 +2,6 @@ package boltstore
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -524,83 +523,5 @@ func TestExpiryBucketsUnreachable(t *testing.T) {
 		if err := db.Update(ctx, func(tx store.Tx) error { return tx.Put(store.Bucket(b), "k", []byte("v")) }); !errors.Is(err, store.ErrUnavailable) {
 			t.Errorf("Put in %q: %v, want ErrUnavailable", b, err)
 		}
-	}
-}
-
-// Commits do not write the freelist: the file a process killed after a
-// commit leaves behind (copied here while the store is open) says so in
-// both meta pages, opens with every committed write and without a deleted
-// one, passes bbolt's consistency check, and has its free pages back
-// (rebuilt by the open's walk, so the file does not grow for them). A bbolt
-// that syncs its freelist (an older otpgate, the bbolt tool) opens it too.
-func TestFreelistRebuiltAfterUncleanStop(t *testing.T) {
-	db := open(t)
-	value := strings.Repeat("v", 4000)
-	for i := range 200 {
-		put(t, db, store.Tokens, fmt.Sprintf("k%03d", i), value)
-	}
-	update(t, db, func(tx store.Tx) error {
-		for i := 0; i < 200; i += 2 {
-			if err := tx.Delete(store.Tokens, fmt.Sprintf("k%03d", i)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	file, err := os.ReadFile(db.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A meta page: a 16-byte page header, then magic, version, page size
-	// and flags (4 bytes each), the root bucket (16), the freelist's page.
-	pageSize := int(binary.LittleEndian.Uint32(file[16+8:]))
-	for _, at := range []int{0, pageSize} {
-		if id := binary.LittleEndian.Uint64(file[at+48:]); id != ^uint64(0) {
-			t.Errorf("the meta page at %d names freelist page %d; want none synced", at, id)
-		}
-	}
-	path := filepath.Join(t.TempDir(), "killed.db")
-	if err := os.WriteFile(path, file, 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	again, err := OpenWith(path, Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := again.db.Stats().FreePageN; n == 0 {
-		t.Error("no free pages after the open, though half the values were deleted")
-	}
-	err = again.db.View(func(tx *bolt.Tx) error {
-		for err := range tx.Check() {
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		t.Errorf("consistency check: %v", err)
-	}
-	keys, _ := entries(t, again, store.Tokens)
-	if len(keys) != 100 || keys[0] != "k001" || keys[99] != "k199" {
-		t.Errorf("after the unclean stop %d keys, %q…; want the 100 odd ones", len(keys), keys[:min(2, len(keys))])
-	}
-	put(t, again, store.Tokens, "after", value)
-	if err := again.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	synced, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer synced.Close()
-	err = synced.View(func(tx *bolt.Tx) error {
-		if tx.Bucket([]byte(store.Tokens)).Get([]byte("after")) == nil {
-			return errors.New("the write after the reopen is missing")
-		}
-		return nil
-	})
-	if err != nil {
-		t.Error(err)
 	}
 }
