@@ -93,6 +93,14 @@ func (g *Gateway) serveConfirm(w http.ResponseWriter, r *http.Request, next cadd
 		// show its challenge (which will say so) rather than the bank's URL.
 		return redirect(w, g.BasePath+"/confirm/"+id)
 	}
+	// No login may switch the bank session between the customer's
+	// identification by it and the release's answer (gate.SessionLocks).
+	view := g.view(r, nil)
+	unlock, ref := g.flow.LockSessions(r.Context(), &view)
+	if ref != nil {
+		return g.refuse(w, r, ref)
+	}
+	defer unlock()
 	who, ref := g.customer(r)
 	var op *challenge.Operation
 	if ref == nil {

@@ -181,6 +181,9 @@ func (g *Gateway) useStore(st *storeState) {
 	g.sessions.Now = func() time.Time { return now() }
 	g.flow = gate.New(g.store, g.tokens, g.challenges, g.sessions, g.Identity.login, g.logger)
 	g.flow.Observe(flowMetrics{})
+	if st.pooled != nil && st.pooled.locks != nil {
+		g.flow.SerialiseSessions(st.pooled.locks)
+	}
 }
 
 // tokenConfig is the token lifecycle's part of the configuration.

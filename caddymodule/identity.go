@@ -329,7 +329,10 @@ func (g *Gateway) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 			h.Set("Location", g.BasePath+"/token?from=login")
 		}
 	}}
-	lw.Forwarding(r.Context())
+	if ref := lw.Forwarding(r.Context()); ref != nil {
+		return g.refuse(w, r, ref)
+	}
+	defer lw.Done()
 	err := next.ServeHTTP(ww, r)
 	if !ww.done {
 		// No answer: the bank may still have logged someone in.

@@ -23,6 +23,11 @@ type keepIDBank struct {
 	mu       sync.Mutex
 	sessions map[string]string // JSESSIONID → service/user
 	ledger   []string          // service/user and to_account of each executed transfer
+	// transferWork, when set, is how long a transfer is checked before it
+	// is booked to whoever the session belongs to then; transferStarted
+	// hears of each transfer as it arrives.
+	transferWork    time.Duration
+	transferStarted chan struct{}
 }
 
 const slowLogin = 400 * time.Millisecond
@@ -50,13 +55,18 @@ func (b *keepIDBank) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		time.Sleep(slowLogin)
 		http.Redirect(w, r, "/menu", http.StatusSeeOther)
 	case "/transfer/execute":
+		if b.transferStarted != nil {
+			b.transferStarted <- struct{}{}
+		}
+		time.Sleep(b.transferWork)
 		b.mu.Lock()
 		defer b.mu.Unlock()
+		who, known := b.sessions[sid]
 		if !known {
 			http.Error(w, "not logged in", http.StatusForbidden)
 			return
 		}
-		b.ledger = append(b.ledger, b.sessions[sid]+" "+r.PostFormValue("to_account"))
+		b.ledger = append(b.ledger, who+" "+r.PostFormValue("to_account"))
 		w.Write([]byte("R0000 done"))
 	default:
 		w.Write([]byte("menu"))
@@ -80,6 +90,33 @@ func TestRedteam2LoginSwapRaceStopped(t *testing.T) {
 		t.Skip("integration test")
 	}
 	bank := &keepIDBank{sessions: map[string]string{}}
+	attacker, action, csrf, code := keepIDAttack(t, bank)
+
+	done := make(chan int, 1)
+	go func() { done <- keepIDVictimLogin(attacker) }()
+	time.Sleep(slowLogin / 2) // the bank has switched A to the victim
+	res, body := attacker.postForm(action, url.Values{"otp": {code}, "csrf": {csrf}})
+	<-done
+	bank.mu.Lock()
+	ledger := append([]string(nil), bank.ledger...)
+	bank.mu.Unlock()
+	for _, l := range ledger {
+		if strings.HasPrefix(l, "S001/U001 ") {
+			t.Errorf("the bank executed a transfer as the victim with the attacker's code: %q (confirm %d %.80s)", l, res.StatusCode, body)
+		}
+	}
+	t.Logf("confirm: %d, ledger %q", res.StatusCode, ledger)
+}
+
+// keepIDAttack starts the gateway in front of bank, and has the attacker
+// log in with their own account (session A), enrol their own token and
+// pause a transfer in A. It returns the attacker and what confirms the
+// transfer: the form's action, its CSRF token and a right code.
+func keepIDAttack(t *testing.T, bank *keepIDBank) (attacker *customer, action, csrf, code string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test")
+	}
 	srv := httptest.NewServer(bank)
 	t.Cleanup(srv.Close)
 	e := &env{t: t, bankURL: srv.URL, dir: t.TempDir(), clock: &fakeClock{t: now()}}
@@ -94,7 +131,7 @@ func TestRedteam2LoginSwapRaceStopped(t *testing.T) {
 	waitServing(t)
 	t.Cleanup(func() { unloadGateway(t) })
 
-	attacker := e.customer("S001", "U002") // the attacker's own account
+	attacker = e.customer("S001", "U002") // the attacker's own account
 	attacker.login()
 	attacker.json = true
 	attacker.enrol()
@@ -105,31 +142,54 @@ func TestRedteam2LoginSwapRaceStopped(t *testing.T) {
 		t.Fatalf("transfer: %d %q; want the confirm page", res.StatusCode, confirm)
 	}
 	_, page := attacker.get(confirm)
-	action, csrf, code := regexpAction(t, page), attacker.csrf(confirm), attacker.code()
+	return attacker, regexpAction(t, page), attacker.csrf(confirm), attacker.code()
+}
 
-	done := make(chan int, 1)
+// keepIDVictimLogin sends the victim's password with the attacker's cookie A and
+// returns the status, 0 for no answer.
+func keepIDVictimLogin(attacker *customer) int {
+	req, _ := http.NewRequest(http.MethodPost, gatewayURL+"/login", strings.NewReader(url.Values{"service_id": {"S001"}, "user_id": {"U001"}, "password": {"demo"}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	res, err := attacker.c.Do(req)
+	if err != nil {
+		return 0
+	}
+	res.Body.Close()
+	return res.StatusCode
+}
+
+// The other order of the login-swap race: the attacker's confirmation is
+// accepted (their own code, session A still theirs) and the release is on
+// its way; the bank checks a transfer for a while before booking it to
+// whoever session A belongs to then. The attacker now logs in as the
+// victim with cookie A. Had the login reached the bank during the check,
+// the transfer would be booked as the victim's. The gateway holds the
+// login until the release has the bank's answer (gate.SessionLocks): the
+// transfer is the attacker's own.
+func TestRedteam2ReleaseInFlightHoldsOffLogin(t *testing.T) {
+	bank := &keepIDBank{sessions: map[string]string{}, transferWork: slowLogin, transferStarted: make(chan struct{}, 1)}
+	attacker, action, csrf, code := keepIDAttack(t, bank)
+
+	confirmed := make(chan int, 1)
 	go func() {
-		// The victim's password, sent with cookie A (the attacker's jar).
-		req, _ := http.NewRequest(http.MethodPost, gatewayURL+"/login", strings.NewReader(url.Values{"service_id": {"S001"}, "user_id": {"U001"}, "password": {"demo"}}.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		res, err := attacker.c.Do(req)
-		if err != nil {
-			done <- 0
-			return
-		}
-		res.Body.Close()
-		done <- res.StatusCode
+		res, _ := attacker.postForm(action, url.Values{"otp": {code}, "csrf": {csrf}})
+		confirmed <- res.StatusCode
 	}()
-	time.Sleep(slowLogin / 2) // the bank has switched A to the victim
-	res, body := attacker.postForm(action, url.Values{"otp": {code}, "csrf": {csrf}})
-	<-done
+	select {
+	case <-bank.transferStarted: // the release is at the bank, being checked
+	case <-time.After(15 * time.Second):
+		t.Fatal("the release never reached the bank")
+	}
+	start := time.Now()
+	login := keepIDVictimLogin(attacker)
+	waited := time.Since(start)
+	status := <-confirmed
+
 	bank.mu.Lock()
 	ledger := append([]string(nil), bank.ledger...)
 	bank.mu.Unlock()
-	for _, l := range ledger {
-		if strings.HasPrefix(l, "S001/U001 ") {
-			t.Errorf("the bank executed a transfer as the victim with the attacker's code: %q (confirm %d %.80s)", l, res.StatusCode, body)
-		}
+	if len(ledger) != 1 || ledger[0] != "S001/U002 7654321" {
+		t.Errorf("ledger %q; want the one transfer booked to the attacker's own account S001/U002", ledger)
 	}
-	t.Logf("confirm: %d, ledger %q", res.StatusCode, ledger)
+	t.Logf("confirm %d; the victim's login answered %d after %v (the bank checks a transfer for %v)", status, login, waited.Round(time.Millisecond), slowLogin)
 }

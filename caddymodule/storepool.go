@@ -10,6 +10,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/otpgate/otpgate/internal/gate"
 	"github.com/otpgate/otpgate/internal/outbox"
 	"github.com/otpgate/otpgate/internal/store"
 )
@@ -39,6 +40,9 @@ type pooledStore struct {
 	store  store.Store
 	sender *outbox.Sender
 	logger *zap.Logger
+	// locks serialise logins and releases per bank session for every
+	// handler of the store, across reloads (gate.SessionLocks).
+	locks *gate.SessionLocks
 
 	// life serialises own and disown, so a stopping worker is waited for
 	// before another can start.
@@ -66,7 +70,7 @@ func openPooled(key string, mod Store) (*pooledStore, error) {
 		// Timed and counted for the metrics, its audit records published
 		// as events (observedstore.go).
 		st = observeStore(st)
-		p := &pooledStore{store: st, logger: caddy.Log().Named("otpgate").With(zap.String("store", key))}
+		p := &pooledStore{store: st, logger: caddy.Log().Named("otpgate").With(zap.String("store", key)), locks: gate.NewSessionLocks()}
 		p.sender = outbox.NewSender(st, p.deliver)
 		p.sender.OnFailure = func(e outbox.Entry, err error) {
 			p.logger.Error("mail notice failed", zap.String("event", e.Notice.Event), zap.String("service", e.Notice.Service),

@@ -35,6 +35,7 @@ type Gate struct {
 	login      *session.LoginForm
 	log        *zap.Logger
 	obs        Observer
+	locks      *SessionLocks
 }
 
 // New returns a Gate over the managers of one store. login describes the
@@ -44,7 +45,8 @@ func New(s store.Store, tokens *token.Manager, challenges *challenge.Manager, se
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Gate{store: s, tokens: tokens, challenges: challenges, sessions: sessions, login: login, log: log, obs: nopObserver{}}
+	return &Gate{store: s, tokens: tokens, challenges: challenges, sessions: sessions, login: login, log: log, obs: nopObserver{},
+		locks: NewSessionLocks()}
 }
 
 // Customer is a known customer and the session they act in.

@@ -3,6 +3,7 @@ package gate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 
@@ -69,6 +70,8 @@ type LoginWatch struct {
 	// dropped: Forwarding already ended the sessions the request names,
 	// which are all that Answered would drop for it.
 	dropped bool
+	// unlock frees the sessions Forwarding locked, nil if none.
+	unlock func()
 }
 
 // WatchLogin inspects r, a request the gateway passes to the bank, for what
@@ -86,13 +89,7 @@ func (g *Gate) WatchLogin(r *Request, readBody func() ([]byte, error)) (*LoginWa
 	path := r.Path()
 	view := &session.Request{Path: path, RawQuery: r.RawQuery(), Header: r.Header, HasBody: r.HasBody}
 	view.Session, _ = g.sessionCookie(r)
-	values, _ := session.SessionCookies(r.Header, g.login.Cookie)
-	for _, v := range values {
-		if v != "" {
-			view.Sessions = append(view.Sessions, v)
-		}
-	}
-	view.Sessions = append(view.Sessions, session.PathSessions(path)...)
+	view.Sessions = g.namedSessions(r)
 	if len(view.Sessions) == 0 && !g.login.Path.Matches(path) {
 		return nil, nil
 	}
@@ -109,14 +106,35 @@ func (g *Gate) WatchLogin(r *Request, readBody func() ([]byte, error)) (*LoginWa
 }
 
 // Forwarding drops, before the request goes to the bank, the bindings a
-// login-shaped request will drop anyway (session.Watch.DropFirst).
-func (w *LoginWatch) Forwarding(ctx context.Context) {
+// login-shaped request will drop anyway (session.Watch.DropFirst). It
+// first waits for releases into those sessions to have the bank's answer
+// (SessionLocks), and holds them off until Done: a release must not reach
+// the bank after a login that switched its session. The refusal, when the
+// client gave up waiting, says the login was not sent.
+func (w *LoginWatch) Forwarding(ctx context.Context) *Refusal {
 	first := w.watch.DropFirst()
+	if len(first) > 0 {
+		unlock, err := w.g.locks.lock(ctx, first)
+		if err != nil {
+			return Refuse(UpstreamNotSent, fmt.Errorf("otpgate: gave up waiting for a release into the same bank session: %w", err))
+		}
+		w.unlock = unlock
+	}
 	w.dropped = len(first) > 0
 	for _, v := range first {
 		if err := w.g.sessions.End(context.WithoutCancel(ctx), v, "a login-shaped request named this session", w.clientIP); err != nil {
 			w.g.log.Error("dropping session binding before a login", zap.Error(err))
 		}
+	}
+	return nil
+}
+
+// Done frees the sessions Forwarding locked, once the bank's answer has
+// been carried out (Answered) or there will be none.
+func (w *LoginWatch) Done() {
+	if w.unlock != nil {
+		w.unlock()
+		w.unlock = nil
 	}
 }
 
