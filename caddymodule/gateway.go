@@ -96,11 +96,11 @@ func (g *Gateway) serveConfirm(w http.ResponseWriter, r *http.Request, next cadd
 	// No login may switch the bank session between the customer's
 	// identification by it and the release's answer (gate.SessionLocks).
 	view := g.view(r, nil)
-	unlock, ref := g.flow.LockSessions(r.Context(), &view)
+	hold, ref := g.flow.LockSessions(r.Context(), &view)
 	if ref != nil {
 		return g.refuse(w, r, ref)
 	}
-	defer unlock()
+	defer hold.Unlock()
 	who, ref := g.customer(r)
 	var op *challenge.Operation
 	if ref == nil {
@@ -111,7 +111,11 @@ func (g *Gateway) serveConfirm(w http.ResponseWriter, r *http.Request, next cadd
 	}
 	switch {
 	case ref == nil:
-		return g.release(w, r, next, op)
+		unknown, err := g.release(w, r, next, op)
+		if unknown {
+			hold.HoldOffLogins(unknownOutcomeHold)
+		}
+		return err
 	case wantsJSON(r):
 	case ref.Code == gate.OTPFormat:
 		countRefusal(ref)

@@ -329,10 +329,10 @@ func (g *Gateway) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 			h.Set("Location", g.BasePath+"/token?from=login")
 		}
 	}}
+	defer lw.Done() // also if Forwarding panics after locking
 	if ref := lw.Forwarding(r.Context()); ref != nil {
 		return g.refuse(w, r, ref)
 	}
-	defer lw.Done()
 	err := next.ServeHTTP(ww, r)
 	if !ww.done {
 		// No answer: the bank may still have logged someone in.

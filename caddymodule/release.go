@@ -24,6 +24,14 @@ import (
 // A variable only so that tests can shorten it.
 var releaseTimeout = 60 * time.Second
 
+// unknownOutcomeHold is how long logins naming the sessions of a release
+// whose outcome is unknown (the bank did not answer in time, or the answer
+// was cut off) wait: the bank may still be working on it, and a
+// login that switched the session meanwhile would have it booked to
+// another customer (gate.SessionLocks). A variable only so that tests can
+// shorten it.
+var unknownOutcomeHold = 2 * time.Minute
+
 // Causes that end a release early. Both wrap context.Canceled, the one
 // error on which reverse_proxy gives up at once: it neither retries
 // (lb_retries, lb_try_duration) nor counts a failure against the bank, and
@@ -35,9 +43,15 @@ var (
 
 // release carries out op, just confirmed by r (gate.Release): the
 // customer gets the bank's own answer, the token page after the built-in
-// revocation, or what is known of a failure.
-func (g *Gateway) release(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, op *challenge.Operation) error {
+// revocation, or what is known of a failure. unknown reports a release
+// the bank may still be carrying out.
+func (g *Gateway) release(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, op *challenge.Operation) (unknown bool, err error) {
 	rel, ref := g.flow.Release(r.Context(), op, g.view(r, nil), g.sender(w, r, next))
+	return ref != nil && ref.Code == gate.UpstreamFailed, g.released(w, r, rel, ref)
+}
+
+// released answers the customer after release.
+func (g *Gateway) released(w http.ResponseWriter, r *http.Request, rel gate.Released, ref *gate.Refusal) error {
 	switch {
 	case ref != nil && rel.Status != 0:
 		// The customer has part of the bank's answer already.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"go.uber.org/zap"
 
@@ -13,7 +12,6 @@ import (
 	"github.com/otpgate/otpgate/internal/session"
 	"github.com/otpgate/otpgate/internal/store"
 	"github.com/otpgate/otpgate/internal/token"
-	"github.com/otpgate/otpgate/policy"
 )
 
 // HeaderCustomer is the customer named by values set in front of the
@@ -55,7 +53,7 @@ func (g *Gate) sessionCookie(r *Request) (string, bool) {
 	if !one {
 		return "", false
 	}
-	if strings.Contains(strings.ToLower(policy.Unescape(r.Path())), "jsessionid") {
+	if session.NamesSessionInPath(r.Path(), g.login.Cookie) {
 		return "", false
 	}
 	return values[0], true
@@ -109,23 +107,32 @@ func (g *Gate) WatchLogin(r *Request, readBody func() ([]byte, error)) (*LoginWa
 // login-shaped request will drop anyway (session.Watch.DropFirst). It
 // first waits for releases into those sessions to have the bank's answer
 // (SessionLocks), and holds them off until Done: a release must not reach
-// the bank after a login that switched its session. The refusal, when the
-// client gave up waiting, says the login was not sent.
-func (w *LoginWatch) Forwarding(ctx context.Context) *Refusal {
+// the bank after a login that switched its session. The login is refused,
+// not sent, when the client gave up waiting, or when a binding could not
+// be ended (the store failed): forwarded, it could leave the session bound
+// to one customer while the bank logs in another.
+func (w *LoginWatch) Forwarding(ctx context.Context) (ref *Refusal) {
 	first := w.watch.DropFirst()
-	if len(first) > 0 {
-		unlock, err := w.g.locks.lock(ctx, first)
-		if err != nil {
-			return Refuse(UpstreamNotSent, fmt.Errorf("otpgate: gave up waiting for a release into the same bank session: %w", err))
-		}
-		w.unlock = unlock
+	if len(first) == 0 {
+		return nil
 	}
-	w.dropped = len(first) > 0
+	unlock, err := w.g.locks.lockForLogin(ctx, first)
+	if err != nil {
+		return Refuse(UpstreamNotSent, fmt.Errorf("otpgate: gave up waiting for a release into the same bank session: %w", err))
+	}
+	w.unlock = unlock
+	defer func() {
+		if ref != nil {
+			w.Done()
+		}
+	}()
 	for _, v := range first {
 		if err := w.g.sessions.End(context.WithoutCancel(ctx), v, "a login-shaped request named this session", w.clientIP); err != nil {
-			w.g.log.Error("dropping session binding before a login", zap.Error(err))
+			w.g.log.Error("dropping session binding before a login; the login is refused", zap.Error(err))
+			return w.g.Refuse(StoreUnavailable, err)
 		}
 	}
+	w.dropped = true
 	return nil
 }
 

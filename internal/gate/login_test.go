@@ -154,3 +154,40 @@ func TestTokenFirst(t *testing.T) {
 		t.Errorf("expired token: not sent to the token page")
 	}
 }
+
+// A bank whose session cookie is not JSESSIONID (Tomcat with a configured
+// cookie name) reads its URL session parameter under that name too. A
+// login naming the attacker's bound session that way, with no cookie,
+// drops the binding before it goes to the bank, and the session is no
+// identity for a request that also names it in the path.
+func TestWatchLoginPathSessionNamedLikeTheCookie(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	lf := loginForm(t)
+	lf.Cookie = "BANKSID"
+	g := gate.New(e.db, e.tokens, e.held, e.sessions, lf, nil)
+	if err := e.sessions.Bind(ctx, "A", jiro.Service, jiro.User, clientIP); err != nil {
+		t.Fatal(err)
+	}
+	r := gate.Request{Method: http.MethodPost, URI: "/login;banksid=A", ClientIP: clientIP, HasBody: true,
+		Header: http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}}
+	w, ref := g.WatchLogin(&r, func() ([]byte, error) { return []byte("service_id=SVC01&user_id=taro&password=x"), nil })
+	if ref != nil || w == nil {
+		t.Fatalf("WatchLogin = %v, %+v; want the login watched", w, ref)
+	}
+	if ref := w.Forwarding(ctx); ref != nil {
+		t.Fatal(ref)
+	}
+	w.Done()
+	who, err := g.LoginCustomer(ctx, &gate.Request{URI: "/menu", Header: http.Header{"Cookie": {"BANKSID=A"}}})
+	if err != nil || who != nil {
+		t.Fatalf("session A after a login naming it as ;banksid=: %+v, %v; want no customer", who, err)
+	}
+	if err := e.sessions.Bind(ctx, "B", jiro.Service, jiro.User, clientIP); err != nil {
+		t.Fatal(err)
+	}
+	who, err = g.LoginCustomer(ctx, &gate.Request{URI: "/menu;BANKSID=C", Header: http.Header{"Cookie": {"BANKSID=B"}}})
+	if err != nil || who != nil {
+		t.Fatalf("a cookie with another session in the path identified %+v, %v; want no one", who, err)
+	}
+}

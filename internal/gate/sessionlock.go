@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/otpgate/otpgate/internal/session"
 )
@@ -25,6 +26,9 @@ import (
 type SessionLocks struct {
 	mu sync.Mutex
 	m  map[string]*sessionLock
+	// fences hold logins off sessions until a time: those of a release the
+	// bank may still be carrying out (SessionHold.HoldOffLogins).
+	fences map[string]time.Time
 }
 
 type sessionLock struct {
@@ -35,22 +39,26 @@ type sessionLock struct {
 // NewSessionLocks returns locks to share among the gates of one store, and
 // across configuration reloads.
 func NewSessionLocks() *SessionLocks {
-	return &SessionLocks{m: map[string]*sessionLock{}}
+	return &SessionLocks{m: map[string]*sessionLock{}, fences: map[string]time.Time{}}
+}
+
+// keys are the distinct non-empty sessions, in one order.
+func keys(sessions []string) []string {
+	k := slices.Compact(slices.Sorted(slices.Values(sessions)))
+	return slices.DeleteFunc(k, func(s string) bool { return s == "" })
 }
 
 // lock takes the locks of sessions, in one order whatever the caller's, so
 // that two lockers of overlapping sets cannot wait for each other. It
 // gives up when ctx ends.
 func (l *SessionLocks) lock(ctx context.Context, sessions []string) (unlock func(), err error) {
-	keys := slices.Compact(slices.Sorted(slices.Values(sessions)))
-	keys = slices.DeleteFunc(keys, func(k string) bool { return k == "" })
 	var held []string
 	unlock = func() {
 		for _, k := range held {
 			l.release(k)
 		}
 	}
-	for _, k := range keys {
+	for _, k := range keys(sessions) {
 		e := l.enter(k)
 		select {
 		case e.held <- struct{}{}:
@@ -62,6 +70,49 @@ func (l *SessionLocks) lock(ctx context.Context, sessions []string) (unlock func
 		}
 	}
 	return unlock, nil
+}
+
+// lockForLogin is lock for a login: it first waits out the fences of the
+// sessions.
+func (l *SessionLocks) lockForLogin(ctx context.Context, sessions []string) (unlock func(), err error) {
+	for {
+		l.mu.Lock()
+		var until time.Time
+		for _, k := range keys(sessions) {
+			if f, ok := l.fences[k]; ok && f.After(until) {
+				until = f
+			}
+		}
+		l.mu.Unlock()
+		wait := time.Until(until)
+		if wait <= 0 {
+			return l.lock(ctx, sessions)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// fence holds logins off sessions for d, and forgets fences that passed.
+func (l *SessionLocks) fence(sessions []string, d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	for k, f := range l.fences {
+		if !f.After(now) {
+			delete(l.fences, k)
+		}
+	}
+	for _, k := range keys(sessions) {
+		if until := now.Add(d); until.After(l.fences[k]) {
+			l.fences[k] = until
+		}
+	}
 }
 
 func (l *SessionLocks) enter(k string) *sessionLock {
@@ -103,7 +154,8 @@ func (g *Gate) SerialiseSessions(locks *SessionLocks) {
 }
 
 // namedSessions are the bank sessions r names: its session cookies, as the
-// most lenient server splits them, and ;jsessionid= path parameters.
+// most lenient server splits them, and ;jsessionid= (or ;<cookie>=) path
+// parameters.
 func (g *Gate) namedSessions(r *Request) []string {
 	var out []string
 	values, _ := session.SessionCookies(r.Header, g.login.Cookie)
@@ -112,7 +164,33 @@ func (g *Gate) namedSessions(r *Request) []string {
 			out = append(out, v)
 		}
 	}
-	return append(out, session.PathSessions(r.Path())...)
+	return append(out, session.PathSessions(r.Path(), g.login.Cookie)...)
+}
+
+// SessionHold is a confirmation's hold on the bank sessions it names.
+type SessionHold struct {
+	locks    *SessionLocks
+	sessions []string
+	unlock   func()
+}
+
+// Unlock ends the hold.
+func (h *SessionHold) Unlock() {
+	if h.unlock != nil {
+		h.unlock()
+		h.unlock = nil
+	}
+}
+
+// HoldOffLogins keeps logins naming the held sessions waiting for d more
+// after Unlock, for a release the bank may still be carrying out (its
+// answer did not come in time): a login that switched the session
+// meanwhile would have the operation booked to another customer. Other
+// confirmations do not wait.
+func (h *SessionHold) HoldOffLogins(d time.Duration) {
+	if h.locks != nil {
+		h.locks.fence(h.sessions, d)
+	}
 }
 
 // LockSessions takes the locks of every bank session r names, for a
@@ -121,13 +199,14 @@ func (g *Gate) namedSessions(r *Request) []string {
 // session. The refusal, when the client gave up waiting, says the
 // operation was not carried out. With customers known from headers there
 // is no bank session to lock.
-func (g *Gate) LockSessions(ctx context.Context, r *Request) (unlock func(), ref *Refusal) {
+func (g *Gate) LockSessions(ctx context.Context, r *Request) (*SessionHold, *Refusal) {
 	if g.login == nil {
-		return func() {}, nil
+		return &SessionHold{}, nil
 	}
-	unlock, err := g.locks.lock(ctx, g.namedSessions(r))
+	sessions := g.namedSessions(r)
+	unlock, err := g.locks.lock(ctx, sessions)
 	if err != nil {
 		return nil, Refuse(UpstreamNotSent, fmt.Errorf("otpgate: gave up waiting for a login on the same bank session: %w", err))
 	}
-	return unlock, nil
+	return &SessionHold{locks: g.locks, sessions: sessions, unlock: unlock}, nil
 }

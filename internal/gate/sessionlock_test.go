@@ -86,3 +86,41 @@ func TestSessionLocks(t *testing.T) {
 		t.Errorf("%d sessions left in the table after every locker unlocked", len(l.m))
 	}
 }
+
+// Logins wait out a fence (a release the bank may still be carrying out);
+// confirmations do not; a login whose context ends gives up.
+func TestSessionLocksFence(t *testing.T) {
+	l := NewSessionLocks()
+	ctx := context.Background()
+	l.fence([]string{"A"}, 300*time.Millisecond)
+
+	start := time.Now()
+	unlock, err := l.lock(ctx, []string{"A"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Errorf("a confirmation waited %v for a fence meant for logins", d)
+	}
+
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if _, err := l.lockForLogin(short, []string{"B", "A"}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a login that gave up during the fence: %v, want DeadlineExceeded", err)
+	}
+
+	unlock, err = l.lockForLogin(ctx, []string{"B", "A"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Errorf("a login went ahead %v after a 300ms fence was set", d)
+	}
+	if unlock, err := l.lockForLogin(ctx, []string{"C"}); err != nil {
+		t.Fatal(err)
+	} else {
+		unlock()
+	}
+}

@@ -445,9 +445,11 @@ func responseCookie(h http.Header, name string) (set string, deleted bool) {
 	return set, deleted
 }
 
-// PathSessions returns the values of ";jsessionid=" path parameters at any
-// depth of percent-encoding, as a lenient bank finds them.
-func PathSessions(escaped string) []string {
+// PathSessions returns the values of ";jsessionid=" path parameters, and
+// of parameters named like the session cookie (Tomcat names its URL
+// parameter after a configured cookie name), at any depth of
+// percent-encoding, as a lenient bank finds them.
+func PathSessions(escaped, cookie string) []string {
 	var ids []string
 	for seg := range strings.SplitSeq(policy.Unescape(escaped), "/") {
 		_, params, ok := strings.Cut(seg, ";")
@@ -456,10 +458,19 @@ func PathSessions(escaped string) []string {
 		}
 		for p := range strings.SplitSeq(params, ";") {
 			name, val, _ := strings.Cut(p, "=")
-			if strings.EqualFold(strings.TrimSpace(name), "jsessionid") && val != "" {
+			name = strings.TrimSpace(name)
+			if (strings.EqualFold(name, "jsessionid") || cookie != "" && strings.EqualFold(name, cookie)) && val != "" {
 				ids = append(ids, val)
 			}
 		}
 	}
 	return ids
+}
+
+// NamesSessionInPath reports whether the escaped path may name a session
+// under any reading: "jsessionid" anywhere in it, in any letter case, at
+// any depth of percent-encoding, or a path parameter named like the
+// session cookie (a name as short as "sid" may stand in ordinary words).
+func NamesSessionInPath(escaped, cookie string) bool {
+	return strings.Contains(strings.ToLower(policy.Unescape(escaped)), "jsessionid") || len(PathSessions(escaped, cookie)) > 0
 }

@@ -235,19 +235,29 @@ func TestLoginBodyReadError(t *testing.T) {
 
 func TestPathSessions(t *testing.T) {
 	for _, c := range []struct {
-		path string
-		want []string
+		path, cookie string
+		want         []string
 	}{
-		{"/menu", nil},
-		{"/menu;jsessionid=A", []string{"A"}},
-		{"/x;a=1;JSESSIONID=B/menu", []string{"B"}},
-		{"/menu%3Bjsessionid%3DC", []string{"C"}},
-		{"/menu%253Bjsessionid%253DD", []string{"D"}},
-		{"/a;jsessionid=E/b;jsessionid=F", []string{"E", "F"}},
-		{"/menu;jsessionid=", nil},
+		{"/menu", "JSESSIONID", nil},
+		{"/menu;jsessionid=A", "JSESSIONID", []string{"A"}},
+		{"/x;a=1;JSESSIONID=B/menu", "JSESSIONID", []string{"B"}},
+		{"/menu%3Bjsessionid%3DC", "JSESSIONID", []string{"C"}},
+		{"/menu%253Bjsessionid%253DD", "JSESSIONID", []string{"D"}},
+		{"/a;jsessionid=E/b;jsessionid=F", "JSESSIONID", []string{"E", "F"}},
+		{"/menu;jsessionid=", "JSESSIONID", nil},
+		// Tomcat names its URL parameter after a configured cookie name.
+		{"/login;BANKSID=G", "BANKSID", []string{"G"}},
+		{"/login;banksid=H", "BANKSID", []string{"H"}},
+		{"/login%3B%20BankSid%20%3DI", "BANKSID", []string{"I"}},
+		{"/login;jsessionid=J;BANKSID=K", "BANKSID", []string{"J", "K"}},
+		{"/login;BANKSID=L", "", nil},
+		{"/consider/inside", "SID", nil},
 	} {
-		if got := PathSessions(c.path); !slices.Equal(got, c.want) {
-			t.Errorf("PathSessions(%q) = %q, want %q", c.path, got, c.want)
+		if got := PathSessions(c.path, c.cookie); !slices.Equal(got, c.want) {
+			t.Errorf("PathSessions(%q, %q) = %q, want %q", c.path, c.cookie, got, c.want)
+		}
+		if got := NamesSessionInPath(c.path, c.cookie); got != (len(c.want) > 0 || strings.Contains(strings.ToLower(c.path), "jsessionid")) {
+			t.Errorf("NamesSessionInPath(%q, %q) = %v", c.path, c.cookie, got)
 		}
 	}
 }
