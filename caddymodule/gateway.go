@@ -359,7 +359,7 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, ref *gate.Refus
 	countRefusal(ref)
 	if ce := g.logger.Check(zap.DebugLevel, "refused"); ce != nil {
 		ce.Write(zap.Int("status", ref.Status), zap.String("error", ref.Code), zap.String("reason", ref.Message),
-			zap.NamedError("cause", errors.Unwrap(ref)), zap.String("path", challenge.RedactSessionIDs(r.URL.EscapedPath())))
+			zap.NamedError("cause", errors.Unwrap(ref)), zap.String("path", g.flow.RedactSessionIDs(r.URL.EscapedPath())))
 	}
 	if wantsJSON(r) {
 		v := ref.JSON(jsonLang(r))

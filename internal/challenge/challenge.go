@@ -76,6 +76,9 @@ type Operation struct {
 	Header     http.Header `json:"header"` // without hop-by-hop headers and cookies
 	Body       []byte      `json:"body,omitempty"`
 	Digest     string      `json:"digest"` // see Digest
+	// SessionCookie is the bank's session cookie name: session IDs in path
+	// parameters named after it are redacted from what is logged.
+	SessionCookie string `json:"session_cookie,omitempty"`
 }
 
 // ComputeDigest is the SHA-256 over the request's method, URI, host, headers

@@ -9,18 +9,28 @@ import (
 // sessionRedacted replaces a session ID parameter in what is logged.
 const sessionRedacted = "jsessionid=REDACTED"
 
+// redactedAs is what replaces a parameter named like the session cookie
+// name: the name, which is configuration, not a secret.
+func redactedAs(name string) string { return name + "=REDACTED" }
+
 // RedactSessionIDs returns a request URI (escaped path and query) fit for a
 // log or the audit trail: every path segment and every query parameter that
 // names a jsessionid under any reading (any letter case, any depth of
 // percent-encoding, overlong UTF-8) loses everything from that name on. A
 // session ID in a URL is as good as the session cookie (SECURITY.md 22);
-// the released request itself keeps its URI byte for byte.
-func RedactSessionIDs(uri string) string {
+// the released request itself keeps its URI byte for byte. cookie, when
+// not empty, is the bank's session cookie name: Tomcat reads a session ID
+// from a path parameter of that name too, so such parameters, read the
+// same way, are redacted as well.
+func RedactSessionIDs(uri, cookie string) string {
 	path, query, hasQuery := strings.Cut(uri, "?")
 	segs := strings.Split(path, "/")
 	for i, s := range segs {
-		if namesSession(s) {
+		switch {
+		case namesSession(s):
 			segs[i] = s[:sessionCut(s)] + ";" + sessionRedacted
+		case namesParam(s, cookie, ";"):
+			segs[i] = s[:sessionCut(s)] + ";" + redactedAs(cookie)
 		}
 	}
 	out := strings.Join(segs, "/")
@@ -29,8 +39,11 @@ func RedactSessionIDs(uri string) string {
 	}
 	params := strings.Split(query, "&")
 	for i, p := range params {
-		if namesSession(p) {
+		switch {
+		case namesSession(p):
 			params[i] = sessionRedacted
+		case namesParam("&"+p, cookie, "&"):
+			params[i] = redactedAs(cookie)
 		}
 	}
 	return out + "?" + strings.Join(params, "&")
@@ -39,7 +52,24 @@ func RedactSessionIDs(uri string) string {
 // LogRequest is the operation's method and URI as the audit trail and the
 // logs show them: without session IDs.
 func (op *Operation) LogRequest() string {
-	return op.Method + " " + RedactSessionIDs(op.RequestURI)
+	return op.Method + " " + RedactSessionIDs(op.RequestURI, op.SessionCookie)
+}
+
+// namesParam reports whether s, read as the most lenient backend reads it
+// (percent-decoded until stable), has a parameter after sep named name,
+// in any letter case and with spaces around the name.
+func namesParam(s, name, sep string) bool {
+	if name == "" {
+		return false
+	}
+	params := strings.Split(policy.Unescape(s), sep)
+	for _, p := range params[1:] {
+		n, _, _ := strings.Cut(p, "=")
+		if strings.EqualFold(strings.TrimSpace(n), name) {
+			return true
+		}
+	}
+	return false
 }
 
 // namesSession reports whether s, read as the most lenient backend reads

@@ -53,7 +53,7 @@ var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy
 // passes (its digest is in the audit record).
 func (g *Gate) Hold(ctx context.Context, identify func() (*Customer, error), m *policy.Match, r Request) (Decision, *challenge.Operation, *Refusal) {
 	log := g.log.With(zap.String("rule", m.Rule.Name), zap.String("kind", string(m.Kind)), zap.String("method", r.Method),
-		zap.String("path", challenge.RedactSessionIDs(r.Path())))
+		zap.String("path", challenge.RedactSessionIDs(r.Path(), g.cookieName())))
 	switch m.Verdict {
 	case policy.Exact:
 	case policy.Refused:
@@ -69,7 +69,7 @@ func (g *Gate) Hold(ctx context.Context, identify func() (*Customer, error), m *
 		g.obs.Decided(string(m.Kind), OutcomeRefused)
 		return Refused, nil, Refuse(StoreUnavailable, err)
 	}
-	op := snapshot(r)
+	op := snapshot(r, g.cookieName())
 	op.Rule, op.Kind, op.Action, op.Doubt = m.Rule.Name, string(m.Kind), string(Forward), string(m.Verdict)
 	// The page is built from what is held alone: the rule's wording and
 	// file display go with the operation.
@@ -94,7 +94,7 @@ func (g *Gate) Hold(ctx context.Context, identify func() (*Customer, error), m *
 // transfer, and never reaches the bank. A customer without a token to
 // revoke is refused, whether or not their service requires OTP.
 func (g *Gate) HoldRevoke(ctx context.Context, who *Customer, r Request) (*challenge.Operation, *Refusal) {
-	op := snapshot(r)
+	op := snapshot(r, g.cookieName())
 	op.Rule, op.Kind, op.Action = RevokeRule, string(policy.TokenManagement), string(Revoke)
 	log := g.log.With(zap.String("rule", RevokeRule), zap.String("kind", op.Kind))
 	d, ref := g.hold(ctx, who, op, log)
@@ -107,7 +107,7 @@ func (g *Gate) HoldRevoke(ctx context.Context, who *Customer, r Request) (*chall
 
 // snapshot is what a held operation keeps of r: method, URI, host and body
 // as received, and the headers without the hop-by-hop ones and cookies.
-func snapshot(r Request) *challenge.Operation {
+func snapshot(r Request, cookie string) *challenge.Operation {
 	header := r.Header.Clone()
 	if header == nil {
 		header = http.Header{}
@@ -120,7 +120,8 @@ func snapshot(r Request) *challenge.Operation {
 			header.Del(h)
 		}
 	}
-	return &challenge.Operation{ClientIP: r.ClientIP, Method: r.Method, RequestURI: r.URI, Host: r.Host, Header: header, Body: r.Body}
+	return &challenge.Operation{ClientIP: r.ClientIP, Method: r.Method, RequestURI: r.URI, Host: r.Host, Header: header, Body: r.Body,
+		SessionCookie: cookie}
 }
 
 // maxRounds bounds how often hold decides again when the customer's token

@@ -36,6 +36,21 @@ func (g *Gate) LoginCustomer(ctx context.Context, r *Request) (*Customer, error)
 	return &Customer{Service: b.Service, User: b.User, Session: b.ID}, nil
 }
 
+// RedactSessionIDs is challenge.RedactSessionIDs with the bank's session
+// cookie name: uri fit for a log.
+func (g *Gate) RedactSessionIDs(uri string) string {
+	return challenge.RedactSessionIDs(uri, g.cookieName())
+}
+
+// cookieName is the bank's session cookie name, "" with customers known
+// from headers.
+func (g *Gate) cookieName() string {
+	if g.login == nil {
+		return ""
+	}
+	return g.login.Cookie
+}
+
 // sessionCookie returns the session cookie's value when it is the only
 // session r names. Two session cookies, or a cookie together with a
 // ;jsessionid= in the path at any depth of percent-encoding, could let the
@@ -94,7 +109,7 @@ func (g *Gate) WatchLogin(r *Request, readBody func() ([]byte, error)) (*LoginWa
 	watch, err := g.login.Inspect(view, readBody)
 	if ue := (*session.UnreadableError)(nil); errors.As(err, &ue) {
 		g.log.Info("login refused: its body could not be read as the bank reads it", zap.String("reason", ue.Reason),
-			zap.String("method", r.Method), zap.String("path", challenge.RedactSessionIDs(path)))
+			zap.String("method", r.Method), zap.String("path", challenge.RedactSessionIDs(path, g.cookieName())))
 		return nil, Refuse(LoginUnreadable, err)
 	}
 	if err != nil {

@@ -191,3 +191,22 @@ func TestWatchLoginPathSessionNamedLikeTheCookie(t *testing.T) {
 		t.Fatalf("a cookie with another session in the path identified %+v, %v; want no one", who, err)
 	}
 }
+
+// A protected request naming a session in a path parameter called after
+// the bank's cookie (here BANKSID) is audited and logged without its value.
+func TestHoldRedactsPathSessionNamedLikeTheCookie(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	lf := loginForm(t)
+	lf.Cookie = "BANKSID"
+	g := gate.New(e.db, e.tokens, e.held, e.sessions, lf, nil)
+	m, r := transfer(t)
+	r.URI = "/transfer/execute;banksid=S3CR3T?step=2"
+	before := len(e.audit())
+	var calls int
+	g.Hold(ctx, known(nil, &calls), m, r)
+	trail := e.audit()[before:]
+	if len(trail) != 1 || trail[0].Request != "POST /transfer/execute;BANKSID=REDACTED?step=2" {
+		t.Fatalf("audit trail %+v; want one record with the session parameter redacted", trail)
+	}
+}
