@@ -197,34 +197,51 @@ func TestRedteam2ReleaseInFlightHoldsOffLogin(t *testing.T) {
 // The login-swap race once the gateway has given up on a release: the bank
 // did not answer within the release timeout (the customer is told the
 // outcome is unknown), but it is still checking the transfer. A login
-// naming the session waits until unknownOutcomeHold has passed, so the
-// transfer is still booked to the attacker's own account.
+// naming the session, sent after that answer or already waiting for the
+// release, waits until unknownOutcomeHold has passed, so the transfer is
+// still booked to the attacker's own account.
 func TestRedteam2UnknownOutcomeHoldsOffLogin(t *testing.T) {
 	prevTimeout, prevHold := releaseTimeout, unknownOutcomeHold
 	releaseTimeout, unknownOutcomeHold = 200*time.Millisecond, 3*time.Second
 	t.Cleanup(func() { releaseTimeout, unknownOutcomeHold = prevTimeout, prevHold })
-	bank := &keepIDBank{sessions: map[string]string{}, transferWork: 1200 * time.Millisecond, transferStarted: make(chan struct{}, 1)}
-	attacker, action, csrf, code := keepIDAttack(t, bank)
+	for _, during := range []bool{false, true} {
+		name := map[bool]string{false: "login after the answer", true: "login waiting during the release"}[during]
+		t.Run(name, func(t *testing.T) {
+			bank := &keepIDBank{sessions: map[string]string{}, transferWork: 1200 * time.Millisecond, transferStarted: make(chan struct{}, 1)}
+			attacker, action, csrf, code := keepIDAttack(t, bank)
 
-	res, _ := attacker.postForm(action, url.Values{"otp": {code}, "csrf": {csrf}})
-	if res.StatusCode != http.StatusBadGateway {
-		t.Fatalf("confirm: %d; want 502, the bank's answer not in time", res.StatusCode)
-	}
-	select {
-	case <-bank.transferStarted:
-	default:
-		t.Fatal("the release never reached the bank")
-	}
-	start := time.Now()
-	login := keepIDVictimLogin(attacker)
-	waited := time.Since(start)
+			confirmed := make(chan int, 1)
+			go func() {
+				res, _ := attacker.postForm(action, url.Values{"otp": {code}, "csrf": {csrf}})
+				confirmed <- res.StatusCode
+			}()
+			select {
+			case <-bank.transferStarted:
+			case <-time.After(15 * time.Second):
+				t.Fatal("the release never reached the bank")
+			}
+			if !during {
+				if status := <-confirmed; status != http.StatusBadGateway {
+					t.Fatalf("confirm: %d; want 502, the bank's answer not in time", status)
+				}
+			}
+			start := time.Now()
+			login := keepIDVictimLogin(attacker)
+			waited := time.Since(start)
+			if during {
+				if status := <-confirmed; status != http.StatusBadGateway {
+					t.Fatalf("confirm: %d; want 502, the bank's answer not in time", status)
+				}
+			}
 
-	time.Sleep(bank.transferWork) // whatever the login did, the check is over
-	bank.mu.Lock()
-	ledger := append([]string(nil), bank.ledger...)
-	bank.mu.Unlock()
-	if len(ledger) != 1 || ledger[0] != "S001/U002 7654321" {
-		t.Errorf("ledger %q; want the one transfer booked to the attacker's own account S001/U002", ledger)
+			time.Sleep(bank.transferWork) // whatever the login did, the check is over
+			bank.mu.Lock()
+			ledger := append([]string(nil), bank.ledger...)
+			bank.mu.Unlock()
+			if len(ledger) != 1 || ledger[0] != "S001/U002 7654321" {
+				t.Errorf("ledger %q; want the one transfer booked to the attacker's own account S001/U002", ledger)
+			}
+			t.Logf("the victim's login answered %d after %v (hold %v)", login, waited.Round(time.Millisecond), unknownOutcomeHold)
+		})
 	}
-	t.Logf("the victim's login answered %d after %v (hold %v)", login, waited.Round(time.Millisecond), unknownOutcomeHold)
 }

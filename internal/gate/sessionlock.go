@@ -72,22 +72,21 @@ func (l *SessionLocks) lock(ctx context.Context, sessions []string) (unlock func
 	return unlock, nil
 }
 
-// lockForLogin is lock for a login: it first waits out the fences of the
-// sessions.
+// lockForLogin is lock for a login that also waits out the fences of the
+// sessions. They are read once the locks are held: a release sets its
+// fence before it unlocks, so a login that was waiting for the release's
+// lock finds the fence too.
 func (l *SessionLocks) lockForLogin(ctx context.Context, sessions []string) (unlock func(), err error) {
 	for {
-		l.mu.Lock()
-		var until time.Time
-		for _, k := range keys(sessions) {
-			if f, ok := l.fences[k]; ok && f.After(until) {
-				until = f
-			}
+		unlock, err := l.lock(ctx, sessions)
+		if err != nil {
+			return nil, err
 		}
-		l.mu.Unlock()
-		wait := time.Until(until)
+		wait := time.Until(l.fencedUntil(sessions))
 		if wait <= 0 {
-			return l.lock(ctx, sessions)
+			return unlock, nil
 		}
+		unlock()
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
@@ -96,6 +95,19 @@ func (l *SessionLocks) lockForLogin(ctx context.Context, sessions []string) (unl
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// fencedUntil is when the last fence of the sessions passes.
+func (l *SessionLocks) fencedUntil(sessions []string) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var until time.Time
+	for _, k := range keys(sessions) {
+		if f := l.fences[k]; f.After(until) {
+			until = f
+		}
+	}
+	return until
 }
 
 // fence holds logins off sessions for d, and forgets fences that passed.

@@ -124,3 +124,36 @@ func TestSessionLocksFence(t *testing.T) {
 		unlock()
 	}
 }
+
+// A login already waiting for a release's lock when the release ends with
+// an unknown outcome (the fence is set before the release unlocks) waits
+// out the fence too, rather than going ahead at the unlock.
+func TestSessionLocksFenceSetWhileLoginWaits(t *testing.T) {
+	l := NewSessionLocks()
+	ctx := context.Background()
+	unlock, err := l.lock(ctx, []string{"A"}) // the release
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan time.Time, 1)
+	go func() {
+		unlock, err := l.lockForLogin(ctx, []string{"A"})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- time.Now()
+		unlock()
+	}()
+	time.Sleep(50 * time.Millisecond) // the login waits for the lock
+	released := time.Now()
+	l.fence([]string{"A"}, 300*time.Millisecond)
+	unlock()
+	select {
+	case at := <-got:
+		if d := at.Sub(released); d < 250*time.Millisecond {
+			t.Errorf("the waiting login went ahead %v after the release, within its 300ms fence", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the login never got the lock")
+	}
+}
