@@ -450,8 +450,13 @@ func responseCookie(h http.Header, name string) (set string, deleted bool) {
 // parameter after a configured cookie name), at any depth of
 // percent-encoding, as a lenient bank finds them.
 func PathSessions(escaped, cookie string) []string {
+	return pathSessions(policy.Unescape(escaped), cookie)
+}
+
+// pathSessions is PathSessions of a path already decoded until stable.
+func pathSessions(decoded, cookie string) []string {
 	var ids []string
-	for seg := range strings.SplitSeq(policy.Unescape(escaped), "/") {
+	for seg := range strings.SplitSeq(decoded, "/") {
 		_, params, ok := strings.Cut(seg, ";")
 		if !ok {
 			continue
@@ -472,5 +477,6 @@ func PathSessions(escaped, cookie string) []string {
 // any depth of percent-encoding, or a path parameter named like the
 // session cookie (a name as short as "sid" may stand in ordinary words).
 func NamesSessionInPath(escaped, cookie string) bool {
-	return strings.Contains(strings.ToLower(policy.Unescape(escaped)), "jsessionid") || len(PathSessions(escaped, cookie)) > 0
+	decoded := policy.Unescape(escaped)
+	return strings.Contains(strings.ToLower(decoded), "jsessionid") || len(pathSessions(decoded, cookie)) > 0
 }
