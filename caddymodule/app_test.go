@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +19,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/otpgate/otpgate/internal/app"
 	"github.com/otpgate/otpgate/internal/audit"
 	"github.com/otpgate/otpgate/internal/token"
 )
@@ -64,10 +66,10 @@ func gatewayOn(t testing.TB, path string) *Gateway {
 	t.Helper()
 	var keys []string
 	for _, g := range runningGateways(t) {
-		if g.storeState.key == path {
+		if g.shared.Key() == path {
 			return g
 		}
-		keys = append(keys, g.storeState.key)
+		keys = append(keys, g.shared.Key())
 	}
 	t.Fatalf("no running gateway on %s (stores: %v)", path, keys)
 	return nil
@@ -150,15 +152,15 @@ func TestAppTwoHandlersOneStoreOneReminder(t *testing.T) {
 	if len(gws) != 2 {
 		t.Fatalf("%d otpgate handlers are running; want the two site blocks'", len(gws))
 	}
-	if gws[0].storeState != gws[1].storeState {
+	if gws[0].shared != gws[1].shared {
 		t.Fatal("the two handlers on one database have a store state each")
 	}
-	st := gws[0].storeState
-	if refs, _ := storePool.References(st.key); refs != 1 {
+	st := gws[0].shared
+	if refs := app.Opened(st.Key()); refs != 1 {
 		t.Errorf("the pool holds the store %d times; want once, for the one app", refs)
 	}
-	if n := len(st.pooled.owners); n != 1 || st.pooled.owner() != st {
-		t.Errorf("the store has %d owners; want the running app's state alone", n)
+	if w := st.Worker(); w.Owners != 1 || !w.Current {
+		t.Errorf("the store has %d owners; want the running app's state alone", w.Owners)
 	}
 
 	gwEnrolled(e, "S001", "U001")
@@ -170,7 +172,7 @@ func TestAppTwoHandlersOneStoreOneReminder(t *testing.T) {
 	if n := appWaitMail(e, "u001@mobile.example", "OTP token renewal", sweep); n != 1 {
 		t.Fatalf("%d renewal reminders; want one however many handlers use the store", n)
 	}
-	if s := st.pooled.sender.Stats(); s.Dead != 0 {
+	if s := st.Worker().Mail; s.Dead != 0 {
 		t.Errorf("outbox gave up on %d notices", s.Dead)
 	}
 }
@@ -207,7 +209,7 @@ func TestAppLockMailDespiteHangUp(t *testing.T) {
 	// The lock is in the store within a bounded time.
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		rec, err := e.gw().tokens.Get(context.Background(), token.User{Service: "S001", ID: "U001"})
+		rec, err := e.gw().shared.Tokens.Get(context.Background(), token.User{Service: "S001", ID: "U001"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,7 +235,7 @@ func TestAppLockMailDespiteHangUp(t *testing.T) {
 // that handlers then merely name.
 func TestAppStoreSettingsConflictRefused(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	running := e.gw().storeState
+	running := e.gw().shared
 	two := appTwoSites(e, envOptions{})
 	otherKey := "secret_key " + strings.Repeat("ab", 32)
 	site2 := strings.Index(two, fmt.Sprintf("http://127.0.0.1:%d {", gatewayPort))
@@ -257,7 +259,7 @@ func TestAppStoreSettingsConflictRefused(t *testing.T) {
 		if status == http.StatusOK || !strings.Contains(body, tc.want) {
 			t.Errorf("%s: load answered %d %s; want it refused with %q", tc.name, status, body, tc.want)
 		}
-		if g := e.gw(); g.storeState != running || running.pooled.owner() != running {
+		if g := e.gw(); g.shared != running || !running.Worker().Current {
 			t.Fatalf("%s: the refused load replaced the running store state", tc.name)
 		}
 	}
@@ -278,8 +280,10 @@ func TestAppStoreSettingsConflictRefused(t *testing.T) {
 	gwLoad(t, cf)
 	waitServing(t)
 	g := e.gw()
-	if w, _ := g.StoreSettings.written(); len(w) != 0 || g.tokens.Config().Issuer != "テスト信用組合" {
-		t.Fatalf("the handler carries store settings %v, or does not use the global option's (issuer %q)", w, g.tokens.Config().Issuer)
+	w := g.StoreSettings
+	w.StoreRaw, w.Database = nil, ""
+	if !reflect.DeepEqual(w, app.StoreSettings{}) || g.shared.Tokens.Config().Issuer != "テスト信用組合" {
+		t.Fatalf("the handler carries store settings %+v, or does not use the global option's (issuer %q)", w, g.shared.Tokens.Config().Issuer)
 	}
 	gwPause(c, "/transfer/execute", gwTransfer)
 }
@@ -315,7 +319,7 @@ func TestAppAdminStatuses(t *testing.T) {
 		}
 	}
 
-	if err := e.gw().store.Close(); err != nil {
+	if err := e.gw().shared.Store.Close(); err != nil {
 		t.Fatal(err)
 	}
 	for _, path := range []string{"/otpgate/token?service=S001&user=U001", "/otpgate/tokens", "/otpgate/audit"} {
@@ -332,23 +336,23 @@ func TestAppReloadKeepsStoreAndWorker(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	c := gwEnrolled(e, "S001", "U001")
 	id := gwPause(c, "/transfer/execute", gwTransfer)
-	before := e.gw().storeState
-	worker := before.pooled.done
+	before := e.gw().shared
+	worker := before.Worker()
 
 	gwLoad(t, e.caddyfile(envOptions{Extra: "challenge_lifetime 6m"}))
 	waitServing(t)
-	after := e.gw().storeState
+	after := e.gw().shared
 	switch {
 	case after == before:
 		t.Fatal("the reload kept the old configuration's store state")
-	case after.store != before.store || after.pooled != before.pooled:
+	case after.Store != before.Store:
 		t.Fatal("the reload opened the store again")
-	case after.pooled.done != worker:
-		t.Fatal("the reload restarted the store's worker")
-	case after.pooled.owner() != after || len(after.pooled.owners) != 1:
-		t.Fatalf("after the reload the worker has %d owners; want the new app's state alone", len(after.pooled.owners))
+	case !worker.Running || after.Worker().Starts != worker.Starts:
+		t.Fatalf("the reload restarted the store's worker (started %d times, then %d)", worker.Starts, after.Worker().Starts)
+	case !after.Worker().Current || after.Worker().Owners != 1:
+		t.Fatalf("after the reload the worker has %d owners; want the new app's state alone", after.Worker().Owners)
 	}
-	if refs, _ := storePool.References(after.key); refs != 1 {
+	if refs := app.Opened(after.Key()); refs != 1 {
 		t.Errorf("the pool holds the store %d times after the reload; want once", refs)
 	}
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 
+	"github.com/otpgate/otpgate/internal/app"
 	"github.com/otpgate/otpgate/internal/token"
 )
 
@@ -39,10 +40,10 @@ func BenchmarkGateway(b *testing.B) {
 	upstream := httptest.NewServer(http.HandlerFunc(benchUpstream))
 	defer upstream.Close()
 	dir := b.TempDir()
-	prev := now
+	prev := app.Now
 	clock := &fakeClock{t: time.Now()}
-	now = clock.Now
-	defer func() { now = prev }()
+	app.Now = clock.Now
+	defer func() { app.Now = prev }()
 
 	// The gateway on this process's assigned port, bare Caddy on a free one:
 	// fixed ports would collide with another test process on the machine.
@@ -212,7 +213,7 @@ var benchLink = regexp.MustCompile(`/\.otpgate/setup/([A-Za-z0-9_-]+)`)
 func benchEnrol(b *testing.B, g *Gateway, dir string, clock *fakeClock) []byte {
 	ctx := context.Background()
 	u := token.User{Service: "S001", ID: "U001"}
-	if _, err := g.tokens.Issue(ctx, u, "u001@bench.example", "4829", "http://localhost/.otpgate/setup/", "127.0.0.1"); err != nil {
+	if _, err := g.shared.Tokens.Issue(ctx, u, "u001@bench.example", "4829", "http://localhost/.otpgate/setup/", "127.0.0.1"); err != nil {
 		b.Fatal(err)
 	}
 	files, _ := filepath.Glob(filepath.Join(dir, "mail", "*.eml"))
@@ -232,7 +233,7 @@ func benchEnrol(b *testing.B, g *Gateway, dir string, clock *fakeClock) []byte {
 	if m == nil {
 		b.Fatal("no setup link in mail")
 	}
-	res, err := g.tokens.Setup(ctx, m[1], "S001", "U001", "4829", "127.0.0.1")
+	res, err := g.shared.Tokens.Setup(ctx, m[1], "S001", "U001", "4829", "127.0.0.1")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -240,7 +241,7 @@ func benchEnrol(b *testing.B, g *Gateway, dir string, clock *fakeClock) []byte {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := g.tokens.Activate(ctx, u, totpAt(secret, clock.Now().Unix()/60), "127.0.0.1"); err != nil {
+	if err := g.shared.Tokens.Activate(ctx, u, totpAt(secret, clock.Now().Unix()/60), "127.0.0.1"); err != nil {
 		b.Fatal(err)
 	}
 	return secret

@@ -1,17 +1,15 @@
 package caddymodule
 
 import (
-	"encoding/json"
 	"strconv"
 	"strings"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 
+	"github.com/otpgate/otpgate/internal/caddyconf"
 	"github.com/otpgate/otpgate/internal/gate"
 	"github.com/otpgate/otpgate/policy"
 )
@@ -22,52 +20,6 @@ func init() {
 	// are visible and the URI is the one the bank will see after rewrite;
 	// before reverse_proxy, which it guards. Operators write no order line.
 	httpcaddyfile.RegisterDirectiveOrder("otpgate", httpcaddyfile.After, "forward_auth")
-	httpcaddyfile.RegisterGlobalOption("otpgate", parseGlobalOption)
-}
-
-// parseGlobalOption reads the global option otpgate: one store of the
-// otpgate app and its settings, those the otpgate directive accepts as a
-// shorthand. Each otpgate global option adds a store. Syntax:
-//
-//	{
-//		otpgate {
-//			database <file> | store bbolt [<path>] { path <file> }
-//			secret_key         <key or {env.VAR}>
-//			…                  (every store setting of the directive)
-//			sweep_interval     <duration>
-//			audit_retention    <duration>
-//		}
-//	}
-//
-// The otpgate handlers on that store then name it alone (database or
-// store), or nothing when it is the only one.
-func parseGlobalOption(d *caddyfile.Dispenser, existing any) (any, error) {
-	app := new(App)
-	if existing != nil {
-		prev, ok := existing.(httpcaddyfile.App)
-		if !ok {
-			return nil, d.Errf("otpgate global option: unexpected earlier value %T", existing)
-		}
-		if err := json.Unmarshal(prev.Value, app); err != nil {
-			return nil, d.Errf("otpgate global option: reading the earlier stores: %v", err)
-		}
-	}
-	d.Next() // option name
-	if d.NextArg() {
-		return nil, d.ArgErr()
-	}
-	s := new(StoreSettings)
-	for d.NextBlock(0) {
-		known, err := s.unmarshalOption(d)
-		if err != nil {
-			return nil, err
-		}
-		if !known {
-			return nil, d.Errf("unrecognized otpgate global option %q: the global otpgate option holds a store's settings; identity, rules and the pages' settings go in the otpgate directive", d.Val())
-		}
-	}
-	app.Stores = append(app.Stores, s)
-	return httpcaddyfile.App{Name: "otpgate", Value: caddyconfig.JSON(app, nil)}, nil
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -158,14 +110,14 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		var err error
 		switch name {
 		case "base_path":
-			err = oneArg(d, &g.BasePath)
+			err = caddyconf.OneArg(d, &g.BasePath)
 		case "public_url":
-			err = oneArg(d, &g.PublicURL)
+			err = caddyconf.OneArg(d, &g.PublicURL)
 		case "home":
-			err = oneArg(d, &g.Home)
+			err = caddyconf.OneArg(d, &g.Home)
 		case "enrol_at_login":
 			var v string
-			if err = oneArg(d, &v); err == nil {
+			if err = caddyconf.OneArg(d, &v); err == nil {
 				if v != "on" && v != "off" {
 					return d.Errf("enrol_at_login %q: want on or off", v)
 				}
@@ -174,7 +126,7 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "max_body":
 			var s string
-			if err = oneArg(d, &s); err == nil {
+			if err = caddyconf.OneArg(d, &s); err == nil {
 				size, perr := humanize.ParseBytes(s)
 				if perr != nil || size == 0 || size > maxBodyLimit {
 					return d.Errf("max_body %q: want a size such as 10MiB, at most %dMiB (what a held operation can store)", s, maxBodyLimit>>20)
@@ -188,14 +140,14 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			g.AllowAmbiguousPaths = append(g.AllowAmbiguousPaths, args...)
 		case "bank_table":
-			err = oneArg(d, &g.BankTable)
+			err = caddyconf.OneArg(d, &g.BankTable)
 		case "identity":
 			err = g.parseIdentity(d)
 		case "rule":
 			err = g.parseRule(d)
 		default:
 			var known bool
-			if known, err = g.StoreSettings.unmarshalOption(d); !known {
+			if known, err = g.StoreSettings.UnmarshalOption(d); !known {
 				return d.Errf("unrecognized otpgate option %q", name)
 			}
 		}
@@ -203,158 +155,6 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	return nil
-}
-
-// unmarshalOption reads the store setting at d's current token, one line
-// or block of the otpgate directive or global option; known is false if
-// the token names no store setting.
-func (s *StoreSettings) unmarshalOption(d *caddyfile.Dispenser) (known bool, err error) {
-	switch d.Val() {
-	case "database":
-		if s.StoreRaw != nil {
-			return true, d.Errf("database: the store is already given; database <file> is the shorthand of store bbolt { path <file> }")
-		}
-		err = oneArg(d, &s.Database)
-	case "store":
-		err = s.parseStore(d)
-	case "sweep_interval":
-		err = durationArg(d, &s.SweepInterval)
-	case "audit_retention":
-		err = durationArg(d, &s.AuditRetention)
-	case "secret_key":
-		err = oneArg(d, &s.SecretKey)
-	case "secret_key_file":
-		err = oneArg(d, &s.SecretKeyFile)
-	case "retired_keys":
-		s.RetiredKeys = d.RemainingArgs()
-		if len(s.RetiredKeys) == 0 {
-			return true, d.ArgErr()
-		}
-	case "issuer":
-		err = oneArg(d, &s.Issuer)
-	case "algorithm":
-		err = oneArg(d, &s.Algorithm)
-	case "period":
-		err = durationArg(d, &s.Period)
-	case "lock_duration":
-		err = durationArg(d, &s.LockDuration)
-	case "challenge_lifetime":
-		err = durationArg(d, &s.ChallengeLifetime)
-	case "validity":
-		err = durationArg(d, &s.Validity)
-	case "renew_window":
-		err = durationArg(d, &s.RenewWindow)
-	case "link_lifetime":
-		err = durationArg(d, &s.LinkLifetime)
-	case "digits":
-		err = intArg(d, &s.Digits, "6 or 8", func(n int) bool { return n == 6 || n == 8 })
-	case "max_failures":
-		err = intArg(d, &s.MaxFailures, "a number of wrong codes, 1-10", func(n int) bool { return n >= 1 && n <= 10 })
-	case "skew":
-		var n int
-		if err = intArg(d, &n, "a number of periods, 0-3", func(n int) bool { return n >= 0 && n <= 3 }); err == nil {
-			u := uint(n)
-			s.Skew = &u
-		}
-	case "enrol_address":
-		err = s.parseEnrolAddress(d)
-	case "contact":
-		err = oneArg(d, &s.Contact)
-	case "require_otp":
-		s.RequireOTP = d.RemainingArgs()
-		if len(s.RequireOTP) == 0 {
-			return true, d.Errf("require_otp: want 'all' or service IDs")
-		}
-	case "mail_from":
-		s.mailConfig()
-		err = oneArg(d, &s.Mail.From)
-	case "mail_dir":
-		s.mailConfig()
-		err = oneArg(d, &s.Mail.Dir)
-	case "smtp":
-		s.mailConfig()
-		err = s.parseSMTP(d)
-	default:
-		return false, nil
-	}
-	return true, err
-}
-
-// parseStore reads "store <module> …", refusing a second store.
-func (s *StoreSettings) parseStore(d *caddyfile.Dispenser) error {
-	if s.StoreRaw != nil || s.Database != "" {
-		return d.Errf("store: the store is already given (by store or database); a gateway has one store")
-	}
-	if !d.NextArg() {
-		return d.Errf("store: want a store module such as bbolt")
-	}
-	name := d.Val()
-	mod, err := caddyfile.UnmarshalModule(d, "otpgate.stores."+name)
-	if err != nil {
-		return err
-	}
-	s.StoreRaw = caddyconfig.JSONModuleObject(mod, "module", name, nil)
-	return nil
-}
-
-// parseEnrolAddress reads "enrol_address registered|any|domain <d...>".
-func (s *StoreSettings) parseEnrolAddress(d *caddyfile.Dispenser) error {
-	args := d.RemainingArgs()
-	switch {
-	case len(args) == 1 && (args[0] == "registered" || args[0] == "any"):
-	case len(args) > 1 && args[0] == "domain":
-	default:
-		return d.Errf("enrol_address: want registered, any, or domain followed by mail domains such as docomo.ne.jp")
-	}
-	s.EnrolAddress, s.EnrolDomains = args[0], args[1:]
-	return nil
-}
-
-func (s *StoreSettings) mailConfig() {
-	if s.Mail == nil {
-		s.Mail = new(MailConfig)
-	}
-}
-
-func oneArg(d *caddyfile.Dispenser, dst *string) error {
-	name := d.Val()
-	if !d.NextArg() {
-		return d.Errf("%s: missing value", name)
-	}
-	*dst = d.Val()
-	if d.NextArg() {
-		return d.Errf("%s: one value expected, got extra %q", name, d.Val())
-	}
-	return nil
-}
-
-func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
-	name := d.Val()
-	var s string
-	if err := oneArg(d, &s); err != nil {
-		return err
-	}
-	v, err := caddy.ParseDuration(s)
-	if err != nil || v < 0 {
-		return d.Errf("%s %q: want a duration such as 90s, 5m, 24h or 30d", name, s)
-	}
-	*dst = caddy.Duration(v)
-	return nil
-}
-
-// intArg reads a whole number that ok accepts; want says which.
-func intArg(d *caddyfile.Dispenser, dst *int, want string, ok func(int) bool) error {
-	name := d.Val()
-	var s string
-	if err := oneArg(d, &s); err != nil {
-		return err
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || !ok(n) {
-		return d.Errf("%s %q: want %s", name, s, want)
-	}
-	*dst = n
 	return nil
 }
 
@@ -380,27 +180,27 @@ func (g *Gateway) parseIdentity(d *caddyfile.Dispenser) error {
 		var err error
 		switch opt {
 		case "path":
-			err = oneArg(d, &id.LoginPath)
+			err = caddyconf.OneArg(d, &id.LoginPath)
 		case "service_field":
-			err = oneArg(d, &id.ServiceField)
+			err = caddyconf.OneArg(d, &id.ServiceField)
 		case "user_field":
-			err = oneArg(d, &id.UserField)
+			err = caddyconf.OneArg(d, &id.UserField)
 		case "cookie":
-			err = oneArg(d, &id.Cookie)
+			err = caddyconf.OneArg(d, &id.Cookie)
 		case "success_location":
-			err = oneArg(d, &id.SuccessLocation)
+			err = caddyconf.OneArg(d, &id.SuccessLocation)
 		case "logout_path":
-			err = oneArg(d, &id.LogoutPath)
+			err = caddyconf.OneArg(d, &id.LogoutPath)
 		case "idle_timeout":
-			err = durationArg(d, &id.IdleTimeout)
+			err = caddyconf.DurationArg(d, &id.IdleTimeout)
 		case "max_age":
-			err = durationArg(d, &id.MaxAge)
+			err = caddyconf.DurationArg(d, &id.MaxAge)
 		case "service":
-			err = oneArg(d, &id.Service)
+			err = caddyconf.OneArg(d, &id.Service)
 		case "user":
-			err = oneArg(d, &id.User)
+			err = caddyconf.OneArg(d, &id.User)
 		case "trusted":
-			err = oneArg(d, &id.Trusted)
+			err = caddyconf.OneArg(d, &id.Trusted)
 		case "success_status":
 			args := d.RemainingArgs()
 			if len(args) == 0 {
@@ -426,52 +226,6 @@ func (g *Gateway) parseIdentity(d *caddyfile.Dispenser) error {
 		return d.Errf("%v", err)
 	}
 	g.Identity = id
-	return nil
-}
-
-func (c *StoreSettings) parseSMTP(d *caddyfile.Dispenser) error {
-	if c.Mail.SMTP != nil {
-		return d.Errf("smtp: given twice; mail goes through one relay")
-	}
-	s := &SMTPConfig{}
-	if !d.NextArg() {
-		return d.Errf("smtp: want the relay's host:port")
-	}
-	s.Address = d.Val()
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		var err error
-		switch opt := d.Val(); opt {
-		case "username":
-			err = oneArg(d, &s.Username)
-		case "password":
-			err = oneArg(d, &s.Password)
-		case "tls":
-			if err = oneArg(d, &s.TLS); err == nil && s.TLS != "starttls" && s.TLS != "tls" && s.TLS != "none" {
-				return d.Errf("smtp tls %q: want starttls, tls or none", s.TLS)
-			}
-		case "ca_file":
-			err = oneArg(d, &s.CAFile)
-		case "timeout":
-			err = durationArg(d, &s.Timeout)
-		default:
-			return d.Errf("smtp: unrecognized option %q", opt)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	// Checked again in Validate, for JSON configurations; here the error
-	// names the line. A placeholder such as {env.SMTP_HOST} has its value
-	// only where the configuration runs, so Validate alone checks it.
-	if !strings.ContainsAny(s.Address, "{}") {
-		if _, err := s.relay(caddy.NewEmptyReplacer(), ""); err != nil {
-			return d.Errf("%v", err)
-		}
-	}
-	c.Mail.SMTP = s
 	return nil
 }
 

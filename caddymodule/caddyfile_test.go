@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/otpgate/otpgate/internal/app"
 	"github.com/otpgate/otpgate/policy"
 )
 
@@ -65,9 +66,9 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 	}
 	skew := uint(0)
 	want := Gateway{
-		StoreSettings: StoreSettings{Database: "/var/lib/otpgate/otpgate.db", SecretKey: "{env.KEY}", RetiredKeys: []string{"{env.OLD1}", "{env.OLD2}"},
+		StoreSettings: app.StoreSettings{Database: "/var/lib/otpgate/otpgate.db", SecretKey: "{env.KEY}", RetiredKeys: []string{"{env.OLD1}", "{env.OLD2}"},
 			Issuer: "デモ信用組合", Digits: 8, Algorithm: "SHA256", Skew: &skew, MaxFailures: 3, RequireOTP: []string{"S001", "S002"},
-			Mail: &MailConfig{From: "otp@example.jp", SMTP: &SMTPConfig{Address: "smtp.example.jp:587", Username: "gw", Password: "{env.SMTP_PASSWORD}", TLS: "starttls"}}},
+			Mail: &app.MailConfig{From: "otp@example.jp", SMTP: &app.SMTPConfig{Address: "smtp.example.jp:587", Username: "gw", Password: "{env.SMTP_PASSWORD}", TLS: "starttls"}}},
 		MaxBody: 1 << 20, PublicURL: "https://ib.example.jp", Home: "/menu",
 		Identity: &Identity{Source: "login_form", LoginPath: "/Login.do", ServiceField: "corpId", UserField: "userId",
 			Cookie: "SESSIONID", SuccessStatus: []int{302}, SuccessLocation: "/top", LogoutPath: "/Logout.do"},

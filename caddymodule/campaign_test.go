@@ -994,7 +994,7 @@ func TestCampaignClock(t *testing.T) {
 				// A fresh token for each clock: nothing spent, no failures.
 				secret := make([]byte, 20)
 				rand.Read(secret)
-				if err := token.SeedActive(context.Background(), g.store, g.sealer, []token.User{u}, [][]byte{secret}, e.clock.Now(), 365*24*time.Hour); err != nil {
+				if err := token.SeedActive(context.Background(), g.shared.Store, g.shared.Sealer, []token.User{u}, [][]byte{secret}, e.clock.Now(), 365*24*time.Hour); err != nil {
 					t.Fatal(err)
 				}
 				e.clock.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/otpgate/otpgate/internal/app"
 	"go.uber.org/zap"
 )
 
@@ -39,10 +40,10 @@ func (g *Gateway) compareClock(date string) {
 		g.logger.Info("the bank's answer has no usable Date header; the gateway's clock was not compared", zap.String("date", date))
 		return
 	}
-	skew := now().Sub(bank).Truncate(time.Second)
+	skew := app.Now().Sub(bank).Truncate(time.Second)
 	if skew > maxClockSkew || skew < -maxClockSkew {
 		g.logger.Error("the gateway's clock differs from the bank's: one-time codes are checked against the gateway's clock, so customers' right codes may be refused; synchronise this server's clock (NTP)",
-			zap.Duration("skew", skew), zap.Time("gateway", now()), zap.Time("bank", bank), zap.Duration("limit", maxClockSkew))
+			zap.Duration("skew", skew), zap.Time("gateway", app.Now()), zap.Time("bank", bank), zap.Duration("limit", maxClockSkew))
 		return
 	}
 	g.logger.Info("the gateway's clock agrees with the bank's", zap.Duration("skew", skew))

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otpgate/otpgate/internal/app"
 	"github.com/otpgate/otpgate/internal/audit"
 	"github.com/otpgate/otpgate/internal/store"
 )
@@ -259,17 +260,17 @@ func TestCLIAuditVerify(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	c := gwEnrolled(e, "S001", "U001")
 	gwPause(c, "/transfer/execute", gwTransfer)
-	e.clock.Advance(2 * chainSettle)
-	st := e.gw().storeState
-	st.chainAudit(context.Background())
+	e.clock.Advance(2 * app.ChainSettle)
+	st := e.gw().shared
+	st.ChainAudit(context.Background())
 
 	code, out, errOut := cli(t, "audit", "verify")
 	if code != 0 || !strings.Contains(out, "linked and verified, 0 not linked yet") || !strings.Contains(out, "Head: ") {
 		t.Fatalf("audit verify of an intact trail: %d %s%s", code, out, errOut)
 	}
 	var key string
-	err := st.store.Update(context.Background(), func(tx store.Tx) error {
-		page, _, err := st.store.Scan(context.Background(), store.Audit, "", 1)
+	err := st.Store.Update(context.Background(), func(tx store.Tx) error {
+		page, _, err := st.Store.Scan(context.Background(), store.Audit, "", 1)
 		if err != nil || len(page) != 1 {
 			return fmt.Errorf("no first record: %v", err)
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/otpgate/otpgate/internal/app"
 )
 
 func init() {
@@ -40,18 +41,6 @@ var recordedEvents struct {
 	events []caddy.Event
 }
 
-// eventNamesPublished are the Caddy events the gateway publishes.
-func eventNamesPublished() []string {
-	var names []string
-	for _, n := range eventNames {
-		if !slices.Contains(names, n) {
-			names = append(names, n)
-		}
-	}
-	slices.Sort(names)
-	return names
-}
-
 // loadWithEvents loads e's gateway again with an events app whose
 // recorder subscribes to every event the gateway publishes.
 func loadWithEvents(t *testing.T, e *env) {
@@ -65,7 +54,7 @@ func loadWithEvents(t *testing.T, e *env) {
 		t.Fatal(err)
 	}
 	m["apps"].(map[string]any)["events"] = map[string]any{"subscriptions": []any{map[string]any{
-		"events": eventNamesPublished(), "handlers": []any{map[string]any{"handler": "otpgate_test_recorder"}},
+		"events": app.Events(), "handlers": []any{map[string]any{"handler": "otpgate_test_recorder"}},
 	}}}
 	b, _ := json.Marshal(m)
 	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://localhost:%d/load", adminPort), bytes.NewReader(b))

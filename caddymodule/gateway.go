@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/otpgate/otpgate/internal/app"
 	"github.com/otpgate/otpgate/internal/challenge"
 	"github.com/otpgate/otpgate/internal/display"
 	"github.com/otpgate/otpgate/internal/gate"
@@ -118,7 +119,7 @@ func (g *Gateway) serveConfirm(w http.ResponseWriter, r *http.Request, next cadd
 		return err
 	case wantsJSON(r):
 	case ref.Code == gate.OTPFormat:
-		countRefusal(ref)
+		app.CountRefusal(ref)
 		return g.confirmPage(w, r, id, ref, http.StatusBadRequest)
 	case ref.Code == gate.OTPReused:
 		// The operation waits on: the form again, and when the next code
@@ -160,7 +161,7 @@ func (g *Gateway) confirmPage(w http.ResponseWriter, r *http.Request, id string,
 		return writeJSON(w, http.StatusOK, g.withFile(r, op, withDoubt(jsonLang(r), op, map[string]any{"challenge": op.ID, "kind": op.Kind, "fields": op.Fields,
 			"method": op.Method, "path": pathOf(op.RequestURI), "expires": op.Expires})))
 	}
-	st, err := g.tokens.Status(r.Context(), tokenUser(who))
+	st, err := g.shared.Tokens.Status(r.Context(), tokenUser(who))
 	if err != nil {
 		return g.refuse(w, r, gate.RefusalFor(err))
 	}
@@ -188,11 +189,11 @@ func (g *Gateway) confirmPage(w http.ResponseWriter, r *http.Request, id string,
 // nextCode is when the token app shows its next code: the start of the
 // next time step.
 func (g *Gateway) nextCode() time.Time {
-	period := int64(g.tokens.Config().Period / time.Second)
+	period := int64(g.shared.Tokens.Config().Period / time.Second)
 	if period <= 0 {
 		return time.Time{}
 	}
-	return time.Unix((now().Unix()/period+1)*period, 0)
+	return time.Unix((app.Now().Unix()/period+1)*period, 0)
 }
 
 // heldFile summarises the transfer file held with op, whose rule shows
@@ -325,7 +326,7 @@ func (g *Gateway) csrfToken(w http.ResponseWriter, r *http.Request, session stri
 		http.SetCookie(w, &http.Cookie{Name: gate.CSRFCookie, Value: value, Path: "/", HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
 		r.AddCookie(&http.Cookie{Name: gate.CSRFCookie, Value: value})
 	}
-	return base64.RawURLEncoding.EncodeToString(g.sealer.MAC("csrf", value, session))
+	return base64.RawURLEncoding.EncodeToString(g.shared.Sealer.MAC("csrf", value, session))
 }
 
 func (g *Gateway) csrfOK(r *http.Request, session, got string) bool {
@@ -333,14 +334,14 @@ func (g *Gateway) csrfOK(r *http.Request, session, got string) bool {
 	if err != nil || got == "" {
 		return false
 	}
-	want := base64.RawURLEncoding.EncodeToString(g.sealer.MAC("csrf", c.Value, session))
+	want := base64.RawURLEncoding.EncodeToString(g.shared.Sealer.MAC("csrf", c.Value, session))
 	return subtle.ConstantTimeCompare([]byte(want), []byte(got)) == 1
 }
 
 func (g *Gateway) common(w http.ResponseWriter, r *http.Request, session string) pages.Common {
-	cfg := g.tokens.Config()
+	cfg := g.shared.Tokens.Config()
 	return pages.Common{Lang: pages.Negotiate(r.Header.Get("Accept-Language")), Base: g.BasePath, CSRF: g.csrfToken(w, r, session), Issuer: cfg.Issuer,
-		Contact: g.contact, Period: cfg.Period, Digits: cfg.Digits}
+		Contact: g.shared.Contact, Period: cfg.Period, Digits: cfg.Digits}
 }
 
 func (g *Gateway) render(w http.ResponseWriter, status int, p pages.Page) error {
@@ -356,7 +357,7 @@ func (g *Gateway) message(w http.ResponseWriter, r *http.Request, status int, ti
 // details to API clients; to browsers a page in the customer's language,
 // or the token page where the customer must act on their token.
 func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, ref *gate.Refusal) error {
-	countRefusal(ref)
+	app.CountRefusal(ref)
 	if ce := g.logger.Check(zap.DebugLevel, "refused"); ce != nil {
 		ce.Write(zap.Int("status", ref.Status), zap.String("error", ref.Code), zap.String("reason", ref.Message),
 			zap.NamedError("cause", errors.Unwrap(ref)), zap.String("path", g.flow.RedactSessionIDs(r.URL.EscapedPath())))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 
+	"github.com/otpgate/otpgate/internal/app"
 	"github.com/otpgate/otpgate/internal/audit"
 	"github.com/otpgate/otpgate/internal/gate"
 	"github.com/otpgate/otpgate/internal/store/boltstore"
@@ -157,14 +158,12 @@ func gwWithCookie(c *customer, method, path, cookie, contentType, body string, a
 	return res, string(b)
 }
 
-// gwDBPath is the env's database file, the key of storePool.
+// gwDBPath is the env's database file, the key of its store.
 func gwDBPath(e *env) string { return filepath.Join(e.dir, "otpgate.db") }
 
-// gwInPool reports whether storePool holds the env's database.
-func gwInPool(e *env) bool {
-	_, ok := storePool.References(gwDBPath(e))
-	return ok
-}
+// gwInPool reports whether a loaded configuration holds the env's
+// database open.
+func gwInPool(e *env) bool { return app.Opened(gwDBPath(e)) > 0 }
 
 // gwLoad loads a Caddyfile through the admin API the way "otpgate reload"
 // (caddy reload) does: adapted locally, posted as JSON to /load with
@@ -190,7 +189,7 @@ func gwLoad(t *testing.T, caddyfile string) {
 }
 
 // gwRestart simulates a restart of the process: a config without otpgate
-// makes the gateway release the bbolt file (storePool closes it), then the
+// makes the gateway release the bbolt file (the app closes it), then the
 // gateway is loaded again on the same file.
 func gwRestart(e *env, opt envOptions) {
 	e.t.Helper()
@@ -736,9 +735,9 @@ func TestGwStoreFailingRefusesProtected(t *testing.T) {
 	id := gwPause(c, "/transfer/execute", gwTransfer)
 	token := c.csrf("/.otpgate/confirm/" + id)
 
-	db, ok := baseStore(e.gw().store).(*boltstore.DB)
+	db, ok := baseStore(e.gw().shared.Store).(*boltstore.DB)
 	if !ok {
-		t.Fatalf("store is %T; want *boltstore.DB", e.gw().store)
+		t.Fatalf("store is %T; want *boltstore.DB", e.gw().shared.Store)
 	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)

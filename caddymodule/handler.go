@@ -1,11 +1,14 @@
-// Package caddymodule is otpgate's Caddy glue: the http.handlers.otpgate
-// module and its configuration, the otpgate app that owns each store's
-// shared state, the store modules, the Caddyfile directive and global
-// option, the gateway pages, the admin API and the CLI subcommands. Business rules live elsewhere:
-// policy decides which request is which operation, internal/gate runs the
-// request flow (hold, confirm, cancel, release, login watching) and says
-// what every refusal is, internal/token runs the token lifecycle,
-// internal/challenge keeps held operations.
+// Package caddymodule is otpgate's HTTP handler, http.handlers.otpgate: its
+// configuration and Caddyfile directive, the adaptation of requests to the
+// request flow and of its answers to HTTP, and the gateway's pages. It is
+// the package a Caddy build imports (xcaddy --with
+// github.com/otpgate/otpgate/caddymodule), and it brings the rest: the
+// otpgate app that owns each store's shared state and serves the admin API
+// (internal/app), the store modules (internal/storemodule). Business rules
+// live elsewhere: policy decides which request is which operation,
+// internal/gate runs the request flow (hold, confirm, cancel, release,
+// login watching) and says what every refusal is, internal/token runs the
+// token lifecycle, internal/challenge keeps held operations.
 package caddymodule
 
 import (
@@ -18,10 +21,11 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/otpgate/otpgate/internal/app"
+	"github.com/otpgate/otpgate/internal/caddyconf"
 	"github.com/otpgate/otpgate/internal/display"
 	"github.com/otpgate/otpgate/internal/gate"
 	"github.com/otpgate/otpgate/internal/session"
-	"github.com/otpgate/otpgate/internal/token"
 	"github.com/otpgate/otpgate/policy"
 )
 
@@ -41,7 +45,7 @@ type Gateway struct {
 	// settings (keys, token lifecycle, mail): a shorthand for configuring
 	// the store in the otpgate app, which every handler naming the store
 	// shares. Default: the app's only store, or otpgate.db.
-	StoreSettings
+	app.StoreSettings
 
 	// AllowAmbiguousPaths exempts path prefixes, written "/static/**", from
 	// the refusal of ambiguous request paths (400 for an encoded '/', '\',
@@ -86,10 +90,10 @@ type Gateway struct {
 	// Rules are the protected operations.
 	Rules []policy.Rule `json:"rules,omitempty"`
 
-	// storeState is the otpgate app's state of the handler's store,
-	// shared with every handler on it: the store, sealer, token and
-	// held-operation managers and mailer, read as the handler's own.
-	*storeState
+	// shared is the otpgate app's state of the handler's store, shared
+	// with every handler on it: the store, sealer, token and
+	// held-operation managers.
+	shared *app.State
 
 	policy     *policy.Policy
 	exempt     *policy.Exemptions
@@ -109,9 +113,6 @@ func (Gateway) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// now is the clock of every lifecycle; tests replace it.
-var now = time.Now
-
 // Provision fills defaults, resolves placeholders and opens the store.
 func (g *Gateway) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
@@ -119,11 +120,11 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	if err := g.prepare(); err != nil {
 		return err
 	}
-	app, err := ctx.App("otpgate")
+	a, err := ctx.App("otpgate")
 	if err != nil {
 		return fmt.Errorf("otpgate: loading the otpgate app: %v", err)
 	}
-	st, err := app.(*App).storeFor(ctx, &g.StoreSettings)
+	st, err := a.(*app.App).StoreFor(ctx, &g.StoreSettings)
 	if err != nil {
 		return err
 	}
@@ -175,33 +176,15 @@ func (g *Gateway) prepare() error {
 
 // useStore makes st the handler's store state and builds the request flow
 // over it.
-func (g *Gateway) useStore(st *storeState) {
-	g.storeState = st
-	g.sessions = session.New(g.store, time.Duration(g.Identity.IdleTimeout), time.Duration(g.Identity.MaxAge))
-	g.sessions.Now = func() time.Time { return now() }
-	g.flow = gate.New(g.store, g.tokens, g.challenges, g.sessions, g.Identity.login, g.logger)
-	g.flow.Observe(flowMetrics{})
-	if st.pooled != nil && st.pooled.locks != nil {
-		g.flow.SerialiseSessions(st.pooled.locks)
+func (g *Gateway) useStore(st *app.State) {
+	g.shared = st
+	g.sessions = session.New(st.Store, time.Duration(g.Identity.IdleTimeout), time.Duration(g.Identity.MaxAge))
+	g.sessions.Now = func() time.Time { return app.Now() }
+	g.flow = gate.New(st.Store, st.Tokens, st.Challenges, g.sessions, g.Identity.login, g.logger)
+	g.flow.Observe(app.FlowMetrics{})
+	if locks := st.Locks(); locks != nil {
+		g.flow.SerialiseSessions(locks)
 	}
-}
-
-// tokenConfig is the token lifecycle's part of the configuration.
-func (c *StoreSettings) tokenConfig() token.Config {
-	tc := token.Config{
-		Issuer: c.Issuer, Period: time.Duration(c.Period), Digits: c.Digits, Algorithm: c.Algorithm, Skew: c.Skew,
-		MaxFailures: c.MaxFailures, LockDuration: time.Duration(c.LockDuration), Validity: time.Duration(c.Validity),
-		RenewWindow: time.Duration(c.RenewWindow), LinkLifetime: time.Duration(c.LinkLifetime),
-		EnrolAddress: token.EnrolAddress{Mode: token.AddressMode(c.EnrolAddress), Domains: c.EnrolDomains},
-	}
-	for _, s := range c.RequireOTP {
-		if isRequireAll(s) {
-			tc.RequireAll = true
-		} else {
-			tc.RequireServices = append(tc.RequireServices, s)
-		}
-	}
-	return tc
 }
 
 // Validate checks the configuration as Provision reads it, the same for a
@@ -218,7 +201,7 @@ func (g *Gateway) Validate() error {
 	if g.MaxBody < 0 || g.MaxBody > maxBodyLimit {
 		return fmt.Errorf("otpgate: max_body %d: want a size from 1 byte to %d MiB, what a held operation can store with its headers", g.MaxBody, maxBodyLimit>>20)
 	}
-	if err := checkDurations(map[string]caddy.Duration{"identity idle_timeout": g.Identity.IdleTimeout, "identity max_age": g.Identity.MaxAge}); err != nil {
+	if err := caddyconf.CheckDurations(map[string]caddy.Duration{"identity idle_timeout": g.Identity.IdleTimeout, "identity max_age": g.Identity.MaxAge}); err != nil {
 		return err
 	}
 	if len(g.Rules) == 0 {
@@ -230,7 +213,7 @@ func (g *Gateway) Validate() error {
 	if err := checkPublicURL(g.PublicURL); err != nil {
 		return err
 	}
-	return g.StoreSettings.validateIfWritten()
+	return g.StoreSettings.ValidateIfWritten()
 }
 
 // Interface guards

@@ -30,6 +30,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 
+	"github.com/otpgate/otpgate/internal/app"
 	"github.com/otpgate/otpgate/internal/audit"
 	"github.com/otpgate/otpgate/internal/demobank"
 )
@@ -105,9 +106,9 @@ func newEnv(t *testing.T, opt envOptions) *env {
 	srv := httptest.NewServer(e.bank)
 	t.Cleanup(srv.Close)
 	e.bankURL = srv.URL
-	prev := now
-	now = e.clock.Now
-	t.Cleanup(func() { now = prev })
+	prev := app.Now
+	app.Now = e.clock.Now
+	t.Cleanup(func() { app.Now = prev })
 
 	e.tester = caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
 	e.tester.InitServer(e.caddyfile(opt), "caddyfile")
@@ -233,7 +234,7 @@ func (e *env) gw() *Gateway {
 func (e *env) auditTrail() []audit.Record {
 	e.t.Helper()
 	var out []audit.Record
-	err := audit.Export(context.Background(), e.gw().store, time.Time{}, func(r audit.Record) error {
+	err := audit.Export(context.Background(), e.gw().shared.Store, time.Time{}, func(r audit.Record) error {
 		out = append(out, r)
 		return nil
 	})

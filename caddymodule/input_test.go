@@ -233,7 +233,7 @@ func TestConfirmActionSameOrigin(t *testing.T) {
 	} {
 		op := &challenge.Operation{Service: who.Service, User: who.User, Session: who.Session, Rule: "transfer", Kind: "transfer", Action: string(gate.Forward),
 			Method: http.MethodPost, RequestURI: tt.uri, Host: "localhost", Header: http.Header{}}
-		if _, err := e.gw().challenges.Pause(context.Background(), op); err != nil {
+		if _, err := e.gw().shared.Challenges.Pause(context.Background(), op); err != nil {
 			t.Fatal(err)
 		}
 		want := "/.otpgate/confirm/" + op.ID

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/otpgate/otpgate/internal/app"
 	"github.com/otpgate/otpgate/internal/store"
 )
 
@@ -32,7 +33,7 @@ func metricFamilies(t testing.TB) []string {
 	t.Helper()
 	ch := make(chan *prometheus.Desc, 64)
 	go func() {
-		for _, c := range metrics.collectors() {
+		for _, c := range app.Collectors() {
 			c.Describe(ch)
 		}
 		close(ch)
@@ -125,9 +126,9 @@ func (s series) has(family string) bool {
 // operations gauge read when scraped, the store's transactions timed.
 func TestMetricsAfterJourney(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	prev := scrapeCacheFor
-	scrapeCacheFor = 0
-	t.Cleanup(func() { scrapeCacheFor = prev })
+	prev := app.ScrapeCacheFor
+	app.ScrapeCacheFor = 0
+	t.Cleanup(func() { app.ScrapeCacheFor = prev })
 	before := scrape(t, fmt.Sprintf("http://localhost:%d/metrics", adminPort))
 
 	c := gwEnrolled(e, "S001", "U001")

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/otpgate/otpgate/internal/app"
 )
 
 // keepIDBank is a legacy bank that keeps the session ID at login (many
@@ -119,10 +120,10 @@ func keepIDAttack(t *testing.T, bank *keepIDBank) (attacker *customer, action, c
 	}
 	srv := httptest.NewServer(bank)
 	t.Cleanup(srv.Close)
-	e := &env{t: t, bankURL: srv.URL, dir: t.TempDir(), clock: &fakeClock{t: now()}}
-	prev := now
-	now = e.clock.Now
-	t.Cleanup(func() { now = prev })
+	e := &env{t: t, bankURL: srv.URL, dir: t.TempDir(), clock: &fakeClock{t: app.Now()}}
+	prev := app.Now
+	app.Now = e.clock.Now
+	t.Cleanup(func() { app.Now = prev })
 	e.tester = caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
 	e.tester.InitServer(e.caddyfile(envOptions{}), "caddyfile")
 	if t.Failed() {

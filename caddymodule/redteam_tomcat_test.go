@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/otpgate/otpgate/internal/app"
 )
 
 // Red team, issue 6: attacks from outside the repository's own lists,
@@ -41,10 +42,10 @@ var rtVictimCookies = []struct{ name, header string }{
 // rtTomcatEnv is newTomcatEnv with envOptions.
 func rtTomcatEnv(t *testing.T, tc *tomcat, opt envOptions) *env {
 	t.Helper()
-	e := &env{t: t, bankURL: "http://" + tc.addr, dir: t.TempDir(), clock: &fakeClock{t: now()}}
-	prev := now
-	now = e.clock.Now
-	t.Cleanup(func() { now = prev })
+	e := &env{t: t, bankURL: "http://" + tc.addr, dir: t.TempDir(), clock: &fakeClock{t: app.Now()}}
+	prev := app.Now
+	app.Now = e.clock.Now
+	t.Cleanup(func() { app.Now = prev })
 	e.tester = caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
 	e.tester.InitServer(e.caddyfile(opt), "caddyfile")
 	if t.Failed() {

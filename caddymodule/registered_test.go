@@ -60,7 +60,7 @@ func mailsTo(t *testing.T, e *env, addr string) int {
 // the CLI, and the company's registered address hears of the enrolment.
 func TestRegisteredAddressEnrolment(t *testing.T) {
 	e := newEnv(t, envOptions{Extra: "enrol_address registered"})
-	if got := e.gw().tokens.Config().EnrolAddress.Mode; got != token.RegisteredAddress {
+	if got := e.gw().shared.Tokens.Config().EnrolAddress.Mode; got != token.RegisteredAddress {
 		t.Fatalf("enrol_address registered configured %q", got)
 	}
 	c := e.customer("S001", "U001")

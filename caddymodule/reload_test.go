@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/otpgate/otpgate/internal/app"
 )
 
 // gwSockets are the listening sockets handed to Caddy as fd/N. They stay
@@ -63,7 +65,7 @@ func TestGwReloadUnderLoad(t *testing.T) {
 	// here.
 	loader := gwEnrolled(e, "S001", "U002")
 	loaderCookie := "JSESSIONID=" + gwSession(loader)
-	db := e.gw().store
+	db := e.gw().shared.Store
 
 	addr, fd := gwInheritedSocket(t)
 	base := "http://" + addr
@@ -179,11 +181,11 @@ func TestGwReloadUnderLoad(t *testing.T) {
 	if time.Duration(g.ChallengeLifetime) != 10*time.Minute {
 		t.Errorf("challenge_lifetime %v after the reloads; want 10m", time.Duration(g.ChallengeLifetime))
 	}
-	if g.store != db {
+	if g.shared.Store != db {
 		t.Error("the reloaded gateway opened another database handle")
 	}
-	if refs, ok := storePool.References(gwDBPath(e)); !ok || refs != 1 {
-		t.Errorf("storePool holds the database %d times (present %v); want once", refs, ok)
+	if refs := app.Opened(gwDBPath(e)); refs != 1 {
+		t.Errorf("the database is held open %d times; want once", refs)
 	}
 	if n := len(e.ledger()); n != 0 {
 		t.Fatalf("ledger has %d entries before any code; want 0", n)

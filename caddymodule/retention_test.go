@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otpgate/otpgate/internal/app"
 	"github.com/otpgate/otpgate/internal/audit"
 	"github.com/otpgate/otpgate/internal/store"
 )
@@ -48,17 +49,17 @@ const retentionBound = 50 * time.Millisecond
 // retentionBound at the 95th percentile.
 func TestRetentionPrunesUnderConfirmationLoad(t *testing.T) {
 	e := newEnv(t, envOptions{Extra: "audit_retention 400d"})
-	st := e.gw().storeState
-	if st.retention != 400*24*time.Hour {
-		t.Fatalf("retention %v; want 400 days from audit_retention 400d", st.retention)
+	st := e.gw().shared
+	if r := time.Duration(e.gw().StoreSettings.AuditRetention); r != 400*24*time.Hour {
+		t.Fatalf("retention %v; want 400 days from audit_retention 400d", r)
 	}
 	c := gwEnrolled(e, "S001", "U001")
 
 	// 30,000 records from 500 days ago, beyond the retention.
 	const old = 30000
-	oldest := now().Add(-500 * 24 * time.Hour)
+	oldest := app.Now().Add(-500 * 24 * time.Hour)
 	for i := 0; i < old; i += 100 {
-		err := st.store.Update(context.Background(), func(tx store.Tx) error {
+		err := st.Store.Update(context.Background(), func(tx store.Tx) error {
 			for j := range 100 {
 				r := audit.Record{Time: oldest.Add(time.Duration(i+j) * time.Second), Event: audit.CodeOK, Service: "S009", User: "OLD",
 					ClientIP: "192.0.2.9", Actor: "customer", Detail: fmt.Sprintf("old record %d", i+j)}
@@ -86,7 +87,7 @@ func TestRetentionPrunesUnderConfirmationLoad(t *testing.T) {
 		defer close(pruned)
 		for ctx.Err() == nil {
 			rounds++
-			if st.pruneAudit(ctx) {
+			if st.PruneAudit(ctx) {
 				return
 			}
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/otpgate/otpgate/internal/app"
 	"github.com/otpgate/otpgate/internal/gate"
 	"github.com/otpgate/otpgate/policy"
 )
@@ -20,7 +21,7 @@ const maxPath = 8 << 10
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	// Every audit record written for the request names its client.
-	r = r.WithContext(withClient(r.Context(), clientIP(r), r.UserAgent()))
+	r = r.WithContext(app.WithClient(r.Context(), clientIP(r), r.UserAgent()))
 	// Before anything reads the path: every later decision (the confirm
 	// marker, the gateway's pages, the rules, the login path) assumes the
 	// bank splits and decodes it exactly as the gateway does.

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/otpgate/otpgate/internal/app"
 	"github.com/otpgate/otpgate/internal/challenge"
 	"github.com/otpgate/otpgate/internal/gate"
 	"github.com/otpgate/otpgate/internal/seal"
@@ -57,7 +59,7 @@ func unitGateway(t *testing.T, g *Gateway) *Gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := token.New(db, sealer, mailNotifier{}, token.Config{RequireAll: true})
+	tokens, err := token.New(db, sealer, noNotices{}, token.Config{RequireAll: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,9 +67,15 @@ func unitGateway(t *testing.T, g *Gateway) *Gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g.useStore(&storeState{store: db, sealer: sealer, tokens: tokens, challenges: challenges})
+	g.useStore(&app.State{Store: db, Sealer: sealer, Tokens: tokens, Challenges: challenges})
 	return g
 }
+
+// noNotices drops the token lifecycle's notices: the unit layer mails
+// nothing.
+type noNotices struct{}
+
+func (noNotices) Notify(context.Context, token.Notice) error { return nil }
 
 // bankStub stands for everything after the gateway: it records what
 // reached it and answers 200 "bank".

@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/otpgate/otpgate/internal/app"
 	"github.com/otpgate/otpgate/internal/gate"
 	"github.com/otpgate/otpgate/internal/pages"
 	"github.com/otpgate/otpgate/internal/token"
@@ -22,7 +23,7 @@ func (g *Gateway) tokenPage(w http.ResponseWriter, r *http.Request, status int, 
 	if ref != nil {
 		return g.refuse(w, r, ref)
 	}
-	st, err := g.tokens.Status(r.Context(), tokenUser(who))
+	st, err := g.shared.Tokens.Status(r.Context(), tokenUser(who))
 	if err != nil {
 		return g.refuse(w, r, gate.RefusalFor(err))
 	}
@@ -38,7 +39,7 @@ func (g *Gateway) tokenPage(w http.ResponseWriter, r *http.Request, status int, 
 	}
 	p := pages.TokenPage{Common: g.common(w, r, who.Session), State: string(st.State), Locked: st.Locked,
 		MaskedEmail: token.MaskEmail(st.Email), Expires: st.Expires, DaysLeft: st.DaysLeft, RenewOpen: st.RenewOpen,
-		RenewFrom: st.RenewFrom, Info: info, MailFrom: g.mailer.from, Home: g.Home}
+		RenewFrom: st.RenewFrom, Info: info, MailFrom: g.shared.MailFrom(), Home: g.Home}
 	if shown == nil && info == "" && r.Method == http.MethodGet {
 		p.Notice, p.Info = tokenPageSays(r.URL.Query(), st.State)
 	}
@@ -67,7 +68,7 @@ func (g *Gateway) tokenAction(w http.ResponseWriter, r *http.Request, action str
 			log.Error("token issue refused: no address to build the setup link from", zap.String("host", r.Host), zap.Error(errNoPublicURL))
 			return g.tokenError(w, r, gate.Refuse(gate.MailFailed, errNoPublicURL))
 		}
-		res, err := g.tokens.Issue(r.Context(), u, strings.TrimSpace(in["email"]), strings.TrimSpace(in["pin"]), base, ip)
+		res, err := g.shared.Tokens.Issue(r.Context(), u, strings.TrimSpace(in["email"]), strings.TrimSpace(in["pin"]), base, ip)
 		g.countEnrolment(action, err)
 		if err != nil {
 			log.Info("token issue refused", zap.Error(err))
@@ -87,10 +88,10 @@ func (g *Gateway) tokenAction(w http.ResponseWriter, r *http.Request, action str
 		var err error
 		info := "activated"
 		if action == "confirm" {
-			err = g.tokens.Activate(r.Context(), u, code, ip)
+			err = g.shared.Tokens.Activate(r.Context(), u, code, ip)
 		} else {
 			info = "renewed"
-			expires, err = g.tokens.Renew(r.Context(), u, code, ip)
+			expires, err = g.shared.Tokens.Renew(r.Context(), u, code, ip)
 		}
 		g.countEnrolment(action, err)
 		if err != nil {
@@ -99,7 +100,7 @@ func (g *Gateway) tokenAction(w http.ResponseWriter, r *http.Request, action str
 		}
 		log.Info("token " + info)
 		if wantsJSON(r) {
-			st, err := g.tokens.Status(r.Context(), u)
+			st, err := g.shared.Tokens.Status(r.Context(), u)
 			if err != nil {
 				return g.refuse(w, r, gate.RefusalFor(err))
 			}
@@ -212,7 +213,7 @@ func (g *Gateway) setup(w http.ResponseWriter, r *http.Request, link string) err
 	if ref != nil {
 		return g.refuse(w, r, ref)
 	}
-	res, err := g.tokens.Setup(r.Context(), link, strings.TrimSpace(in["service_id"]), strings.TrimSpace(in["user_id"]), strings.TrimSpace(in["pin"]), clientIP(r))
+	res, err := g.shared.Tokens.Setup(r.Context(), link, strings.TrimSpace(in["service_id"]), strings.TrimSpace(in["user_id"]), strings.TrimSpace(in["pin"]), clientIP(r))
 	g.countEnrolment("setup", err)
 	if err != nil {
 		ref := g.flow.RefusalFor(err)
@@ -225,4 +226,14 @@ func (g *Gateway) setup(w http.ResponseWriter, r *http.Request, link string) err
 		return writeJSON(w, http.StatusOK, map[string]any{"secret": res.Secret, "otpauth_uri": res.URI, "qr_png": res.QRPNG, "account": res.Account})
 	}
 	return g.render(w, http.StatusOK, pages.SetupPage{Common: g.common(w, r, ""), Link: link, Secret: res.Secret, URI: res.URI, QRPNG: res.QRPNG, Account: res.Account})
+}
+
+// countEnrolment counts a token page's action (issue, setup, confirm,
+// renew) that ended with err, nil when it succeeded.
+func (g *Gateway) countEnrolment(action string, err error) {
+	result := "ok"
+	if err != nil {
+		result = g.flow.RefusalFor(err).Code
+	}
+	app.CountEnrolment(action, result)
 }

@@ -25,6 +25,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
+	"github.com/otpgate/otpgate/internal/app"
 )
 
 // Issue 6, class 5: the gateway in front of a real legacy server. The test
@@ -237,9 +238,9 @@ const tomcatRules = `rule token_management {
 func newTomcatEnv(t *testing.T, tc *tomcat) *env {
 	t.Helper()
 	e := &env{t: t, bankURL: "http://" + tc.addr, dir: t.TempDir(), clock: &fakeClock{t: time.Now()}}
-	prev := now
-	now = e.clock.Now
-	t.Cleanup(func() { now = prev })
+	prev := app.Now
+	app.Now = e.clock.Now
+	t.Cleanup(func() { app.Now = prev })
 	e.tester = caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
 	e.tester.InitServer(e.caddyfile(envOptions{Extra: tomcatRules}), "caddyfile")
 	if t.Failed() {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/otpgate/otpgate/internal/app"
 	"github.com/otpgate/otpgate/policy"
 )
 
@@ -18,7 +19,7 @@ func validGateway() *Gateway {
 		Rules:    []policy.Rule{{Kind: policy.Transfer, Paths: []string{"/transfer/execute"}}},
 	}
 	g.SecretKey = "{env.OTPGATE_SECRET_KEY}"
-	g.Mail = &MailConfig{From: "otp@bank.example.jp", Dir: "mail"}
+	g.Mail = &app.MailConfig{From: "otp@bank.example.jp", Dir: "mail"}
 	return g
 }
 
@@ -35,25 +36,25 @@ func TestValidate(t *testing.T) {
 	}{
 		{"valid", func(*Gateway) {}, ""},
 		{"smtp starttls", func(g *Gateway) {
-			g.Mail = &MailConfig{From: "otp@bank.example.jp", SMTP: &SMTPConfig{Address: "smtp.example.jp:587"}}
+			g.Mail = &app.MailConfig{From: "otp@bank.example.jp", SMTP: &app.SMTPConfig{Address: "smtp.example.jp:587"}}
 		}, ""},
 		{"smtp none on loopback", func(g *Gateway) {
-			g.Mail = &MailConfig{From: "otp@bank.example.jp", SMTP: &SMTPConfig{Address: "127.0.0.1:25", TLS: "none"}}
+			g.Mail = &app.MailConfig{From: "otp@bank.example.jp", SMTP: &app.SMTPConfig{Address: "127.0.0.1:25", TLS: "none"}}
 		}, ""},
 		{"smtp none to a remote relay", func(g *Gateway) {
-			g.Mail = &MailConfig{From: "otp@bank.example.jp", SMTP: &SMTPConfig{Address: "smtp.example.jp:25", TLS: "none"}}
+			g.Mail = &app.MailConfig{From: "otp@bank.example.jp", SMTP: &app.SMTPConfig{Address: "smtp.example.jp:25", TLS: "none"}}
 		}, `smtp smtp.example.jp:25: tls "none" is allowed only for a relay on the loopback interface`},
 		{"smtp tls maybe", func(g *Gateway) {
-			g.Mail = &MailConfig{From: "otp@bank.example.jp", SMTP: &SMTPConfig{Address: "smtp.example.jp:587", TLS: "maybe"}}
+			g.Mail = &app.MailConfig{From: "otp@bank.example.jp", SMTP: &app.SMTPConfig{Address: "smtp.example.jp:587", TLS: "maybe"}}
 		}, `unknown tls mode "maybe"`},
 		{"smtp without a host", func(g *Gateway) {
-			g.Mail = &MailConfig{From: "otp@bank.example.jp", SMTP: &SMTPConfig{Address: ":587"}}
+			g.Mail = &app.MailConfig{From: "otp@bank.example.jp", SMTP: &app.SMTPConfig{Address: ":587"}}
 		}, "want host:port"},
 		{"smtp port 0", func(g *Gateway) {
-			g.Mail = &MailConfig{From: "otp@bank.example.jp", SMTP: &SMTPConfig{Address: "smtp.example.jp:0"}}
+			g.Mail = &app.MailConfig{From: "otp@bank.example.jp", SMTP: &app.SMTPConfig{Address: "smtp.example.jp:0"}}
 		}, "want host:port"},
 		{"no mail", func(g *Gateway) { g.Mail = nil }, "mail is required"},
-		{"mail dir and smtp", func(g *Gateway) { g.Mail.SMTP = &SMTPConfig{Address: "smtp.example.jp:587"} }, "either dir or smtp"},
+		{"mail dir and smtp", func(g *Gateway) { g.Mail.SMTP = &app.SMTPConfig{Address: "smtp.example.jp:587"} }, "either dir or smtp"},
 		{"bad sender", func(g *Gateway) { g.Mail.From = "otp at bank" }, `mail_from "otp at bank": invalid sender address`},
 		{"no sender", func(g *Gateway) { g.Mail.From = "" }, "no sender address"},
 		{"digits 7", func(g *Gateway) { g.Digits = 7 }, "digits 7 must be 6 or 8"},

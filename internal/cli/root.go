@@ -23,9 +23,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/otpgate/otpgate/internal/app"
 	"github.com/spf13/cobra"
-
-	"github.com/otpgate/otpgate/caddymodule"
 )
 
 // removedCommands are Caddy's commands otpgate does not offer, with why.
@@ -145,7 +144,7 @@ func checkOnly(cmd *cobra.Command) {
 	cmd.Long = strings.TrimSpace(cmd.Long) + "\n\nThe otpgate stores are not opened: validate works beside the running gateway, and\n" +
 		"creates no database file. Keys, mail settings and rules are checked as at load."
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		return caddymodule.CheckOnly(func() error { return run(cmd, args) })
+		return app.CheckOnly(func() error { return run(cmd, args) })
 	}
 }
 

@@ -13,10 +13,10 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
-	"github.com/otpgate/otpgate/caddymodule"
 	"github.com/otpgate/otpgate/internal/store"
 	"github.com/otpgate/otpgate/internal/store/boltstore"
 	"github.com/otpgate/otpgate/internal/store/etcdstore"
+	"github.com/otpgate/otpgate/internal/storemodule"
 )
 
 // "otpgate store copy" moves an installation from one store to another,
@@ -110,10 +110,10 @@ func openNamedStore(name string, ef etcdFlags) (store.Store, error) {
 		}
 		return db, nil
 	case "etcd":
-		e := &caddymodule.EtcdStore{Endpoints: strings.Split(where, ","), Prefix: ef.prefix,
+		e := &storemodule.EtcdStore{Endpoints: strings.Split(where, ","), Prefix: ef.prefix,
 			Username: "{env.OTPGATE_ETCD_USERNAME}", Password: "{env.OTPGATE_ETCD_PASSWORD}"}
 		if ef.ca != "" || ef.cert != "" || ef.key != "" {
-			e.TLS = &caddymodule.EtcdTLS{CA: ef.ca, Cert: ef.cert, Key: ef.key}
+			e.TLS = &storemodule.EtcdTLS{CA: ef.ca, Cert: ef.cert, Key: ef.key}
 		}
 		if err := e.Provision(caddy.Context{}); err != nil {
 			return nil, err

@@ -1,4 +1,4 @@
-package caddymodule
+package app
 
 import (
 	"context"
@@ -124,9 +124,9 @@ const maxUserAgent = 256
 
 type clientKey struct{}
 
-// withClient makes ip and userAgent the client of the store calls made
+// WithClient makes ip and userAgent the client of the store calls made
 // with the returned context.
-func withClient(ctx context.Context, ip, userAgent string) context.Context {
+func WithClient(ctx context.Context, ip, userAgent string) context.Context {
 	if len(userAgent) > maxUserAgent {
 		userAgent = strings.ToValidUTF8(userAgent[:maxUserAgent], "")
 	}

@@ -1,4 +1,4 @@
-package caddymodule
+package app
 
 import (
 	"errors"
@@ -17,12 +17,12 @@ import (
 //	otpgate registered-import --file customers.csv --by <administrator>
 
 // registered imports the customer file in the request body.
-func (adminAPI) registered(w http.ResponseWriter, r *http.Request, st *storeState) error {
+func (adminAPI) registered(w http.ResponseWriter, r *http.Request, st *State) error {
 	by := strings.TrimSpace(r.URL.Query().Get("by"))
 	if by == "" {
 		return apiErr(http.StatusBadRequest, "by is required: name the administrator for the audit trail")
 	}
-	res, err := st.tokens.ImportRegistered(r.Context(), r.Body, by)
+	res, err := st.Tokens.ImportRegistered(r.Context(), r.Body, by)
 	switch {
 	case errors.Is(err, store.ErrUnavailable):
 		return apiErr(http.StatusServiceUnavailable, "%v", err)

@@ -1,4 +1,4 @@
-package caddymodule
+package app
 
 import (
 	"context"
@@ -94,7 +94,7 @@ func storeErr(doing string, err error) error {
 // before the apps of a configuration load, and a load that then fails
 // leaves the endpoint provisioned in it while the previous configuration
 // keeps running, so only the active context names the app in charge.
-func (adminAPI) handle(method string, fn func(http.ResponseWriter, *http.Request, *storeState) error) func(http.ResponseWriter, *http.Request) error {
+func (adminAPI) handle(method string, fn func(http.ResponseWriter, *http.Request, *State) error) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		if r.Method != method {
 			return apiErr(http.StatusMethodNotAllowed, "method %s not allowed; use %s", r.Method, method)
@@ -109,13 +109,13 @@ func (adminAPI) handle(method string, fn func(http.ResponseWriter, *http.Request
 		}
 		// Every audit record written for the call names the administrator's
 		// address as customers' are named.
-		r = r.WithContext(withClient(r.Context(), adminClientIP(r), r.UserAgent()))
+		r = r.WithContext(WithClient(r.Context(), adminClientIP(r), r.UserAgent()))
 		return fn(w, r, st)
 	}
 }
 
-func (adminAPI) tokens(w http.ResponseWriter, r *http.Request, st *storeState) error {
-	recs, err := st.tokens.List(r.Context(), r.URL.Query().Get("service"))
+func (adminAPI) tokens(w http.ResponseWriter, r *http.Request, st *State) error {
+	recs, err := st.Tokens.List(r.Context(), r.URL.Query().Get("service"))
 	if err != nil {
 		return storeErr("listing tokens", err)
 	}
@@ -126,18 +126,18 @@ func (adminAPI) tokens(w http.ResponseWriter, r *http.Request, st *storeState) e
 	return writeAdminJSON(w, out)
 }
 
-func (adminAPI) token(w http.ResponseWriter, r *http.Request, st *storeState) error {
+func (adminAPI) token(w http.ResponseWriter, r *http.Request, st *State) error {
 	q := r.URL.Query()
 	if q.Get("service") == "" || q.Get("user") == "" {
 		return apiErr(http.StatusBadRequest, "service and user query parameters are required")
 	}
 	// A customer without a record is shown in state none: the helpdesk
 	// learns they never enrolled, and whether their service requires OTP.
-	rec, err := st.tokens.Get(r.Context(), token.User{Service: q.Get("service"), ID: q.Get("user")})
+	rec, err := st.Tokens.Get(r.Context(), token.User{Service: q.Get("service"), ID: q.Get("user")})
 	if err != nil {
 		return storeErr("loading token", err)
 	}
-	required, err := st.tokens.ServiceRequiresOTP(r.Context(), q.Get("service"))
+	required, err := st.Tokens.ServiceRequiresOTP(r.Context(), q.Get("service"))
 	if err != nil {
 		return storeErr("loading service", err)
 	}
@@ -149,8 +149,8 @@ func (adminAPI) token(w http.ResponseWriter, r *http.Request, st *storeState) er
 // known answers 404 if the gateway knows nothing of u, for a change that
 // needs a customer: for one without a record the token lifecycle returns a
 // fresh record in state none, with nothing else in it.
-func known(ctx context.Context, st *storeState, u token.User) error {
-	rec, err := st.tokens.Get(ctx, u)
+func known(ctx context.Context, st *State, u token.User) error {
+	rec, err := st.Tokens.Get(ctx, u)
 	if err != nil {
 		return storeErr("loading token", err)
 	}
@@ -162,8 +162,8 @@ func known(ctx context.Context, st *storeState, u token.User) error {
 
 // tokenView is what an administrator sees of a record: state and dates,
 // never the secret, PIN hash or link.
-func (st *storeState) tokenView(r *token.Record) map[string]any {
-	s := st.tokens.StatusOf(r)
+func (st *State) tokenView(r *token.Record) map[string]any {
+	s := st.Tokens.StatusOf(r)
 	return map[string]any{
 		"service": r.Service, "user": r.User, "state": s.State, "locked": s.Locked, "failures": r.Failures,
 		"email": token.MaskEmail(r.Email), "issued_at": r.IssuedAt, "activated_at": r.ActivatedAt, "expires": r.Expires,
@@ -171,8 +171,8 @@ func (st *storeState) tokenView(r *token.Record) map[string]any {
 	}
 }
 
-func (adminAPI) change(action string) func(http.ResponseWriter, *http.Request, *storeState) error {
-	return func(w http.ResponseWriter, r *http.Request, st *storeState) error {
+func (adminAPI) change(action string) func(http.ResponseWriter, *http.Request, *State) error {
+	return func(w http.ResponseWriter, r *http.Request, st *State) error {
 		var in struct{ Service, User, By string }
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&in); err != nil {
 			return apiErr(http.StatusBadRequest, "request body must be JSON {\"service\",\"user\",\"by\"}: %v", err)
@@ -189,14 +189,14 @@ func (adminAPI) change(action string) func(http.ResponseWriter, *http.Request, *
 		case "reset":
 			// A reset of a customer the gateway knows nothing of is still
 			// recorded: the bank's paper procedure happened.
-			err = st.tokens.Reset(r.Context(), u, in.By, adminClientIP(r))
+			err = st.Tokens.Reset(r.Context(), u, in.By, adminClientIP(r))
 		case "unlock":
 			if err := known(r.Context(), st, u); err != nil {
 				return err
 			}
-			err = st.tokens.Unlock(r.Context(), u, in.By, adminClientIP(r))
+			err = st.Tokens.Unlock(r.Context(), u, in.By, adminClientIP(r))
 		case "require":
-			err = st.tokens.RequireOTP(r.Context(), in.Service, in.By)
+			err = st.Tokens.RequireOTP(r.Context(), in.Service, in.By)
 		}
 		if err != nil {
 			return storeErr(action, err)
@@ -205,12 +205,12 @@ func (adminAPI) change(action string) func(http.ResponseWriter, *http.Request, *
 	}
 }
 
-func (adminAPI) rekey(w http.ResponseWriter, r *http.Request, st *storeState) error {
+func (adminAPI) rekey(w http.ResponseWriter, r *http.Request, st *State) error {
 	var in struct{ By string }
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&in); err != nil || in.By == "" {
 		return apiErr(http.StatusBadRequest, "request body must be JSON {\"by\"} naming the administrator")
 	}
-	n, err := st.tokens.Reseal(r.Context(), in.By)
+	n, err := st.Tokens.Reseal(r.Context(), in.By)
 	if err != nil {
 		return storeErr("re-sealing secrets", err)
 	}

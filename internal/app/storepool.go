@@ -1,4 +1,4 @@
-package caddymodule
+package app
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"github.com/otpgate/otpgate/internal/gate"
 	"github.com/otpgate/otpgate/internal/outbox"
 	"github.com/otpgate/otpgate/internal/store"
+	"github.com/otpgate/otpgate/internal/storemodule"
 )
 
 // storePool keeps each open store, by pool key, for as long as any loaded
@@ -49,9 +50,10 @@ type pooledStore struct {
 	life sync.Mutex
 
 	mu     sync.Mutex
-	owners []*storeState // of started apps, oldest first
+	owners []*State // of started apps, oldest first
 	stop   context.CancelFunc
 	done   chan struct{} // closed when the worker has stopped
+	starts int           // how often the worker was started
 }
 
 // workerStopWait bounds how long stopping the worker waits for the
@@ -61,7 +63,7 @@ const workerStopWait = 10 * time.Second
 // openPooled returns the pool entry of key, opening the store of mod if no
 // loaded configuration has it open. The caller owns one reference and
 // releases it with storePool.Delete(key).
-func openPooled(key string, mod Store) (*pooledStore, error) {
+func openPooled(key string, mod storemodule.Store) (*pooledStore, error) {
 	v, _, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {
 		st, err := mod.Open()
 		if err != nil {
@@ -88,7 +90,7 @@ func openPooled(key string, mod Store) (*pooledStore, error) {
 
 // own makes st, of an app that has started, the store's newest owner, and
 // starts the worker if it is not running.
-func (p *pooledStore) own(st *storeState) {
+func (p *pooledStore) own(st *State) {
 	p.life.Lock()
 	defer p.life.Unlock()
 	p.mu.Lock()
@@ -97,13 +99,14 @@ func (p *pooledStore) own(st *storeState) {
 	if p.stop == nil {
 		ctx, cancel := context.WithCancel(context.Background())
 		p.stop, p.done = cancel, make(chan struct{})
+		p.starts++
 		go p.work(ctx, p.done)
 	}
 }
 
 // disown removes st, of an app that stops. The last owner stops the worker
 // first, waiting for it, so that no round runs without an owner.
-func (p *pooledStore) disown(st *storeState) {
+func (p *pooledStore) disown(st *State) {
 	p.life.Lock()
 	defer p.life.Unlock()
 	p.mu.Lock()
@@ -113,7 +116,7 @@ func (p *pooledStore) disown(st *storeState) {
 		p.halt()
 	}
 	p.mu.Lock()
-	p.owners = slices.DeleteFunc(p.owners, func(x *storeState) bool { return x == st })
+	p.owners = slices.DeleteFunc(p.owners, func(x *State) bool { return x == st })
 	p.mu.Unlock()
 }
 
@@ -135,7 +138,7 @@ func (p *pooledStore) halt() {
 }
 
 // owner is the newest owner, nil if no started app uses the store.
-func (p *pooledStore) owner() *storeState {
+func (p *pooledStore) owner() *State {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.owners) == 0 {
@@ -221,7 +224,7 @@ func (p *pooledStore) lead(ctx context.Context) {
 		case <-t.C:
 		}
 		if st := p.owner(); st != nil {
-			st.sweep(ctx)
+			st.Sweep(ctx)
 		}
 	}
 }
@@ -254,3 +257,39 @@ const (
 	sweepBatch  = 500
 	sweepRounds = 100
 )
+
+// Worker is what a store's background worker is doing, for diagnostics.
+type Worker struct {
+	// Running is true while the worker runs (on a store of several nodes,
+	// also while it campaigns for the lead).
+	Running bool
+	// Starts counts how often it was started since the store was opened:
+	// a reload hands it over without a new start.
+	Starts int
+	// Owners are the started configurations using the store.
+	Owners int
+	// Current is true when the state asked is the newest owner's, whose
+	// settings the worker sweeps and mails with.
+	Current bool
+	// Mail is what the outbox sender did since the store was opened.
+	Mail outbox.Stats
+}
+
+// Worker reports the store's background worker as st sees it.
+func (st *State) Worker() Worker {
+	p := st.pooled
+	if p == nil {
+		return Worker{}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return Worker{Running: p.stop != nil, Starts: p.starts, Owners: len(p.owners),
+		Current: len(p.owners) > 0 && p.owners[len(p.owners)-1] == st, Mail: p.sender.Stats()}
+}
+
+// Opened says how many loaded configurations hold the store of key open;
+// 0 when it is closed.
+func Opened(key string) int {
+	n, _ := storePool.References(key)
+	return n
+}

@@ -1,7 +1,8 @@
-package caddymodule
+package app
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -156,4 +157,17 @@ func publish(r *audit.Record) {
 	default:
 		metrics.eventsDropped.Inc()
 	}
+}
+
+// Events are the names of the Caddy events the gateway publishes, each
+// once.
+func Events() []string {
+	var names []string
+	for _, n := range eventNames {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names
 }

@@ -1,4 +1,8 @@
-package caddymodule
+// Package storemodule holds the modules of the otpgate.stores namespace:
+// where the gateway keeps its state (bbolt, for one node; etcd, for
+// several), as the otpgate app opens it. The stores themselves are plain
+// Go under internal/store.
+package storemodule
 
 import (
 	"fmt"
@@ -8,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/otpgate/otpgate/internal/caddyconf"
 	"github.com/otpgate/otpgate/internal/store"
 	"github.com/otpgate/otpgate/internal/store/boltstore"
 )
@@ -21,7 +26,7 @@ func init() {
 type Store interface {
 	// PoolKey names what Open opens, the same in every configuration
 	// load: handlers and loads whose stores have one key share one open
-	// store (storePool), so a reload never opens it a second time.
+	// store (the otpgate app's store pool), so a reload never opens it a second time.
 	PoolKey() string
 	// Open opens the store. It is called once per key for as long as
 	// any loaded configuration uses it.
@@ -90,7 +95,7 @@ func (b *BoltStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if b.Path != "" {
 				return d.Errf("store bbolt: path given twice")
 			}
-			if err := oneArg(d, &b.Path); err != nil {
+			if err := caddyconf.OneArg(d, &b.Path); err != nil {
 				return err
 			}
 		default:

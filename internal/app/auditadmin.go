@@ -1,4 +1,4 @@
-package caddymodule
+package app
 
 import (
 	"encoding/json"
@@ -27,7 +27,7 @@ const auditNextHeader = "Otpgate-Next-Cursor"
 // the cursor of the next (after=<cursor> asks for it); without, every
 // record, streamed. The trail is read a page at a time with no read
 // transaction held while a slow client takes the answer.
-func (adminAPI) audit(w http.ResponseWriter, r *http.Request, st *storeState) error {
+func (adminAPI) audit(w http.ResponseWriter, r *http.Request, st *State) error {
 	q := r.URL.Query()
 	f := audit.Filter{Service: q.Get("service"), User: q.Get("user")}
 	for name, t := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
@@ -82,7 +82,7 @@ func (adminAPI) audit(w http.ResponseWriter, r *http.Request, st *storeState) er
 	}
 
 	if limit == 0 {
-		err := audit.Query(r.Context(), st.store, f, write)
+		err := audit.Query(r.Context(), st.Store, f, write)
 		if err == nil && flush != nil {
 			err = flush()
 		}
@@ -91,7 +91,7 @@ func (adminAPI) audit(w http.ResponseWriter, r *http.Request, st *storeState) er
 		}
 		return nil
 	}
-	recs, next, err := audit.QueryPage(r.Context(), st.store, f, q.Get("after"), limit)
+	recs, next, err := audit.QueryPage(r.Context(), st.Store, f, q.Get("after"), limit)
 	if err != nil {
 		return storeErr("exporting audit trail", err)
 	}
@@ -121,12 +121,12 @@ const maxHeld = 1000
 // held lists the operations waiting for a code, of one service (service=)
 // and one customer (user=, with service), as JSON {"held", "more"}: their
 // ID, customer, kind, rule, expiry and request digest, never the request.
-func (adminAPI) held(w http.ResponseWriter, r *http.Request, st *storeState) error {
+func (adminAPI) held(w http.ResponseWriter, r *http.Request, st *State) error {
 	q := r.URL.Query()
 	if q.Get("user") != "" && q.Get("service") == "" {
 		return apiErr(http.StatusBadRequest, "user needs service: a user ID is unique within its service")
 	}
-	list, more, err := st.challenges.List(r.Context(), q.Get("service"), q.Get("user"), maxHeld)
+	list, more, err := st.Challenges.List(r.Context(), q.Get("service"), q.Get("user"), maxHeld)
 	if err != nil {
 		return storeErr("listing held operations", err)
 	}
@@ -139,8 +139,8 @@ func (adminAPI) held(w http.ResponseWriter, r *http.Request, st *storeState) err
 // auditVerify walks the audit trail and its tamper-evident chain and
 // answers the report: how many records, how many linked, the head's hash,
 // and each record changed, deleted or inserted since it was linked.
-func (adminAPI) auditVerify(w http.ResponseWriter, r *http.Request, st *storeState) error {
-	rep, err := audit.Verify(r.Context(), st.store)
+func (adminAPI) auditVerify(w http.ResponseWriter, r *http.Request, st *State) error {
+	rep, err := audit.Verify(r.Context(), st.Store)
 	if err != nil {
 		return storeErr("verifying the audit trail", err)
 	}

@@ -1,4 +1,4 @@
-package caddymodule
+package app
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"github.com/otpgate/otpgate/internal/mail"
 	"github.com/otpgate/otpgate/internal/outbox"
 	"github.com/otpgate/otpgate/internal/store"
+	"github.com/otpgate/otpgate/internal/storemodule"
 )
 
 // A store opened by several configurations is opened once and has one
@@ -20,7 +21,7 @@ import (
 // app and the running one mails again, and the worker stops with its last
 // owner, before the store closes.
 func TestStorePoolHandsTheWorkerOver(t *testing.T) {
-	mod := &BoltStore{Path: filepath.Join(t.TempDir(), "otpgate.db")}
+	mod := &storemodule.BoltStore{Path: filepath.Join(t.TempDir(), "otpgate.db")}
 	if err := mod.Provision(caddy.Context{}); err != nil {
 		t.Fatal(err)
 	}
@@ -42,9 +43,9 @@ func TestStorePoolHandsTheWorkerOver(t *testing.T) {
 		t.Error("a notice was delivered with no started configuration on the store")
 	}
 	dirs := []string{t.TempDir(), t.TempDir()}
-	var states []*storeState
+	var states []*State
 	for _, d := range dirs {
-		states = append(states, &storeState{key: key, pooled: p, store: p.store, sweepEvery: time.Hour,
+		states = append(states, &State{key: key, pooled: p, Store: p.store, sweepEvery: time.Hour,
 			mailer: mailNotifier{sender: &mail.Dir{Path: d, From: "otp@bank.example"}, issuer: "bank", from: "otp@bank.example"}})
 	}
 	mails := func(dir string) int {

@@ -1,4 +1,4 @@
-package caddymodule
+package app
 
 import (
 	"context"
@@ -42,10 +42,10 @@ func formatRetention(d time.Duration) string {
 	return d.String()
 }
 
-// chainSettle is how old a record must be before the worker links it
+// ChainSettle is how old a record must be before the worker links it
 // into the chain: time for transactions still committing records with
 // earlier times, and for the clocks of gateways sharing a store to differ.
-const chainSettle = time.Minute
+const ChainSettle = time.Minute
 
 // chainBatches bounds the linking transactions of one worker round.
 const chainBatches = 50
@@ -53,15 +53,15 @@ const chainBatches = 50
 // auditUpkeep is the audit trail's part of a worker round: settled records
 // linked into the tamper-evident chain, then those past audit_retention
 // deleted.
-func (st *storeState) auditUpkeep(ctx context.Context) {
-	st.chainAudit(ctx)
-	st.pruneAudit(ctx)
+func (st *State) auditUpkeep(ctx context.Context) {
+	st.ChainAudit(ctx)
+	st.PruneAudit(ctx)
 }
 
-// chainAudit links the settled records into the chain and logs its head,
+// ChainAudit links the settled records into the chain and logs its head,
 // which a copy kept outside the store (the shipped log) anchors.
-func (st *storeState) chainAudit(ctx context.Context) {
-	n, head, err := audit.Chain(ctx, st.store, now().Add(-chainSettle), chainBatches)
+func (st *State) ChainAudit(ctx context.Context) {
+	n, head, err := audit.Chain(ctx, st.Store, Now().Add(-ChainSettle), chainBatches)
 	switch {
 	case err != nil:
 		st.logger.Warn("linking audit records into the chain", zap.Int("linked", n), zap.Error(err))
@@ -70,14 +70,14 @@ func (st *storeState) chainAudit(ctx context.Context) {
 	}
 }
 
-// pruneAudit deletes the audit records older than the store's
+// PruneAudit deletes the audit records older than the store's
 // audit_retention, a bounded part of them a round: the next round goes on.
 // done says none is left.
-func (st *storeState) pruneAudit(ctx context.Context) (done bool) {
+func (st *State) PruneAudit(ctx context.Context) (done bool) {
 	if st.retention <= 0 {
 		return true
 	}
-	n, done, err := audit.Prune(ctx, st.store, now().Add(-st.retention), auditPruning)
+	n, done, err := audit.Prune(ctx, st.Store, Now().Add(-st.retention), auditPruning)
 	metrics.auditPruned.Add(float64(n))
 	switch {
 	case err != nil:

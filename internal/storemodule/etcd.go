@@ -1,4 +1,4 @@
-package caddymodule
+package storemodule
 
 import (
 	"crypto/tls"
@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"go.uber.org/zap"
 
+	"github.com/otpgate/otpgate/internal/caddyconf"
 	"github.com/otpgate/otpgate/internal/store"
 	"github.com/otpgate/otpgate/internal/store/etcdstore"
 )
@@ -222,17 +223,17 @@ func (e *EtcdStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("store etcd: endpoints: want the cluster's client URLs, e.g. http://127.0.0.1:2379")
 			}
 		case "prefix":
-			err = oneArg(d, &e.Prefix)
+			err = caddyconf.OneArg(d, &e.Prefix)
 		case "username":
-			err = oneArg(d, &e.Username)
+			err = caddyconf.OneArg(d, &e.Username)
 		case "password":
-			err = oneArg(d, &e.Password)
+			err = caddyconf.OneArg(d, &e.Password)
 		case "dial_timeout":
-			err = durationArg(d, &e.DialTimeout)
+			err = caddyconf.DurationArg(d, &e.DialTimeout)
 		case "request_timeout":
-			err = durationArg(d, &e.RequestTimeout)
+			err = caddyconf.DurationArg(d, &e.RequestTimeout)
 		case "election_ttl":
-			err = durationArg(d, &e.ElectionTTL)
+			err = caddyconf.DurationArg(d, &e.ElectionTTL)
 		case "tls":
 			err = e.parseTLS(d)
 		default:
@@ -257,11 +258,11 @@ func (e *EtcdStore) parseTLS(d *caddyfile.Dispenser) error {
 		var err error
 		switch d.Val() {
 		case "ca":
-			err = oneArg(d, &e.TLS.CA)
+			err = caddyconf.OneArg(d, &e.TLS.CA)
 		case "cert":
-			err = oneArg(d, &e.TLS.Cert)
+			err = caddyconf.OneArg(d, &e.TLS.Cert)
 		case "key":
-			err = oneArg(d, &e.TLS.Key)
+			err = caddyconf.OneArg(d, &e.TLS.Key)
 		default:
 			return d.Errf("store etcd: tls: unrecognized option %q (want ca, cert or key)", d.Val())
 		}

@@ -1,4 +1,4 @@
-package caddymodule
+package app
 
 import (
 	"context"
@@ -134,37 +134,33 @@ func (a *App) registerMetrics(reg prometheus.Registerer) error {
 	return metrics.register(reg)
 }
 
-// flowMetrics counts what the request flow decided (gate.Observer).
-type flowMetrics struct{}
+// FlowMetrics counts what the request flow decided (gate.Observer).
+type FlowMetrics struct{}
 
-func (flowMetrics) Decided(kind, outcome string) {
+func (FlowMetrics) Decided(kind, outcome string) {
 	metrics.operations.WithLabelValues(kind, outcome).Inc()
 }
 
-func (flowMetrics) CodeChecked(result string) {
+func (FlowMetrics) CodeChecked(result string) {
 	metrics.codeChecks.WithLabelValues(result).Inc()
 }
 
-func (flowMetrics) Released(kind, outcome string, took time.Duration) {
+func (FlowMetrics) Released(kind, outcome string, took time.Duration) {
 	metrics.releases.WithLabelValues(kind, outcome).Inc()
 	metrics.releaseTime.WithLabelValues(kind).Observe(took.Seconds())
 }
 
-// countRefusal counts a refusal answered to a client.
-func countRefusal(ref *gate.Refusal) {
+// CountRefusal counts a refusal answered to a client.
+func CountRefusal(ref *gate.Refusal) {
 	metrics.refusals.WithLabelValues(ref.Code).Inc()
 }
 
 // enrolSteps name the token pages' actions as metric steps.
 var enrolSteps = map[string]string{"issue": "issue", "setup": "setup", "confirm": "activate", "renew": "renew"}
 
-// countEnrolment counts a token page's action (issue, setup, confirm,
-// renew) that ended with err, nil when it succeeded.
-func (g *Gateway) countEnrolment(action string, err error) {
-	result := "ok"
-	if err != nil {
-		result = g.flow.RefusalFor(err).Code
-	}
+// CountEnrolment counts a token page's action (issue, setup, confirm,
+// renew) and its result: ok, or the refusal's code.
+func CountEnrolment(action, result string) {
 	metrics.enrolment.WithLabelValues(enrolSteps[action], result).Inc()
 }
 
@@ -199,7 +195,7 @@ const actorCustomer = "customer"
 // store's outbox sender did since the store was opened. Reading a store is
 // bounded — held operations are counted from at most pendingScanLimit
 // customers' lists, each store read under a deadline — and cached for
-// scrapeCacheFor, so frequent scrapes cost one read.
+// ScrapeCacheFor, so frequent scrapes cost one read.
 type scrapeCollector struct {
 	pending, pendingCapped       *prometheus.Desc
 	outboxQueued, outboxRetrying *prometheus.Desc
@@ -221,9 +217,9 @@ type storeReading struct {
 	sent          outbox.Stats
 }
 
-// scrapeCacheFor is how long one read of the stores answers scrapes
+// ScrapeCacheFor is how long one read of the stores answers scrapes
 // (several Prometheus servers scrape one gateway); tests set it to 0.
-var scrapeCacheFor = 5 * time.Second
+var ScrapeCacheFor = 5 * time.Second
 
 const (
 	// scrapeReadFor bounds one read of a store.
@@ -262,7 +258,7 @@ func (c *scrapeCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *scrapeCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	t := time.Now()
-	if t.Sub(c.at) >= scrapeCacheFor {
+	if t.Sub(c.at) >= ScrapeCacheFor {
 		c.cached, c.at = readStores(), t
 	}
 	readings := c.cached
@@ -306,7 +302,7 @@ func readStores() []storeReading {
 		ctx, cancel := context.WithTimeout(context.Background(), scrapeReadFor)
 		defer cancel()
 		if st := p.owner(); st != nil {
-			n, complete, err := st.challenges.CountWaiting(ctx, pendingScanLimit)
+			n, complete, err := st.Challenges.CountWaiting(ctx, pendingScanLimit)
 			if err != nil {
 				p.logger.Debug("counting held operations for metrics", zap.Error(err))
 			}
@@ -322,3 +318,7 @@ func readStores() []storeReading {
 	})
 	return out
 }
+
+// Collectors are the process's collectors, whose families the README's
+// metrics table lists.
+func Collectors() []prometheus.Collector { return metrics.collectors() }

@@ -1,4 +1,4 @@
-package caddymodule
+package app
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/otpgate/otpgate/internal/outbox"
 	"github.com/otpgate/otpgate/internal/store"
+	"github.com/otpgate/otpgate/internal/storemodule"
 )
 
 // checking is set while "otpgate validate" provisions a configuration:
@@ -32,7 +33,7 @@ func CheckOnly(check func() error) error {
 
 // pool returns the pool entry of key for the app: the open store, or,
 // while checking, a stand-in that opens nothing.
-func (a *App) pool(key string, mod Store) (*pooledStore, error) {
+func (a *App) pool(key string, mod storemodule.Store) (*pooledStore, error) {
 	if !a.checking {
 		return openPooled(key, mod)
 	}

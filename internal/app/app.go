@@ -1,4 +1,12 @@
-package caddymodule
+// Package app is the otpgate Caddy app (apps.otpgate, the global option
+// otpgate): the one owner, per store, of what every otpgate handler on the
+// store shares — the open store, the sealer, the token and held-operation
+// managers, the mailer, the per-session locks — and of the store's one
+// background worker (sweeps, renewal reminders, the mail outbox). It also
+// serves the bank's admin API, the Prometheus collectors and the Caddy
+// events of the audit trail. The request flow is internal/gate's, the
+// handler caddymodule's.
+package app
 
 import (
 	"bytes"
@@ -16,8 +24,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/otpgate/otpgate/internal/challenge"
+	"github.com/otpgate/otpgate/internal/gate"
 	"github.com/otpgate/otpgate/internal/seal"
 	"github.com/otpgate/otpgate/internal/store"
+	"github.com/otpgate/otpgate/internal/storemodule"
 	"github.com/otpgate/otpgate/internal/token"
 )
 
@@ -55,8 +65,8 @@ type App struct {
 	// provisioned, and only read once it runs (by the admin API and the
 	// metrics, after Caddy has made it the active configuration under its
 	// own lock), so they need no lock of their own.
-	states map[string]*storeState // by pool key
-	order  []string               // pool keys, in the order added
+	states map[string]*State // by pool key
+	order  []string          // pool keys, in the order added
 }
 
 // CaddyModule returns the Caddy module information.
@@ -77,7 +87,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.events = events
-	a.states = map[string]*storeState{}
+	a.states = map[string]*State{}
 	for i, s := range a.Stores {
 		mod, err := s.storeModule(ctx)
 		if err == nil && mod == nil {
@@ -143,13 +153,13 @@ func (a *App) Cleanup() error {
 	return errors.Join(errs...)
 }
 
-// storeFor returns the state of the store that s names, opening it with
+// StoreFor returns the state of the store that s names, opening it with
 // s's settings if the app has none for it yet. A handler that names no
 // store gets the app's only store, or otpgate.db when the app has none.
 // Settings given for a store the app already has must be the same as its
 // own: two handlers (or a handler and the global option) that configure
 // one store differently are refused, naming the options that differ.
-func (a *App) storeFor(ctx caddy.Context, s *StoreSettings) (*storeState, error) {
+func (a *App) StoreFor(ctx caddy.Context, s *StoreSettings) (*State, error) {
 	mod, err := s.storeModule(ctx)
 	if err != nil {
 		return nil, err
@@ -187,7 +197,7 @@ func (a *App) storeFor(ctx caddy.Context, s *StoreSettings) (*storeState, error)
 
 // state returns the state of the store with pool key key, or of the only
 // store when key is empty, for the admin API.
-func (a *App) state(key string) (*storeState, error) {
+func (a *App) state(key string) (*State, error) {
 	if key == "" && len(a.order) == 1 {
 		key = a.order[0]
 	}
@@ -204,7 +214,7 @@ func (a *App) state(key string) (*storeState, error) {
 }
 
 // open opens the store of mod, configured by s, and adds its state.
-func (a *App) open(mod Store, s *StoreSettings) (*storeState, error) {
+func (a *App) open(mod storemodule.Store, s *StoreSettings) (*State, error) {
 	written, err := s.written()
 	if err != nil {
 		return nil, err
@@ -230,7 +240,7 @@ func (a *App) open(mod Store, s *StoreSettings) (*storeState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("otpgate: opening token store: %v", err)
 	}
-	st := &storeState{key: key, pooled: pooled, store: pooled.store, sealer: sealer, mailer: mailer, contact: s.Contact,
+	st := &State{key: key, pooled: pooled, Store: pooled.store, Sealer: sealer, mailer: mailer, Contact: s.Contact,
 		written: written, sweepEvery: every, logger: a.logger.With(zap.String("store", key))}
 	st.retention = time.Duration(s.AuditRetention)
 	if err := st.manage(s.tokenConfig(), time.Duration(s.ChallengeLifetime)); err != nil {
@@ -244,9 +254,13 @@ func (a *App) open(mod Store, s *StoreSettings) (*storeState, error) {
 	return st, nil
 }
 
+// Now is the clock of every lifecycle (tokens, held operations, sessions,
+// audit upkeep); tests replace it.
+var Now = time.Now
+
 // defaultStore is the store of a configuration that names none.
-func defaultStore(ctx caddy.Context) (Store, error) {
-	b := new(BoltStore)
+func defaultStore(ctx caddy.Context) (storemodule.Store, error) {
+	b := new(storemodule.BoltStore)
 	return b, b.Provision(ctx)
 }
 
@@ -357,7 +371,7 @@ type StoreSettings struct {
 
 // storeModule loads the store s names: its store module, or the bbolt file
 // of Database; nil if s names none.
-func (s *StoreSettings) storeModule(ctx caddy.Context) (Store, error) {
+func (s *StoreSettings) storeModule(ctx caddy.Context) (storemodule.Store, error) {
 	switch {
 	case s.StoreRaw != nil && s.Database != "":
 		return nil, errors.New("otpgate: set either database or store, not both (database <file> is the shorthand of store bbolt { path <file> })")
@@ -366,13 +380,13 @@ func (s *StoreSettings) storeModule(ctx caddy.Context) (Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("otpgate: loading store module: %v", err)
 		}
-		mod, ok := v.(Store)
+		mod, ok := v.(storemodule.Store)
 		if !ok {
 			return nil, fmt.Errorf("otpgate: module %T is no otpgate store", v)
 		}
 		return mod, nil
 	case s.Database != "":
-		b := &BoltStore{Path: s.Database}
+		b := &storemodule.BoltStore{Path: s.Database}
 		return b, b.Provision(ctx)
 	}
 	return nil, nil
@@ -446,55 +460,99 @@ func (s *StoreSettings) openSealer(repl *caddy.Replacer) (*seal.Sealer, error) {
 	return sealer, nil
 }
 
-// storeState is one store as one configuration load uses it: the open
-// store (shared across loads through storePool) and the managers and mailer
-// made from this load's settings, which every handler on the store shares.
-type storeState struct {
+// tokenConfig is the token lifecycle's part of the configuration.
+func (c *StoreSettings) tokenConfig() token.Config {
+	tc := token.Config{
+		Issuer: c.Issuer, Period: time.Duration(c.Period), Digits: c.Digits, Algorithm: c.Algorithm, Skew: c.Skew,
+		MaxFailures: c.MaxFailures, LockDuration: time.Duration(c.LockDuration), Validity: time.Duration(c.Validity),
+		RenewWindow: time.Duration(c.RenewWindow), LinkLifetime: time.Duration(c.LinkLifetime),
+		EnrolAddress: token.EnrolAddress{Mode: token.AddressMode(c.EnrolAddress), Domains: c.EnrolDomains},
+	}
+	for _, s := range c.RequireOTP {
+		if isRequireAll(s) {
+			tc.RequireAll = true
+		} else {
+			tc.RequireServices = append(tc.RequireServices, s)
+		}
+	}
+	return tc
+}
+
+// State is one store as one configuration load uses it: the open store
+// (shared across loads through storePool) and the managers and mailer made
+// from this load's settings, which every handler on the store shares.
+type State struct {
+	// Store is the open store, timed and counted for the metrics.
+	Store store.Store
+	// Sealer seals TOTP secrets and held operations, and signs CSRF
+	// tokens.
+	Sealer *seal.Sealer
+	// Tokens and Challenges are the token lifecycle and the held
+	// operations over Store.
+	Tokens     *token.Manager
+	Challenges *challenge.Manager
+	// Contact is how customers reach the bank, shown on every page as in
+	// every mail.
+	Contact string
+
 	key        string
 	pooled     *pooledStore
-	store      store.Store
-	sealer     *seal.Sealer
-	tokens     *token.Manager
-	challenges *challenge.Manager
 	mailer     mailNotifier
-	contact    string // shown on every page, as in every mail
 	written    map[string]json.RawMessage
 	sweepEvery time.Duration
 	retention  time.Duration
 	logger     *zap.Logger
 }
 
+// Key names the store, as its module's pool key: the bbolt file's
+// absolute path, or the etcd cluster and prefix.
+func (st *State) Key() string { return st.key }
+
+// MailFrom is the address the gateway's mail comes from, shown on the
+// token page so that customers can expect it.
+func (st *State) MailFrom() string { return st.mailer.from }
+
+// Locks are the store's per-session locks (gate.SessionLocks), shared by
+// every handler on the store and across reloads; nil while a configuration
+// is only checked.
+func (st *State) Locks() *gate.SessionLocks {
+	if st.pooled == nil {
+		return nil
+	}
+	return st.pooled.locks
+}
+
 // manage makes the state's managers.
-func (st *storeState) manage(tc token.Config, lifetime time.Duration) error {
+func (st *State) manage(tc token.Config, lifetime time.Duration) error {
 	var err error
-	if st.tokens, err = token.New(st.store, st.sealer, st.mailer, tc); err != nil {
+	if st.Tokens, err = token.New(st.Store, st.Sealer, st.mailer, tc); err != nil {
 		return fmt.Errorf("otpgate: %v", err)
 	}
-	if st.challenges, err = challenge.New(st.store, st.sealer, st.tokens, challenge.Config{Lifetime: lifetime}); err != nil {
+	if st.Challenges, err = challenge.New(st.Store, st.Sealer, st.Tokens, challenge.Config{Lifetime: lifetime}); err != nil {
 		return fmt.Errorf("otpgate: %v", err)
 	}
-	clock := func() time.Time { return now() }
-	st.tokens.Now, st.challenges.Now = clock, clock
-	st.tokens.Kick = st.pooled.sender.Kick
+	clock := func() time.Time { return Now() }
+	st.Tokens.Now, st.Challenges.Now = clock, clock
+	st.Tokens.Kick = st.pooled.sender.Kick
 	return nil
 }
 
-// sweep is one round of the store's timed work: it removes paused
+// Sweep is one round of the store's timed work: it removes paused
 // operations an earlier version stored unsealed and what has expired in the
 // store (sessions, setup links), and queues renewal reminders.
-func (st *storeState) sweep(ctx context.Context) {
-	if _, err := st.challenges.DropUnsealed(ctx); err != nil {
+func (st *State) Sweep(ctx context.Context) {
+	if _, err := st.Challenges.DropUnsealed(ctx); err != nil {
 		st.logger.Warn("deleting paused operations an earlier version stored unsealed", zap.Error(err))
 	}
-	if err := sweepStore(ctx, st.store); err != nil {
+	if err := sweepStore(ctx, st.Store); err != nil {
 		st.logger.Warn("sweeping expired keys", zap.Error(err))
 	}
-	if n, err := st.tokens.Sweep(ctx); err != nil {
+	if n, err := st.Tokens.Sweep(ctx); err != nil {
 		st.logger.Warn("sweeping tokens", zap.Error(err))
 	} else if n > 0 {
 		st.logger.Info("renewal reminders queued", zap.Int("count", n))
 	}
-	if n, err := st.challenges.AuditExpired(ctx); err != nil {
+	if n, err := st.Challenges.AuditExpired(ctx); err != nil {
 		st.logger.Warn("auditing expired held operations", zap.Error(err))
 	} else if n > 0 {
 		st.logger.Info("expired held operations audited", zap.Int("count", n))
