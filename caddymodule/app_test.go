@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -83,15 +82,11 @@ func appLoad(t *testing.T, caddyfile string) (int, string) {
 	if err != nil {
 		return http.StatusBadRequest, "adapting: " + err.Error()
 	}
-	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://localhost:%d/load", adminPort), bytes.NewReader(cfg))
-	req.Header.Set("Content-Type", "application/json")
-	res, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	status, body, err := adminLoad(adminAddr(), cfg)
 	if err != nil {
 		t.Fatalf("loading config: %v", err)
 	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(b)
+	return status, body
 }
 
 // appTwoSites turns the env's one site into two site blocks, one per host

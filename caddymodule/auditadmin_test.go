@@ -140,16 +140,12 @@ func TestAuditRetentionTooShortRefused(t *testing.T) {
 			}
 			t.Fatal(err)
 		}
-		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://localhost:%d/load", adminPort), bytes.NewReader(cfg))
-		req.Header.Set("Content-Type", "application/json")
-		res, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+		status, body, err := adminLoad(adminAddr(), cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if res.StatusCode == http.StatusOK || !strings.Contains(string(b), "audit_retention 12h: want at least a day") {
-			t.Errorf("%s: %d %s; want it refused", opt.Extra, res.StatusCode, b)
+		if status == http.StatusOK || !strings.Contains(body, "audit_retention 12h: want at least a day") {
+			t.Errorf("%s: %d %s; want it refused", opt.Extra, status, body)
 		}
 	}
 }

@@ -84,7 +84,7 @@ func BenchmarkGateway(b *testing.B) {
 `, adminPort, barePort, gatePort, strings.TrimPrefix(upstream.URL, "http://"), filepath.Join(dir, "otpgate.db"), testKey,
 		filepath.Join(dir, "mail"), benchFillerRules(48))
 	tester := caddytest.NewTester(b).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
-	tester.InitServer(cfg, "caddyfile")
+	initServer(tester, cfg)
 	if b.Failed() {
 		b.FailNow()
 	}

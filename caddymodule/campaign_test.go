@@ -6,7 +6,6 @@ package caddymodule
 // (bench/README.md).
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -756,17 +755,12 @@ func campaignReloads(t *testing.T, base string, admin int, cs []*fleet.Customer,
 		if err != nil {
 			t.Fatal(err)
 		}
-		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/load", admin), bytes.NewReader(cfg))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Cache-Control", "must-revalidate")
-		res, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+		status, body, err := adminLoad(fmt.Sprintf("127.0.0.1:%d", admin), cfg)
 		if err != nil {
 			t.Fatalf("reload %d: %v", i+1, err)
 		}
-		b, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			t.Fatalf("reload %d: status %d %s", i+1, res.StatusCode, b)
+		if status != http.StatusOK {
+			t.Fatalf("reload %d: status %d %s", i+1, status, body)
 		}
 	}
 	time.Sleep(200 * time.Millisecond)

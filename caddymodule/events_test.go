@@ -1,11 +1,9 @@
 package caddymodule
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -57,17 +55,12 @@ func loadWithEvents(t *testing.T, e *env) {
 		"events": app.Events(), "handlers": []any{map[string]any{"handler": "otpgate_test_recorder"}},
 	}}}
 	b, _ := json.Marshal(m)
-	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://localhost:%d/load", adminPort), bytes.NewReader(b))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Cache-Control", "must-revalidate")
-	res, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	status, body, err := adminLoad(adminAddr(), b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(res.Body)
-		t.Fatalf("loading the configuration with events: %d %s", res.StatusCode, body)
+	if status != http.StatusOK {
+		t.Fatalf("loading the configuration with events: %d %s", status, body)
 	}
 	waitServing(t)
 }

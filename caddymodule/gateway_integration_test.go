@@ -174,17 +174,12 @@ func gwLoad(t *testing.T, caddyfile string) {
 	if err != nil {
 		t.Fatalf("adapting config: %v", err)
 	}
-	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://localhost:%d/load", adminPort), bytes.NewReader(cfg))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Cache-Control", "must-revalidate")
-	res, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	status, body, err := adminLoad(adminAddr(), cfg)
 	if err != nil {
 		t.Fatalf("loading config: %v", err)
 	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	if res.StatusCode != http.StatusOK {
-		t.Fatalf("loading config: status %d %s", res.StatusCode, b)
+	if status != http.StatusOK {
+		t.Fatalf("loading config: status %d %s", status, body)
 	}
 }
 

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -11,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash"
 	"io"
@@ -111,7 +113,7 @@ func newEnv(t *testing.T, opt envOptions) *env {
 	t.Cleanup(func() { app.Now = prev })
 
 	e.tester = caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
-	e.tester.InitServer(e.caddyfile(opt), "caddyfile")
+	initServer(e.tester, e.caddyfile(opt))
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -125,19 +127,55 @@ func newEnv(t *testing.T, opt envOptions) *env {
 
 // unloadGateway loads a configuration with the admin endpoint only.
 func unloadGateway(t *testing.T) {
-	cfg := fmt.Sprintf(`{"admin":{"listen":"localhost:%d"}}`, adminPort)
-	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://localhost:%d/load", adminPort), strings.NewReader(cfg))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Cache-Control", "must-revalidate")
-	res, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
-	if err != nil {
+	status, body, err := adminLoad(adminAddr(), []byte(fmt.Sprintf(`{"admin":{"listen":"localhost:%d"}}`, adminPort)))
+	switch {
+	case err != nil:
 		t.Errorf("unloading the gateway: %v", err)
-		return
+	case status != http.StatusOK:
+		t.Errorf("unloading the gateway: status %d %s", status, body)
 	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		t.Errorf("unloading the gateway: status %d", res.StatusCode)
+}
+
+// adminClient talks to Caddy's admin endpoint on a connection of its own
+// each time: every configuration load replaces the admin server, which
+// closes the connections kept alive to it, and a request sent on one of
+// them as it closes meets EOF.
+var adminClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 30 * time.Second}
+
+// adminLoad posts the JSON configuration cfg to /load at the admin
+// endpoint addr and returns the answer. must-revalidate makes Caddy load it even when it
+// equals the running one. A connection closed before it carried the request
+// (EOF, the replaced admin server closing as it was dialled) is tried once
+// more: nothing was loaded then.
+func adminLoad(addr string, cfg []byte) (status int, body string, err error) {
+	for try := 0; ; try++ {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/load", bytes.NewReader(cfg))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Cache-Control", "must-revalidate")
+		res, err := adminClient.Do(req)
+		if err != nil {
+			if try == 0 && errors.Is(err, io.EOF) {
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			return 0, "", err
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		return res.StatusCode, string(b), nil
 	}
+}
+
+// adminAddr is the admin endpoint of the tests' configurations.
+func adminAddr() string { return fmt.Sprintf("localhost:%d", adminPort) }
+
+// initServer loads cfg with caddytest, which starts Caddy in this process
+// the first time. caddytest posts with http.DefaultTransport: its
+// connections kept alive to an earlier admin server are dropped first (see
+// adminClient).
+func initServer(tester *caddytest.Tester, cfg string) {
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	tester.InitServer(cfg, "caddyfile")
 }
 
 // waitServing waits until three requests in a row, each on a connection of

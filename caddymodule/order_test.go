@@ -47,7 +47,7 @@ func TestDirectiveOrderAtRuntime(t *testing.T) {
 		t.Fatal(err)
 	}
 	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
-	tester.InitServer(fmt.Sprintf(`{
+	initServer(tester, fmt.Sprintf(`{
 	admin localhost:%d
 	http_port %d
 	skip_install_trust
@@ -80,7 +80,7 @@ func TestDirectiveOrderAtRuntime(t *testing.T) {
 	rewrite /furikomi /transfer/execute
 }
 `, adminPort, gatewayPort, gatewayPort, strings.TrimPrefix(bank.URL, "http://"), filepath.Join(e.dir, "otpgate.db"), testKey,
-		filepath.Join(e.dir, "mail"), strings.TrimPrefix(auth.URL, "http://"), hash), "caddyfile")
+		filepath.Join(e.dir, "mail"), strings.TrimPrefix(auth.URL, "http://"), hash))
 	if t.Failed() {
 		t.FailNow()
 	}

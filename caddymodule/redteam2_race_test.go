@@ -125,7 +125,7 @@ func keepIDAttack(t *testing.T, bank *keepIDBank) (attacker *customer, action, c
 	app.Now = e.clock.Now
 	t.Cleanup(func() { app.Now = prev })
 	e.tester = caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
-	e.tester.InitServer(e.caddyfile(envOptions{}), "caddyfile")
+	initServer(e.tester, e.caddyfile(envOptions{}))
 	if t.Failed() {
 		t.FailNow()
 	}

@@ -47,7 +47,7 @@ func rtTomcatEnv(t *testing.T, tc *tomcat, opt envOptions) *env {
 	app.Now = e.clock.Now
 	t.Cleanup(func() { app.Now = prev })
 	e.tester = caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
-	e.tester.InitServer(e.caddyfile(opt), "caddyfile")
+	initServer(e.tester, e.caddyfile(opt))
 	if t.Failed() {
 		t.FailNow()
 	}

@@ -242,7 +242,7 @@ func newTomcatEnv(t *testing.T, tc *tomcat) *env {
 	app.Now = e.clock.Now
 	t.Cleanup(func() { app.Now = prev })
 	e.tester = caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{AdminPort: adminPort})
-	e.tester.InitServer(e.caddyfile(envOptions{Extra: tomcatRules}), "caddyfile")
+	initServer(e.tester, e.caddyfile(envOptions{Extra: tomcatRules}))
 	if t.Failed() {
 		t.FailNow()
 	}
