@@ -48,6 +48,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		lock_duration      <duration>
 //		challenge_lifetime <duration>
 //		max_body           <size>
+//		max_buffered       <size>
 //		allow_ambiguous_paths <prefix/**...>
 //		validity           <duration>
 //		renew_window       <duration>
@@ -132,6 +133,15 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return d.Errf("max_body %q: want a size such as 10MiB, at most %dMiB (what a held operation can store)", s, maxBodyLimit>>20)
 				}
 				g.MaxBody = int64(size)
+			}
+		case "max_buffered":
+			var s string
+			if err = caddyconf.OneArg(d, &s); err == nil {
+				size, perr := humanize.ParseBytes(s)
+				if perr != nil || size == 0 || size > 1<<40 {
+					return d.Errf("max_buffered %q: want a size such as 256MiB", s)
+				}
+				g.MaxBuffered = int64(size)
 			}
 		case "allow_ambiguous_paths":
 			args := d.RemainingArgs()

@@ -26,6 +26,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		lock_duration 30m
 		challenge_lifetime 2m
 		max_body 1MiB
+		max_buffered 64MiB
 		validity 180d
 		renew_window 14d
 		link_lifetime 12h
@@ -69,7 +70,7 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 		StoreSettings: app.StoreSettings{Database: "/var/lib/otpgate/otpgate.db", SecretKey: "{env.KEY}", RetiredKeys: []string{"{env.OLD1}", "{env.OLD2}"},
 			Issuer: "デモ信用組合", Digits: 8, Algorithm: "SHA256", Skew: &skew, MaxFailures: 3, RequireOTP: []string{"S001", "S002"},
 			Mail: &app.MailConfig{From: "otp@example.jp", SMTP: &app.SMTPConfig{Address: "smtp.example.jp:587", Username: "gw", Password: "{env.SMTP_PASSWORD}", TLS: "starttls"}}},
-		MaxBody: 1 << 20, PublicURL: "https://ib.example.jp", Home: "/menu",
+		MaxBody: 1 << 20, MaxBuffered: 64 << 20, PublicURL: "https://ib.example.jp", Home: "/menu",
 		Identity: &Identity{Source: "login_form", LoginPath: "/Login.do", ServiceField: "corpId", UserField: "userId",
 			Cookie: "SESSIONID", SuccessStatus: []int{302}, SuccessLocation: "/top", LogoutPath: "/Logout.do"},
 		Rules: []policy.Rule{{Name: "furikomi", Kind: policy.Transfer, Paths: []string{"/transfer/execute", "/furikomi/*/kakutei"},
@@ -105,6 +106,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		{`otpgate { digits six }`, `digits "six": want 6 or 8`},
 		{`otpgate { period soon }`, `period "soon": want a duration`},
 		{`otpgate { max_body lots }`, `max_body "lots": want a size`},
+		{`otpgate { max_buffered 0 }`, `max_buffered "0": want a size`},
 		{`otpgate { skew -1 }`, `skew "-1": want a number of periods`},
 		{`otpgate { colour blue }`, `unrecognized otpgate option "colour"`},
 		{`otpgate { rule wire { path /x } }`, `rule "wire": unknown kind`},

@@ -362,6 +362,9 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, ref *gate.Refus
 		ce.Write(zap.Int("status", ref.Status), zap.String("error", ref.Code), zap.String("reason", ref.Message),
 			zap.NamedError("cause", errors.Unwrap(ref)), zap.String("path", g.flow.RedactSessionIDs(r.URL.EscapedPath())))
 	}
+	if ref.Code == gate.Busy {
+		w.Header().Set("Retry-After", "5")
+	}
 	if wantsJSON(r) {
 		v := ref.JSON(jsonLang(r))
 		if ref.Code == gate.EnrollmentRequired || ref.Code == gate.TokenExpired {

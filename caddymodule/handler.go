@@ -61,6 +61,14 @@ type Gateway struct {
 	// watched path; a larger one is refused with 413. Default: 10 MiB
 	MaxBody int64 `json:"max_body,omitempty"`
 
+	// MaxBuffered is the most request-body bytes the handler holds in
+	// memory at once, over every request it is reading for a watched path
+	// (each up to MaxBody). A request that would go over it is answered 503
+	// and not executed, so that a flood of large bodies — sent before any
+	// login is checked — cannot exhaust the gateway's memory. At least
+	// MaxBody. Default: 256 MiB
+	MaxBuffered int64 `json:"max_buffered,omitempty"`
+
 	// PublicURL is the scheme and host customers reach the gateway at, used
 	// in mailed setup links: https://ib.example-bank.jp (http:// is
 	// accepted for a demo). Default: taken from the request that issues
@@ -103,6 +111,7 @@ type Gateway struct {
 	banks      *display.BankTable
 	logger     *zap.Logger
 	clock      *clockCheck
+	buffered   *bodyBudget
 }
 
 // CaddyModule returns the Caddy module information.
@@ -143,6 +152,10 @@ func (g *Gateway) prepare() error {
 	if g.MaxBody == 0 {
 		g.MaxBody = 10 << 20
 	}
+	if g.MaxBuffered == 0 {
+		g.MaxBuffered = max(256<<20, g.MaxBody)
+	}
+	g.buffered = &bodyBudget{limit: g.MaxBuffered}
 	if g.Home == "" {
 		g.Home = "/"
 	}
@@ -200,6 +213,9 @@ func (g *Gateway) Validate() error {
 	}
 	if g.MaxBody < 0 || g.MaxBody > maxBodyLimit {
 		return fmt.Errorf("otpgate: max_body %d: want a size from 1 byte to %d MiB, what a held operation can store with its headers", g.MaxBody, maxBodyLimit>>20)
+	}
+	if g.MaxBuffered < 0 || (g.MaxBuffered > 0 && g.MaxBuffered < max(g.MaxBody, 1)) {
+		return fmt.Errorf("otpgate: max_buffered %d: want at least max_body (%d bytes), or leave it out for 256 MiB", g.MaxBuffered, g.MaxBody)
 	}
 	if err := caddyconf.CheckDurations(map[string]caddy.Duration{"identity idle_timeout": g.Identity.IdleTimeout, "identity max_age": g.Identity.MaxAge}); err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
@@ -53,10 +54,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if !g.policy.Watches(p) {
 		return g.pass(w, r, next)
 	}
-	body, ref := g.readBody(r)
+	body, done, ref := g.readBody(r)
 	if ref != nil {
 		return g.refuse(w, r, ref)
 	}
+	defer done()
 	m := g.policy.Classify(p, body)
 	if m == nil {
 		return g.pass(w, r, next)
@@ -81,24 +83,84 @@ func (g *Gateway) view(r *http.Request, body []byte) gate.Request {
 // errBodyTooLarge: a watched request's body is over MaxBody.
 var errBodyTooLarge = errors.New("request body over the limit on a protected path")
 
+// errBusy: reading a watched request's body would take the handler over
+// MaxBuffered.
+var errBusy = errors.New("request bodies being read are at max_buffered")
+
 // readBody buffers the body of a watched request, up to MaxBody, and puts
-// it back so the request can still be passed on.
-func (g *Gateway) readBody(r *http.Request) ([]byte, *gate.Refusal) {
+// it back so the request can still be passed on. Its bytes count against
+// MaxBuffered as they arrive, until done is called, once the request has
+// been answered.
+func (g *Gateway) readBody(r *http.Request) (body []byte, done func(), ref *gate.Refusal) {
+	done = func() {}
 	if r.Body == nil || r.Body == http.NoBody {
-		return nil, nil
+		return nil, done, nil
 	}
 	if r.ContentLength > g.MaxBody {
-		return nil, gate.Refuse(gate.BodyTooLarge, errBodyTooLarge)
+		return nil, done, gate.Refuse(gate.BodyTooLarge, errBodyTooLarge)
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, g.MaxBody+1))
-	if err != nil {
-		return nil, gate.Refuse(gate.BadRequest, fmt.Errorf("reading request body: %w", err))
+	in := &budgetReader{r: io.LimitReader(r.Body, g.MaxBody+1), budget: g.buffered}
+	done = in.giveBack
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		// Grown once: io.ReadAll's doubling would hold up to twice the
+		// bytes that were counted.
+		buf.Grow(int(r.ContentLength))
 	}
-	if int64(len(body)) > g.MaxBody {
-		return nil, gate.Refuse(gate.BodyTooLarge, errBodyTooLarge)
+	_, err := buf.ReadFrom(in)
+	switch {
+	case errors.Is(err, errBusy):
+		in.giveBack()
+		return nil, func() {}, gate.Refuse(gate.Busy, err)
+	case err != nil:
+		in.giveBack()
+		return nil, func() {}, gate.Refuse(gate.BadRequest, fmt.Errorf("reading request body: %w", err))
+	case int64(buf.Len()) > g.MaxBody:
+		in.giveBack()
+		return nil, func() {}, gate.Refuse(gate.BodyTooLarge, errBodyTooLarge)
 	}
+	body = buf.Bytes()
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	return body, nil
+	return body, done, nil
+}
+
+// bodyBudget counts the body bytes a handler holds in memory, up to limit.
+type bodyBudget struct {
+	used  atomic.Int64
+	limit int64
+}
+
+// take counts n more bytes, unless that would go over the limit.
+func (b *bodyBudget) take(n int64) bool {
+	if b.used.Add(n) > b.limit {
+		b.used.Add(-n)
+		return false
+	}
+	return true
+}
+
+// budgetReader counts what it reads against a budget, and gives it back
+// once.
+type budgetReader struct {
+	r      io.Reader
+	budget *bodyBudget
+	taken  int64
+}
+
+func (br *budgetReader) Read(p []byte) (int, error) {
+	n, err := br.r.Read(p)
+	if n > 0 {
+		if !br.budget.take(int64(n)) {
+			return 0, errBusy
+		}
+		br.taken += int64(n)
+	}
+	return n, err
+}
+
+func (br *budgetReader) giveBack() {
+	br.budget.used.Add(-br.taken)
+	br.taken = 0
 }
 
 // revoke holds the customer's revocation of their token, the gateway's own

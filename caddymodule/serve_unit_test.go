@@ -276,3 +276,50 @@ func TestServePathTooLong(t *testing.T) {
 		t.Fatalf("status %d, bank called %d times; want 414 and nothing at the bank", w.Code, bank.calls)
 	}
 }
+
+// Body bytes count against max_buffered while a watched request is read
+// and answered: one that would go over it is refused with 503 and a
+// Retry-After, and never reaches the bank, whether its length is declared
+// or not; the bytes are given back once each request is answered.
+func TestServeBodiesOverMaxBuffered(t *testing.T) {
+	t.Parallel()
+	g := unitGateway(t, &Gateway{MaxBody: 1 << 10, MaxBuffered: 2 << 10})
+	transfer := func(declared bool) *http.Request {
+		var body io.Reader = strings.NewReader("amount=" + strings.Repeat("1", 900))
+		if !declared {
+			body = io.MultiReader(body) // no Content-Length: read as it comes
+		}
+		r := httptest.NewRequest(http.MethodPost, "/transfer/execute", body)
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.Header.Set("Accept", "application/json")
+		return r
+	}
+	// Other requests' bodies, being read, hold 1.5 KiB of the 2 KiB.
+	if !g.buffered.take(1536) {
+		t.Fatal("the budget refused the other requests' bytes")
+	}
+	for _, declared := range []bool{true, false} {
+		w, bank := serveUnit(t, g, transfer(declared))
+		var out map[string]any
+		json.Unmarshal(w.Body.Bytes(), &out)
+		if w.Code != http.StatusServiceUnavailable || out["error"] != gate.Busy || w.Header().Get("Retry-After") == "" || bank.calls != 0 {
+			t.Errorf("declared length %v: %d %s (Retry-After %q), bank called %d times; want 503 busy with Retry-After, nothing at the bank",
+				declared, w.Code, w.Body, w.Header().Get("Retry-After"), bank.calls)
+		}
+		if used := g.buffered.used.Load(); used != 1536 {
+			t.Errorf("declared length %v: %d bytes counted after the refusal; want the others' 1536", declared, used)
+		}
+	}
+	g.buffered.used.Add(-1536)
+	for _, declared := range []bool{true, false} {
+		// With room, the transfer is read and goes on to the flow, which
+		// refuses it for want of a login.
+		w, bank := serveUnit(t, g, transfer(declared))
+		if w.Code != http.StatusForbidden || bank.calls != 0 {
+			t.Errorf("declared length %v, with room: %d %s; want 403 login_required", declared, w.Code, w.Body)
+		}
+		if used := g.buffered.used.Load(); used != 0 {
+			t.Errorf("declared length %v: %d bytes still counted after the answer; want 0", declared, used)
+		}
+	}
+}

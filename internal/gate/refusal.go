@@ -113,6 +113,7 @@ const (
 	PathTooLong          = "path_too_long"
 	NotFound             = "not_found"
 	BodyTooLarge         = "body_too_large"
+	Busy                 = "busy"
 	AmbiguousPath        = "ambiguous_path"
 	UnshowableRequest    = "unshowable_request"
 	StoreUnavailable     = "store_unavailable"
@@ -153,6 +154,7 @@ var statuses = map[string]int{
 	PathTooLong:          http.StatusRequestURITooLong,
 	NotFound:             http.StatusNotFound,
 	BodyTooLarge:         http.StatusRequestEntityTooLarge,
+	Busy:                 http.StatusServiceUnavailable,
 	AmbiguousPath:        http.StatusBadRequest,
 	UnshowableRequest:    http.StatusBadRequest,
 	StoreUnavailable:     http.StatusServiceUnavailable,

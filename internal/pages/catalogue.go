@@ -138,6 +138,10 @@ var catalogue = map[string]message{
 		"ただいまサービスをご利用いただけません。しばらくしてから再度お試しください。お取引は実行されていません。",
 		"The service is temporarily unavailable. Please try again later. Your operation was not executed.",
 	},
+	"busy": {
+		"ただいま混み合っているため、お取引を受け付けられませんでした。お取引は実行されていません。しばらくしてから再度お試しください。",
+		"The service is busy and could not take your operation. Your operation was not executed. Please try again in a moment.",
+	},
 	"body_too_large": {
 		"送信されたデータが大きすぎるため、処理できません。お取引は実行されていません。",
 		"The submitted data is too large to be processed. Your operation was not executed.",

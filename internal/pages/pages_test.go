@@ -85,7 +85,7 @@ func TestVerbs(t *testing.T) {
 var gatewayIDs = []string{
 	"invalid_otp", "otp_reused", "otp_format", "locked", "challenge_gone", "login_required",
 	"enrollment_required", "token_expired", "token_revoked", "csrf", "store_unavailable",
-	"body_too_large", "bad_request", "cancelled", "pin_format", "email_format", "issue_sent",
+	"body_too_large", "busy", "bad_request", "cancelled", "pin_format", "email_format", "issue_sent",
 	"mail_failed", "active_token", "setup_failed", "link_gone", "activated", "renewed",
 	"renew_too_early", "not_issued", "revoked", "upstream_failed", "unshowable_request",
 	"title_confirm", "title_token", "title_setup", "title_error", "title_notice", "title_locked",
