@@ -2,18 +2,16 @@ package caddymodule
 
 import (
 	"bytes"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/otpgate/otpgate/internal/caddyconf"
 	"github.com/otpgate/otpgate/internal/gate"
 	"github.com/otpgate/otpgate/internal/session"
 	"github.com/otpgate/otpgate/policy"
@@ -56,7 +54,7 @@ type Identity struct {
 
 	// Service is the service ID (header source): text with at least one
 	// placeholder, and only placeholders the client cannot set (see
-	// identityPlaceholders): {http.request.tls.client.*} of a verified
+	// caddyconf.CheckHeaderIdentity): {http.request.tls.client.*} of a verified
 	// client certificate, {http.auth.user.*} from an authentication
 	// handler, {http.vars.*}, or {http.request.header.*} with Trusted.
 	// Anything else, such as {http.request.cookie.*}, a query value or
@@ -77,95 +75,7 @@ type Identity struct {
 
 	login *session.LoginForm
 	// What identify checks for the placeholders Service and User read.
-	needs identityNeeds
-}
-
-// Values of Identity.Trusted.
-const (
-	trustedForwardAuth = "forward_auth"
-	trustedProxy       = "proxy"
-)
-
-// identityNeeds is what a request must show before the header identity's
-// placeholders are believed.
-type identityNeeds struct {
-	verifiedCert bool   // a client certificate Caddy verified
-	header       string // Trusted, when a request header is read
-}
-
-// identityPlaceholders are the placeholders a header identity may read:
-// values the client cannot choose. Each says what identify then requires.
-var identityPlaceholders = []struct {
-	prefix string
-	what   string
-}{
-	// Only from a certificate Caddy verified against a CA (identify checks
-	// the verified chains): with client_auth mode "request" or "require" a
-	// client presents a self-signed certificate naming anyone.
-	{"http.request.tls.client.", "a verified TLS client certificate"},
-	// Set by an authentication handler (basic_auth, caddy-security) that
-	// ran before the gateway; unknown, and so nobody, where none did.
-	{"http.auth.user.", "an authentication handler such as basic_auth"},
-	// Set by the operator's own vars or map handlers: as trustworthy as
-	// what the operator set them from.
-	{"http.vars.", "the vars or map handlers"},
-	// Client-controlled unless Trusted says who set it.
-	{"http.request.header.", "a request header, with trusted forward_auth or trusted proxy"},
-}
-
-// checkIdentityValue reads one of Service and User as Caddy's replacer
-// will, and refuses it unless every placeholder is one the client cannot
-// set. A user needs a placeholder, or every request would be one customer;
-// a service may be fixed text (a bank with one service). It adds to needs
-// what identify must check.
-func checkIdentityValue(name, value, trusted string, needs *identityNeeds) error {
-	// Caddy's own replacer finds the placeholders, so escapes and unclosed
-	// braces are read here exactly as they will be on every request.
-	var keys []string
-	repl := caddy.NewEmptyReplacer()
-	repl.Map(func(key string) (any, bool) {
-		keys = append(keys, key)
-		return "", true
-	})
-	repl.ReplaceAll(value, "")
-	if len(keys) == 0 && name == "user" {
-		return fmt.Errorf("otpgate: identity header user %q has no placeholder, so every request would be the same customer; use e.g. {http.request.tls.client.subject}", value)
-	}
-next:
-	for _, key := range keys {
-		for _, p := range identityPlaceholders {
-			if !strings.HasPrefix(key, p.prefix) || len(key) == len(p.prefix) {
-				continue
-			}
-			switch p.prefix {
-			case "http.request.tls.client.":
-				if !knownCertField(key) {
-					return fmt.Errorf("otpgate: identity header %s {%s}: Caddy has no such client certificate field; see the http.request.tls.client placeholders in Caddy's documentation, e.g. {http.request.tls.client.subject}", name, key)
-				}
-				needs.verifiedCert = true
-			case "http.request.header.":
-				if trusted == "" {
-					return fmt.Errorf("otpgate: identity header %s {%s}: a client can send any request header; say who sets it: trusted forward_auth (forward_auth copy_headers deletes the client's copy) or trusted proxy (a proxy in trusted_proxies)", name, key)
-				}
-				needs.header = trusted
-			}
-			continue next
-		}
-		return fmt.Errorf("otpgate: identity header %s {%s}: the client can set this placeholder, or it is not a per-request value; use a verified TLS client certificate ({http.request.tls.client.*}), {http.auth.user.*}, {http.vars.*}, or {http.request.header.*} with trusted forward_auth or trusted proxy", name, key)
-	}
-	return nil
-}
-
-// knownCertField says whether Caddy's replacer knows key, a client
-// certificate placeholder, so that a misspelt field is refused at load
-// instead of naming nobody on every request.
-func knownCertField(key string) bool {
-	r := &http.Request{URL: &url.URL{Path: "/"}, Header: http.Header{},
-		TLS: &tls.ConnectionState{PeerCertificates: []*x509.Certificate{{}}}}
-	repl := caddy.NewReplacer()
-	caddyhttp.PrepareRequest(r, repl, nil, nil)
-	_, known := repl.Get(key)
-	return known
+	needs caddyconf.HeaderTrust
 }
 
 // validate checks the identity configuration; provision fills defaults.
@@ -182,34 +92,11 @@ func (id *Identity) validate() error {
 		}
 		return nil
 	case "header":
-		_, err := id.headerNeeds()
+		_, err := caddyconf.CheckHeaderIdentity(id.Service, id.User, id.Trusted)
 		return err
 	default:
 		return fmt.Errorf("otpgate: identity source %q: want login_form or header", id.Source)
 	}
-}
-
-// headerNeeds checks a header identity and says what identify must check.
-func (id *Identity) headerNeeds() (identityNeeds, error) {
-	var needs identityNeeds
-	if id.Service == "" || id.User == "" {
-		return needs, errors.New("otpgate: identity header needs both service and user, e.g. user {http.request.tls.client.subject}")
-	}
-	switch id.Trusted {
-	case "", trustedForwardAuth, trustedProxy:
-	default:
-		return needs, fmt.Errorf("otpgate: identity header trusted %q: want forward_auth or proxy", id.Trusted)
-	}
-	if err := checkIdentityValue("service", id.Service, id.Trusted, &needs); err != nil {
-		return needs, err
-	}
-	if err := checkIdentityValue("user", id.User, id.Trusted, &needs); err != nil {
-		return needs, err
-	}
-	if id.Trusted != "" && needs.header == "" {
-		return needs, fmt.Errorf("otpgate: identity header trusted %s: neither service nor user reads a request header ({http.request.header.*}); remove it", id.Trusted)
-	}
-	return needs, nil
 }
 
 // provision fills defaults and builds what identify uses.
@@ -250,7 +137,7 @@ func (id *Identity) provision() error {
 		}
 	case "header":
 		var err error
-		if id.needs, err = id.headerNeeds(); err != nil {
+		if id.needs, err = caddyconf.CheckHeaderIdentity(id.Service, id.User, id.Trusted); err != nil {
 			return err
 		}
 	default:
@@ -275,15 +162,15 @@ func (g *Gateway) identify(r *http.Request) (*gate.Customer, error) {
 	if repl == nil {
 		return nil, nil
 	}
-	if id.needs.verifiedCert && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
+	if id.needs.VerifiedCert && (r.TLS == nil || len(r.TLS.VerifiedChains) == 0) {
 		return nil, nil
 	}
-	switch id.needs.header {
-	case trustedProxy:
+	switch id.needs.Header {
+	case caddyconf.TrustedProxy:
 		if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); !trusted {
 			return nil, nil
 		}
-	case trustedForwardAuth:
+	case caddyconf.TrustedForwardAuth:
 		// forward_auth runs the rest of the route, this gateway included,
 		// inside its handling of a 2xx answer, after copy_headers replaced
 		// the client's headers; its proxy's status is then in the replacer.

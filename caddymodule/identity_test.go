@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/otpgate/otpgate/internal/caddyconf"
 )
 
 // identityRequest is what a request carries for a header identity: its
@@ -77,16 +78,16 @@ func TestHeaderIdentityTrustedSource(t *testing.T) {
 		user      string
 		known     bool
 	}{
-		{"proxy: from a trusted proxy", trustedProxy, true, nil, "S001", "U001", true},
-		{"proxy: client-supplied", trustedProxy, false, nil, "S001", "U001", false},
-		{"proxy: forward_auth answered but the client is no proxy", trustedProxy, false, 200, "S001", "U001", false},
-		{"proxy: user missing", trustedProxy, true, nil, "S001", "", false},
-		{"proxy: value with a brace", trustedProxy, true, nil, "{x}", "U001", false},
-		{"forward_auth: answered 200", trustedForwardAuth, false, 200, "S001", "U001", true},
-		{"forward_auth: answered 204", trustedForwardAuth, false, 204, "S001", "U001", true},
-		{"forward_auth: did not run (matcher skipped it)", trustedForwardAuth, true, nil, "S001", "U001", false},
-		{"forward_auth: status 302 (not an approval)", trustedForwardAuth, false, 302, "S001", "U001", false},
-		{"forward_auth: status as text", trustedForwardAuth, false, "200", "S001", "U001", false},
+		{"proxy: from a trusted proxy", caddyconf.TrustedProxy, true, nil, "S001", "U001", true},
+		{"proxy: client-supplied", caddyconf.TrustedProxy, false, nil, "S001", "U001", false},
+		{"proxy: forward_auth answered but the client is no proxy", caddyconf.TrustedProxy, false, 200, "S001", "U001", false},
+		{"proxy: user missing", caddyconf.TrustedProxy, true, nil, "S001", "", false},
+		{"proxy: value with a brace", caddyconf.TrustedProxy, true, nil, "{x}", "U001", false},
+		{"forward_auth: answered 200", caddyconf.TrustedForwardAuth, false, 200, "S001", "U001", true},
+		{"forward_auth: answered 204", caddyconf.TrustedForwardAuth, false, 204, "S001", "U001", true},
+		{"forward_auth: did not run (matcher skipped it)", caddyconf.TrustedForwardAuth, true, nil, "S001", "U001", false},
+		{"forward_auth: status 302 (not an approval)", caddyconf.TrustedForwardAuth, false, 302, "S001", "U001", false},
+		{"forward_auth: status as text", caddyconf.TrustedForwardAuth, false, "200", "S001", "U001", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/otpgate/otpgate/internal/app"
+	"github.com/otpgate/otpgate/internal/caddyconf"
 	"github.com/otpgate/otpgate/internal/challenge"
 	"github.com/otpgate/otpgate/internal/gate"
 	"github.com/otpgate/otpgate/internal/seal"
@@ -229,7 +230,7 @@ func TestServePassThrough(t *testing.T) {
 func TestServeProtectedIdentity(t *testing.T) {
 	t.Parallel()
 	login := unitGateway(t, &Gateway{})
-	header := unitGateway(t, &Gateway{Identity: &Identity{Source: "header", Trusted: trustedForwardAuth,
+	header := unitGateway(t, &Gateway{Identity: &Identity{Source: "header", Trusted: caddyconf.TrustedForwardAuth,
 		Service: "{http.request.header.Remote-Service}", User: "{http.request.header.Remote-User}"}})
 	forged := map[string]string{"Remote-Service": "S001", "Remote-User": "U001"}
 	for _, tc := range []struct {

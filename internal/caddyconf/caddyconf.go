@@ -1,7 +1,8 @@
-// Package caddyconf reads and checks the values of otpgate's Caddy
-// configuration that the handler, the app and the store modules share: a
-// Caddyfile option's one argument (a string, a duration or a number) and
-// the durations a JSON configuration can write negative.
+// Package caddyconf reads and checks values of otpgate's Caddy
+// configuration: a Caddyfile option's one argument (a string, a duration or
+// a number) and the durations a JSON configuration can write negative,
+// which the handler, the app and the store modules share, and the
+// placeholders a header identity may be read from (identity.go).
 package caddyconf
 
 import (
