@@ -65,8 +65,11 @@ type Gateway struct {
 	// memory at once, over every request it is reading for a watched path
 	// (each up to MaxBody). A request that would go over it is answered 503
 	// and not executed, so that a flood of large bodies — sent before any
-	// login is checked — cannot exhaust the gateway's memory. At least
-	// MaxBody. Default: 256 MiB
+	// login is checked — cannot exhaust the gateway's memory. A large body
+	// is read in chunks and joined, so at least twice MaxBody. The bound is
+	// the handler's: each otpgate handler (site block) has its own, and
+	// during a reload the old configuration's handler still has its.
+	// Default: 256 MiB
 	MaxBuffered int64 `json:"max_buffered,omitempty"`
 
 	// PublicURL is the scheme and host customers reach the gateway at, used
@@ -153,7 +156,7 @@ func (g *Gateway) prepare() error {
 		g.MaxBody = 10 << 20
 	}
 	if g.MaxBuffered == 0 {
-		g.MaxBuffered = max(256<<20, g.MaxBody)
+		g.MaxBuffered = max(256<<20, 2*g.MaxBody)
 	}
 	g.buffered = &bodyBudget{limit: g.MaxBuffered}
 	if g.Home == "" {
@@ -214,8 +217,8 @@ func (g *Gateway) Validate() error {
 	if g.MaxBody < 0 || g.MaxBody > maxBodyLimit {
 		return fmt.Errorf("otpgate: max_body %d: want a size from 1 byte to %d MiB, what a held operation can store with its headers", g.MaxBody, maxBodyLimit>>20)
 	}
-	if g.MaxBuffered < 0 || (g.MaxBuffered > 0 && g.MaxBuffered < max(g.MaxBody, 1)) {
-		return fmt.Errorf("otpgate: max_buffered %d: want at least max_body (%d bytes), or leave it out for 256 MiB", g.MaxBuffered, g.MaxBody)
+	if g.MaxBuffered < 0 || (g.MaxBuffered > 0 && g.MaxBuffered < 2*max(g.MaxBody, 1)) {
+		return fmt.Errorf("otpgate: max_buffered %d: want at least twice max_body (%d bytes; a large body is read in chunks, then joined), or leave it out for 256 MiB", g.MaxBuffered, 2*g.MaxBody)
 	}
 	if err := caddyconf.CheckDurations(map[string]caddy.Duration{"identity idle_timeout": g.Identity.IdleTimeout, "identity max_age": g.Identity.MaxAge}); err != nil {
 		return err

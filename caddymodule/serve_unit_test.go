@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -324,3 +325,64 @@ func TestServeBodiesOverMaxBuffered(t *testing.T) {
 		}
 	}
 }
+
+// A body is read into memory a chunk at a time, each counted before it is
+// allocated: what comes out is the body as sent, counted once; a body cut
+// short of its length is a bad request, one over max_body too large (413,
+// not busy, however full the budget); nothing stays counted after a
+// refusal.
+func TestReadBodyChunks(t *testing.T) {
+	t.Parallel()
+	const maxBody = 3*bodyChunk + 100
+	big := strings.Repeat("0123456789", (2*bodyChunk+50)/10)
+	for _, tc := range []struct {
+		name     string
+		body     io.Reader
+		length   int64 // -1: not declared
+		othersIn int64 // bytes other requests hold of the budget
+		code     string
+		want     string
+	}{
+		{"small, declared", strings.NewReader("amount=1"), 8, 0, "", "amount=1"},
+		{"small, not declared", io.MultiReader(strings.NewReader("amount=1")), -1, 0, "", "amount=1"},
+		{"several chunks, declared", strings.NewReader(big), int64(len(big)), 0, "", big},
+		{"several chunks, not declared", io.MultiReader(strings.NewReader(big)), -1, 0, "", big},
+		{"exactly max_body", io.MultiReader(strings.NewReader(strings.Repeat("x", maxBody))), -1, 0, "", strings.Repeat("x", maxBody)},
+		{"one byte over max_body", io.MultiReader(strings.NewReader(strings.Repeat("x", maxBody+1))), -1, 0, gate.BodyTooLarge, ""},
+		{"over max_body with the budget nearly full", io.MultiReader(strings.NewReader(strings.Repeat("x", maxBody+1))), -1,
+			2*maxBody - maxBody, gate.BodyTooLarge, ""},
+		{"cut short of its length", io.MultiReader(strings.NewReader("amount=1"), iotest.ErrReader(io.ErrUnexpectedEOF)), 100, 0, gate.BadRequest, ""},
+		{"no room to join its chunks", strings.NewReader(big), int64(len(big)), 2*maxBody - len64(big) - 1, gate.Busy, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			g := &Gateway{MaxBody: maxBody, buffered: &bodyBudget{limit: 2 * maxBody}}
+			g.buffered.used.Store(tc.othersIn)
+			r := httptest.NewRequest(http.MethodPost, "/transfer/execute", tc.body)
+			r.ContentLength = tc.length
+			body, done, ref := g.readBody(r)
+			switch {
+			case tc.code != "" && (ref == nil || ref.Code != tc.code):
+				t.Fatalf("refusal %v; want %s", ref, tc.code)
+			case tc.code == "" && ref != nil:
+				t.Fatalf("refused %v; want the body", ref)
+			case tc.code == "" && string(body) != tc.want:
+				t.Fatalf("read %d bytes; want the %d sent", len(body), len(tc.want))
+			}
+			if tc.code == "" {
+				if held := g.buffered.used.Load() - tc.othersIn; held < int64(len(body)) || held > int64(len(body))+bodyChunk {
+					t.Errorf("%d bytes counted for a body of %d", held, len(body))
+				}
+				if again, _ := io.ReadAll(r.Body); string(again) != tc.want {
+					t.Errorf("the body put back has %d bytes; want %d", len(again), len(tc.want))
+				}
+			}
+			done()
+			if used := g.buffered.used.Load(); used != tc.othersIn {
+				t.Errorf("%d bytes counted once answered; want the others' %d", used, tc.othersIn)
+			}
+		})
+	}
+}
+
+func len64(s string) int64 { return int64(len(s)) }
