@@ -364,7 +364,6 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, ref *gate.Refus
 	}
 	if ref.Code == gate.Busy {
 		w.Header().Set("Retry-After", "5")
-		g.buffered.warn(g.logger)
 	}
 	if wantsJSON(r) {
 		v := ref.JSON(jsonLang(r))

@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/otpgate/otpgate/internal/app"
+	"github.com/otpgate/otpgate/internal/bodybuf"
 	"github.com/otpgate/otpgate/internal/caddyconf"
 	"github.com/otpgate/otpgate/internal/display"
 	"github.com/otpgate/otpgate/internal/gate"
@@ -114,7 +115,7 @@ type Gateway struct {
 	banks      *display.BankTable
 	logger     *zap.Logger
 	clock      *clockCheck
-	buffered   *bodyBudget
+	buffered   *bodybuf.Budget
 }
 
 // CaddyModule returns the Caddy module information.
@@ -158,7 +159,7 @@ func (g *Gateway) prepare() error {
 	if g.MaxBuffered == 0 {
 		g.MaxBuffered = max(256<<20, 2*g.MaxBody)
 	}
-	g.buffered = &bodyBudget{limit: g.MaxBuffered}
+	g.buffered = bodybuf.NewBudget(g.MaxBuffered)
 	if g.Home == "" {
 		g.Home = "/"
 	}

@@ -7,13 +7,13 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/otpgate/otpgate/internal/app"
+	"github.com/otpgate/otpgate/internal/bodybuf"
 	"github.com/otpgate/otpgate/internal/gate"
 	"github.com/otpgate/otpgate/policy"
 )
@@ -85,171 +85,36 @@ func (g *Gateway) view(r *http.Request, body []byte) gate.Request {
 // errBodyTooLarge: a watched request's body is over MaxBody.
 var errBodyTooLarge = errors.New("request body over the limit on a protected path")
 
-// errBusy: reading a watched request's body would take the handler over
-// MaxBuffered.
-var errBusy = errors.New("request bodies being read are at max_buffered")
-
 // readBody buffers the body of a watched request, up to MaxBody, and puts
-// it back so the request can still be passed on. The memory it takes
-// counts against MaxBuffered from before it is allocated until done is
-// called, once the request has been answered.
+// it back so the request can still be passed on. Its memory counts
+// against MaxBuffered until done is called, once the request has been
+// answered.
 func (g *Gateway) readBody(r *http.Request) (body []byte, done func(), ref *gate.Refusal) {
-	done = func() {}
 	if r.Body == nil || r.Body == http.NoBody {
-		return nil, done, nil
+		return nil, func() {}, nil
 	}
 	if r.ContentLength > g.MaxBody {
-		return nil, done, gate.Refuse(gate.BodyTooLarge, errBodyTooLarge)
+		return nil, nil, gate.Refuse(gate.BodyTooLarge, errBodyTooLarge)
 	}
 	most := g.MaxBody
 	if r.ContentLength >= 0 {
 		most = r.ContentLength
 	}
-	held := &heldBody{budget: g.buffered}
-	defer func() {
-		// Also on a panic: counted bytes never given back would refuse
-		// every later protected operation.
-		if ref == nil && body != nil {
-			return
-		}
-		held.giveBack()
-	}()
-	body, err := held.read(r.Body, most)
+	body, done, err := g.buffered.Read(r.Body, most)
 	switch {
-	case errors.Is(err, errBusy):
-		return nil, done, gate.Refuse(gate.Busy, err)
-	case errors.Is(err, errBodyTooLarge):
-		return nil, done, gate.Refuse(gate.BodyTooLarge, err)
+	case errors.Is(err, bodybuf.ErrBusy):
+		if g.buffered.Warn(10 * time.Second) {
+			g.logger.Warn("protected operations refused with 503: the request bodies being read fill max_buffered; raise max_buffered, or set the server's read_body timeout so that stalled uploads end",
+				zap.Int64("buffered", g.buffered.Used()), zap.Int64("max_buffered", g.buffered.Limit()))
+		}
+		return nil, nil, gate.Refuse(gate.Busy, err)
+	case errors.Is(err, bodybuf.ErrTooLarge):
+		return nil, nil, gate.Refuse(gate.BodyTooLarge, errBodyTooLarge)
 	case err != nil:
-		return nil, done, gate.Refuse(gate.BadRequest, fmt.Errorf("reading request body: %w", err))
+		return nil, nil, gate.Refuse(gate.BadRequest, fmt.Errorf("reading request body: %w", err))
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	return body, held.giveBack, nil
-}
-
-// bodyChunk is the most memory a body being read takes ahead of the bytes
-// its client has sent: a client that declares a large body and sends it
-// slowly holds no more of the budget than it has sent, plus one chunk.
-const bodyChunk = 64 << 10
-
-// bodyBudget counts the memory of the bodies a handler holds, up to limit.
-type bodyBudget struct {
-	used   atomic.Int64
-	limit  int64
-	warned atomic.Int64 // when the last warning was logged, Unix nanoseconds
-}
-
-// warn tells the operator, at most every 10 seconds, that requests are
-// refused for want of room.
-func (b *bodyBudget) warn(logger *zap.Logger) {
-	now, last := time.Now().UnixNano(), b.warned.Load()
-	if now-last < int64(10*time.Second) || !b.warned.CompareAndSwap(last, now) {
-		return
-	}
-	logger.Warn("protected operations refused with 503: the request bodies being read fill max_buffered; raise max_buffered, or set the server's read_body timeout so that stalled uploads end",
-		zap.Int64("buffered", b.used.Load()), zap.Int64("max_buffered", b.limit))
-}
-
-// take counts n more bytes, unless that would go over the limit.
-func (b *bodyBudget) take(n int64) bool {
-	if b.used.Add(n) > b.limit {
-		b.used.Add(-n)
-		return false
-	}
-	return true
-}
-
-// heldBody is one body's memory, counted against a budget.
-type heldBody struct {
-	budget *bodyBudget
-	taken  int64
-}
-
-// alloc counts n bytes, then allocates them.
-func (h *heldBody) alloc(n int64) ([]byte, error) {
-	if !h.budget.take(n) {
-		return nil, errBusy
-	}
-	h.taken += n
-	return make([]byte, n), nil
-}
-
-// free gives back the count of n bytes that are no longer used.
-func (h *heldBody) free(n int64) {
-	h.budget.used.Add(-n)
-	h.taken -= n
-}
-
-// giveBack gives back everything counted.
-func (h *heldBody) giveBack() { h.free(h.taken) }
-
-// read reads r, a body of at most most bytes, a chunk at a time, each
-// counted before it is allocated, and joins the chunks into one body
-// (never nil). A body longer than most is errBodyTooLarge, found without
-// counting: the byte beyond is read into no chunk.
-func (h *heldBody) read(r io.Reader, most int64) ([]byte, error) {
-	var chunks [][]byte
-	var size int64
-	for size < most {
-		c, err := h.alloc(min(bodyChunk, most-size))
-		if err != nil {
-			return nil, err
-		}
-		n, err := fill(r, c)
-		chunks, size = append(chunks, c[:n]), size+int64(n)
-		if err == io.EOF {
-			return h.join(chunks, size)
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	var beyond [1]byte
-	switch n, err := fill(r, beyond[:]); {
-	case n > 0:
-		return nil, errBodyTooLarge
-	case err != io.EOF:
-		return nil, err
-	}
-	return h.join(chunks, size)
-}
-
-// fill reads into b until it is full (nil) or the body ends (io.EOF, with
-// the bytes read before it); any other error, such as a body cut short of
-// its Content-Length (io.ErrUnexpectedEOF), is returned as it is.
-func fill(r io.Reader, b []byte) (int, error) {
-	n := 0
-	for n < len(b) {
-		m, err := r.Read(b[n:])
-		n += m
-		if err != nil {
-			return n, err
-		}
-	}
-	return n, nil
-}
-
-// join makes one body of the chunks, counted before it is allocated, and
-// gives back the chunks' count.
-func (h *heldBody) join(chunks [][]byte, size int64) ([]byte, error) {
-	switch len(chunks) {
-	case 0:
-		return []byte{}, nil
-	case 1:
-		return chunks[0], nil
-	}
-	body, err := h.alloc(size)
-	if err != nil {
-		return nil, err
-	}
-	body = body[:0]
-	var chunked int64
-	for _, c := range chunks {
-		body = append(body, c...)
-		chunked += int64(cap(c))
-	}
-	h.free(chunked)
-	return body, nil
+	return body, done, nil
 }
 
 // revoke holds the customer's revocation of their token, the gateway's own

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"testing/iotest"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -297,8 +296,9 @@ func TestServeBodiesOverMaxBuffered(t *testing.T) {
 		return r
 	}
 	// Other requests' bodies, being read, hold 1.5 KiB of the 2 KiB.
-	if !g.buffered.take(1536) {
-		t.Fatal("the budget refused the other requests' bytes")
+	_, others, err := g.buffered.Read(strings.NewReader(strings.Repeat("x", 1536)), 1536)
+	if err != nil {
+		t.Fatal(err)
 	}
 	for _, declared := range []bool{true, false} {
 		w, bank := serveUnit(t, g, transfer(declared))
@@ -308,11 +308,11 @@ func TestServeBodiesOverMaxBuffered(t *testing.T) {
 			t.Errorf("declared length %v: %d %s (Retry-After %q), bank called %d times; want 503 busy with Retry-After, nothing at the bank",
 				declared, w.Code, w.Body, w.Header().Get("Retry-After"), bank.calls)
 		}
-		if used := g.buffered.used.Load(); used != 1536 {
+		if used := g.buffered.Used(); used != 1536 {
 			t.Errorf("declared length %v: %d bytes counted after the refusal; want the others' 1536", declared, used)
 		}
 	}
-	g.buffered.used.Add(-1536)
+	others()
 	for _, declared := range []bool{true, false} {
 		// With room, the transfer is read and goes on to the flow, which
 		// refuses it for want of a login.
@@ -320,69 +320,8 @@ func TestServeBodiesOverMaxBuffered(t *testing.T) {
 		if w.Code != http.StatusForbidden || bank.calls != 0 {
 			t.Errorf("declared length %v, with room: %d %s; want 403 login_required", declared, w.Code, w.Body)
 		}
-		if used := g.buffered.used.Load(); used != 0 {
+		if used := g.buffered.Used(); used != 0 {
 			t.Errorf("declared length %v: %d bytes still counted after the answer; want 0", declared, used)
 		}
 	}
 }
-
-// A body is read into memory a chunk at a time, each counted before it is
-// allocated: what comes out is the body as sent, counted once; a body cut
-// short of its length is a bad request, one over max_body too large (413,
-// not busy, however full the budget); nothing stays counted after a
-// refusal.
-func TestReadBodyChunks(t *testing.T) {
-	t.Parallel()
-	const maxBody = 3*bodyChunk + 100
-	big := strings.Repeat("0123456789", (2*bodyChunk+50)/10)
-	for _, tc := range []struct {
-		name     string
-		body     io.Reader
-		length   int64 // -1: not declared
-		othersIn int64 // bytes other requests hold of the budget
-		code     string
-		want     string
-	}{
-		{"small, declared", strings.NewReader("amount=1"), 8, 0, "", "amount=1"},
-		{"small, not declared", io.MultiReader(strings.NewReader("amount=1")), -1, 0, "", "amount=1"},
-		{"several chunks, declared", strings.NewReader(big), int64(len(big)), 0, "", big},
-		{"several chunks, not declared", io.MultiReader(strings.NewReader(big)), -1, 0, "", big},
-		{"exactly max_body", io.MultiReader(strings.NewReader(strings.Repeat("x", maxBody))), -1, 0, "", strings.Repeat("x", maxBody)},
-		{"one byte over max_body", io.MultiReader(strings.NewReader(strings.Repeat("x", maxBody+1))), -1, 0, gate.BodyTooLarge, ""},
-		{"over max_body with the budget nearly full", io.MultiReader(strings.NewReader(strings.Repeat("x", maxBody+1))), -1,
-			2*maxBody - maxBody, gate.BodyTooLarge, ""},
-		{"cut short of its length", io.MultiReader(strings.NewReader("amount=1"), iotest.ErrReader(io.ErrUnexpectedEOF)), 100, 0, gate.BadRequest, ""},
-		{"no room to join its chunks", strings.NewReader(big), int64(len(big)), 2*maxBody - len64(big) - 1, gate.Busy, ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			g := &Gateway{MaxBody: maxBody, buffered: &bodyBudget{limit: 2 * maxBody}}
-			g.buffered.used.Store(tc.othersIn)
-			r := httptest.NewRequest(http.MethodPost, "/transfer/execute", tc.body)
-			r.ContentLength = tc.length
-			body, done, ref := g.readBody(r)
-			switch {
-			case tc.code != "" && (ref == nil || ref.Code != tc.code):
-				t.Fatalf("refusal %v; want %s", ref, tc.code)
-			case tc.code == "" && ref != nil:
-				t.Fatalf("refused %v; want the body", ref)
-			case tc.code == "" && string(body) != tc.want:
-				t.Fatalf("read %d bytes; want the %d sent", len(body), len(tc.want))
-			}
-			if tc.code == "" {
-				if held := g.buffered.used.Load() - tc.othersIn; held < int64(len(body)) || held > int64(len(body))+bodyChunk {
-					t.Errorf("%d bytes counted for a body of %d", held, len(body))
-				}
-				if again, _ := io.ReadAll(r.Body); string(again) != tc.want {
-					t.Errorf("the body put back has %d bytes; want %d", len(again), len(tc.want))
-				}
-			}
-			done()
-			if used := g.buffered.used.Load(); used != tc.othersIn {
-				t.Errorf("%d bytes counted once answered; want the others' %d", used, tc.othersIn)
-			}
-		})
-	}
-}
-
-func len64(s string) int64 { return int64(len(s)) }
