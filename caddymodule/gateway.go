@@ -114,7 +114,10 @@ func (g *Gateway) serveConfirm(w http.ResponseWriter, r *http.Request, next cadd
 	case ref == nil:
 		unknown, err := g.release(w, r, next, op)
 		if unknown {
-			hold.HoldOffLogins(unknownOutcomeHold)
+			if err := hold.HoldOffLogins(unknownOutcomeHold); err != nil {
+				g.logger.Error("a release's outcome is unknown, and logins on its bank session could not be held off on the other gateways of the store",
+					zap.String("challenge", op.ID), zap.Error(err))
+			}
 		}
 		return err
 	case wantsJSON(r):

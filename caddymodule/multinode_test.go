@@ -19,6 +19,7 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"net/http/httptest"
 	"net/mail"
 	"net/url"
 	"os"
@@ -67,6 +68,10 @@ type multiNode struct {
 
 const multiNodeCustomers = 900
 
+// multiNodeSlowBank is how late the bank answers a request whose query
+// says slow.
+const multiNodeSlowBank = 2 * time.Second
+
 // etcdStoreBlock is the store line that replaces Caddyfile.example's
 // database line, with what the tests shorten: a request fails after a
 // second, the lead outlives a dead node by 2 s, the sweeper runs every
@@ -97,8 +102,19 @@ func startMultiNode(t *testing.T) *multiNode {
 	m.key, keyText = randomKey(t)
 	m.cs = m.seed(0, multiNodeCustomers, false, 365*24*time.Hour)
 
-	var bankAddr string
-	m.bank, bankAddr = campaignBank(t)
+	// The demo bank behind the fleet login; a request whose query says
+	// slow is answered two seconds late, as a bank that takes its time to
+	// book a transfer.
+	m.bank = demobank.New()
+	fleetBank := fleet.Bank(m.bank)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("slow") {
+			time.Sleep(multiNodeSlowBank)
+		}
+		fleetBank.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	bankAddr := strings.TrimPrefix(srv.URL, "http://")
 	for i, port := range []int{nodeAPort, nodeBPort} {
 		m.dirs[i] = t.TempDir()
 		// The admin API on a socket of the node's own: the in-process
@@ -302,6 +318,59 @@ func TestMultiNodeEtcd(t *testing.T) {
 			t.Fatalf("confirm on B: %d %s", st, e)
 		}
 		if n := m.executed()["MP0001"]; n != 1 {
+			t.Errorf("executed %d times", n)
+		}
+	})
+
+	// A login on B that names the session of a release in flight on A
+	// waits for the bank's answer to the release (gate.SessionLocks, held
+	// in etcd): on a bank that keeps session IDs at login, one sent at once
+	// could switch the session under the transfer.
+	t.Run("LoginOnBWaitsForAReleaseOnA", func(t *testing.T) {
+		m.t = t
+		c := m.take(1)[0]
+		form := url.Values{"to_bank": {"MW0001"}, "to_account": {"1 1234567"}, "amount": {"1000"}}
+		req, _ := http.NewRequest(http.MethodPost, m.nodes[0].base+"/transfer/execute?slow=1", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("Cookie", "JSESSIONID="+c.Cookie)
+		res, err := m.cl.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var held struct{ Challenge string }
+		json.NewDecoder(res.Body).Decode(&held)
+		res.Body.Close()
+		if res.StatusCode != http.StatusUnauthorized || held.Challenge == "" {
+			t.Fatalf("hold on A: %d; want 401 with a challenge", res.StatusCode)
+		}
+		code := m.mustCode(c)
+		released := make(chan time.Time, 1)
+		go func() {
+			if st, e := m.confirm(0, c, held.Challenge, code); st != http.StatusOK {
+				t.Errorf("confirm on A: %d %s", st, e)
+			}
+			released <- time.Now()
+		}()
+		time.Sleep(500 * time.Millisecond) // the release is at the bank now
+		login := url.Values{"service_id": {c.Service}, "user_id": {c.User}, "password": {fleet.Password}}
+		req, _ = http.NewRequest(http.MethodPost, m.nodes[1].base+"/login", strings.NewReader(login.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Cookie", "JSESSIONID="+c.Cookie)
+		start := time.Now()
+		noRedirect := &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		res, err = noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		waited := time.Since(start)
+		releasedAt := <-released
+		t.Logf("the login on B answered %d after %v, %v after the release on A was answered", res.StatusCode, waited.Round(time.Millisecond), time.Since(releasedAt).Round(time.Millisecond))
+		if waited < multiNodeSlowBank/2 {
+			t.Errorf("the login on B was answered after %v, while the release on A was still at the bank (%v); want it to wait for the release", waited, multiNodeSlowBank)
+		}
+		if n := m.executed()["MW0001"]; n != 1 {
 			t.Errorf("executed %d times", n)
 		}
 	})

@@ -69,10 +69,13 @@ func openPooled(key string, mod storemodule.Store) (*pooledStore, error) {
 		if err != nil {
 			return nil, err
 		}
+		// A store several gateways share locks bank sessions for all of
+		// them (gate.SessionLocks).
+		shared, _ := st.(store.Locker)
 		// Timed and counted for the metrics, its audit records published
 		// as events (observedstore.go).
 		st = observeStore(st)
-		p := &pooledStore{store: st, logger: caddy.Log().Named("otpgate").With(zap.String("store", key)), locks: gate.NewSessionLocks()}
+		p := &pooledStore{store: st, logger: caddy.Log().Named("otpgate").With(zap.String("store", key)), locks: gate.NewSessionLocks(shared)}
 		p.sender = outbox.NewSender(st, p.deliver)
 		p.sender.OnFailure = func(e outbox.Entry, err error) {
 			p.logger.Error("mail notice failed", zap.String("event", e.Notice.Event), zap.String("service", e.Notice.Service),

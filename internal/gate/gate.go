@@ -46,7 +46,7 @@ func New(s store.Store, tokens *token.Manager, challenges *challenge.Manager, se
 		log = zap.NewNop()
 	}
 	return &Gate{store: s, tokens: tokens, challenges: challenges, sessions: sessions, login: login, log: log, obs: nopObserver{},
-		locks: NewSessionLocks()}
+		locks: NewSessionLocks(nil)}
 }
 
 // Customer is a known customer and the session they act in.

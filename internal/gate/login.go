@@ -132,6 +132,9 @@ func (w *LoginWatch) Forwarding(ctx context.Context) (ref *Refusal) {
 		return nil
 	}
 	unlock, err := w.g.locks.lockForLogin(ctx, first)
+	if errors.Is(err, store.ErrUnavailable) {
+		return w.g.Refuse(StoreUnavailable, fmt.Errorf("otpgate: locking the bank session in the store: %w", err))
+	}
 	if err != nil {
 		return Refuse(UpstreamNotSent, fmt.Errorf("otpgate: gave up waiting for a release into the same bank session: %w", err))
 	}

@@ -2,12 +2,16 @@ package gate
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/otpgate/otpgate/internal/session"
+	"github.com/otpgate/otpgate/internal/store"
 )
 
 // SessionLocks serialises, per bank session, the two exchanges that must
@@ -21,15 +25,29 @@ import (
 // dropped, and is refused.
 //
 // Ordinary requests take no lock: only logins and releases wait, and only
-// for each other on the same session. The locks are those of one process;
-// gateways sharing a store (etcd) do not wait for each other's.
+// for each other on the same session. On a store that several gateways
+// share (store.Locker, etcd) the locks and fences are taken in the store
+// too, after the process's own, so that a login on one gateway waits for a
+// release into its session on another; the store sees digests of the
+// session IDs, never the IDs.
 type SessionLocks struct {
 	mu sync.Mutex
 	m  map[string]*sessionLock
 	// fences hold logins off sessions until a time: those of a release the
 	// bank may still be carrying out (SessionHold.HoldOffLogins).
 	fences map[string]time.Time
+	// shared is the store's locker, nil on a store of one node.
+	shared store.Locker
 }
+
+// SharedHold is the longest a lock taken in a shared store lasts when its
+// gateway does not free it (it died, or lost the store): longer than a
+// confirmation takes with its release's answer, which is bounded to a
+// minute.
+const SharedHold = 3 * time.Minute
+
+// sharedWait bounds a fence's write and read in a shared store.
+const sharedWait = 10 * time.Second
 
 type sessionLock struct {
 	held    chan struct{} // holds a token while the session is locked
@@ -37,9 +55,20 @@ type sessionLock struct {
 }
 
 // NewSessionLocks returns locks to share among the gates of one store, and
-// across configuration reloads.
-func NewSessionLocks() *SessionLocks {
-	return &SessionLocks{m: map[string]*sessionLock{}, fences: map[string]time.Time{}}
+// across configuration reloads. shared is the store's locker when several
+// gateways share the store (etcd), else nil.
+func NewSessionLocks(shared store.Locker) *SessionLocks {
+	return &SessionLocks{m: map[string]*sessionLock{}, fences: map[string]time.Time{}, shared: shared}
+}
+
+// digests name sessions in a shared store: a session ID is a secret.
+func digests(sessions []string) []string {
+	out := make([]string, len(sessions))
+	for i, s := range sessions {
+		sum := sha256.Sum256([]byte(s))
+		out[i] = hex.EncodeToString(sum[:16])
+	}
+	return out
 }
 
 // keys are the distinct non-empty sessions, in one order.
@@ -58,7 +87,8 @@ func (l *SessionLocks) lock(ctx context.Context, sessions []string) (unlock func
 			l.release(k)
 		}
 	}
-	for _, k := range keys(sessions) {
+	ks := keys(sessions)
+	for _, k := range ks {
 		e := l.enter(k)
 		select {
 		case e.held <- struct{}{}:
@@ -69,7 +99,23 @@ func (l *SessionLocks) lock(ctx context.Context, sessions []string) (unlock func
 			return nil, ctx.Err()
 		}
 	}
-	return unlock, nil
+	if l.shared == nil || len(ks) == 0 {
+		return unlock, nil
+	}
+	// Digests sort differently from the IDs, and every gateway must take
+	// them in one order.
+	names := digests(ks)
+	slices.Sort(names)
+	unlockHere := unlock
+	unlockShared, err := l.shared.Lock(ctx, names, SharedHold)
+	if err != nil {
+		unlockHere()
+		return nil, err
+	}
+	return func() {
+		unlockShared()
+		unlockHere()
+	}, nil
 }
 
 // lockForLogin is lock for a login that also waits out the fences of the
@@ -82,7 +128,12 @@ func (l *SessionLocks) lockForLogin(ctx context.Context, sessions []string) (unl
 		if err != nil {
 			return nil, err
 		}
-		wait := time.Until(l.fencedUntil(sessions))
+		until, err := l.fencedUntil(ctx, sessions)
+		if err != nil {
+			unlock()
+			return nil, err
+		}
+		wait := time.Until(until)
 		if wait <= 0 {
 			return unlock, nil
 		}
@@ -97,23 +148,37 @@ func (l *SessionLocks) lockForLogin(ctx context.Context, sessions []string) (unl
 	}
 }
 
-// fencedUntil is when the last fence of the sessions passes.
-func (l *SessionLocks) fencedUntil(sessions []string) time.Time {
+// fencedUntil is when the last fence of the sessions passes, here or, on
+// a shared store, on any gateway.
+func (l *SessionLocks) fencedUntil(ctx context.Context, sessions []string) (time.Time, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	var until time.Time
 	for _, k := range keys(sessions) {
 		if f := l.fences[k]; f.After(until) {
 			until = f
 		}
 	}
-	return until
+	l.mu.Unlock()
+	if l.shared == nil || len(sessions) == 0 {
+		return until, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, sharedWait)
+	defer cancel()
+	shared, err := l.shared.FencedUntil(ctx, digests(keys(sessions)))
+	if err != nil {
+		return time.Time{}, err
+	}
+	if shared.After(until) {
+		until = shared
+	}
+	return until, nil
 }
 
 // fence holds logins off sessions for d, and forgets fences that passed.
-func (l *SessionLocks) fence(sessions []string, d time.Duration) {
+// On a shared store the fence is written there too; an error says it
+// could not be, and logins on other gateways are not held off.
+func (l *SessionLocks) fence(sessions []string, d time.Duration) error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	now := time.Now()
 	for k, f := range l.fences {
 		if !f.After(now) {
@@ -125,6 +190,13 @@ func (l *SessionLocks) fence(sessions []string, d time.Duration) {
 			l.fences[k] = until
 		}
 	}
+	l.mu.Unlock()
+	if l.shared == nil || len(keys(sessions)) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sharedWait)
+	defer cancel()
+	return l.shared.Fence(ctx, digests(keys(sessions)), d)
 }
 
 func (l *SessionLocks) enter(k string) *sessionLock {
@@ -199,10 +271,11 @@ func (h *SessionHold) Unlock() {
 // answer did not come in time): a login that switched the session
 // meanwhile would have the operation booked to another customer. Other
 // confirmations do not wait.
-func (h *SessionHold) HoldOffLogins(d time.Duration) {
-	if h.locks != nil {
-		h.locks.fence(h.sessions, d)
+func (h *SessionHold) HoldOffLogins(d time.Duration) error {
+	if h.locks == nil {
+		return nil
 	}
+	return h.locks.fence(h.sessions, d)
 }
 
 // LockSessions takes the locks of every bank session r names, for a
@@ -217,6 +290,9 @@ func (g *Gate) LockSessions(ctx context.Context, r *Request) (*SessionHold, *Ref
 	}
 	sessions := g.namedSessions(r)
 	unlock, err := g.locks.lock(ctx, sessions)
+	if errors.Is(err, store.ErrUnavailable) {
+		return nil, g.Refuse(StoreUnavailable, fmt.Errorf("otpgate: locking the bank session in the store: %w", err))
+	}
 	if err != nil {
 		return nil, Refuse(UpstreamNotSent, fmt.Errorf("otpgate: gave up waiting for a login on the same bank session: %w", err))
 	}

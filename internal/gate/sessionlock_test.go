@@ -3,9 +3,12 @@ package gate
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/otpgate/otpgate/internal/store"
 )
 
 // A second locker of a session waits until the first unlocks; lockers of
@@ -13,7 +16,7 @@ import (
 // do not deadlock; a locker whose context ends gives up; nothing is left
 // in the table afterwards.
 func TestSessionLocks(t *testing.T) {
-	l := NewSessionLocks()
+	l := NewSessionLocks(nil)
 	ctx := context.Background()
 
 	unlockA, err := l.lock(ctx, []string{"A", "", "A"})
@@ -90,7 +93,7 @@ func TestSessionLocks(t *testing.T) {
 // Logins wait out a fence (a release the bank may still be carrying out);
 // confirmations do not; a login whose context ends gives up.
 func TestSessionLocksFence(t *testing.T) {
-	l := NewSessionLocks()
+	l := NewSessionLocks(nil)
 	ctx := context.Background()
 	l.fence([]string{"A"}, 300*time.Millisecond)
 
@@ -129,7 +132,7 @@ func TestSessionLocksFence(t *testing.T) {
 // an unknown outcome (the fence is set before the release unlocks) waits
 // out the fence too, rather than going ahead at the unlock.
 func TestSessionLocksFenceSetWhileLoginWaits(t *testing.T) {
-	l := NewSessionLocks()
+	l := NewSessionLocks(nil)
 	ctx := context.Background()
 	unlock, err := l.lock(ctx, []string{"A"}) // the release
 	if err != nil {
@@ -156,4 +159,159 @@ func TestSessionLocksFenceSetWhileLoginWaits(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the login never got the lock")
 	}
+}
+
+// memLocker is a store.Locker in memory, shared by the SessionLocks of
+// several "gateways", as etcd is; fail makes every call fail as a store
+// that cannot be reached.
+type memLocker struct {
+	mu     sync.Mutex
+	held   map[string]chan struct{}
+	fences map[string]time.Time
+	names  [][]string
+	fail   bool
+}
+
+func newMemLocker() *memLocker {
+	return &memLocker{held: map[string]chan struct{}{}, fences: map[string]time.Time{}}
+}
+
+func (m *memLocker) Lock(ctx context.Context, names []string, hold time.Duration) (func(), error) {
+	m.mu.Lock()
+	m.names = append(m.names, names)
+	fail := m.fail
+	m.mu.Unlock()
+	if fail {
+		return nil, store.ErrUnavailable
+	}
+	var taken []string
+	unlock := func() {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		for _, n := range taken {
+			close(m.held[n])
+			delete(m.held, n)
+		}
+	}
+	for _, n := range names {
+		for {
+			m.mu.Lock()
+			ch, busy := m.held[n]
+			if !busy {
+				m.held[n] = make(chan struct{})
+				taken = append(taken, n)
+				m.mu.Unlock()
+				break
+			}
+			m.mu.Unlock()
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				unlock()
+				return nil, ctx.Err()
+			}
+		}
+	}
+	return unlock, nil
+}
+
+func (m *memLocker) Fence(_ context.Context, names []string, d time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail {
+		return store.ErrUnavailable
+	}
+	for _, n := range names {
+		m.fences[n] = time.Now().Add(d)
+	}
+	return nil
+}
+
+func (m *memLocker) FencedUntil(_ context.Context, names []string) (time.Time, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail {
+		return time.Time{}, store.ErrUnavailable
+	}
+	var until time.Time
+	for _, n := range names {
+		if m.fences[n].After(until) {
+			until = m.fences[n]
+		}
+	}
+	return until, nil
+}
+
+// On a store that several gateways share, a login on one gateway waits
+// for a release into its session on another, and for the fence of a
+// release whose outcome is unknown there; the store sees digests of the
+// session IDs, in one order, never the IDs; a store that cannot be reached
+// refuses rather than lets the two overlap.
+func TestSessionLocksShared(t *testing.T) {
+	shared := newMemLocker()
+	one, two := NewSessionLocks(shared), NewSessionLocks(shared)
+	ctx := context.Background()
+
+	release, err := one.lock(ctx, []string{"VICTIM-SESSION", "B"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, names := range shared.names {
+		for _, n := range names {
+			if n == "VICTIM-SESSION" || n == "B" || len(n) != 32 {
+				t.Fatalf("the store was given %q; want digests", names)
+			}
+		}
+		if !slices.IsSorted(names) {
+			t.Fatalf("the store was given %q out of order", names)
+		}
+	}
+	logged := make(chan struct{})
+	go func() {
+		unlock, err := two.lockForLogin(ctx, []string{"VICTIM-SESSION"})
+		if err != nil {
+			t.Error(err)
+		}
+		close(logged)
+		unlock()
+	}()
+	select {
+	case <-logged:
+		t.Fatal("a login on the other gateway did not wait for the release")
+	case <-time.After(100 * time.Millisecond):
+	}
+	// The release's outcome is unknown: its fence holds the login off
+	// after the unlock too.
+	if err := one.fence([]string{"VICTIM-SESSION"}, 300*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	unlocked := time.Now()
+	release()
+	select {
+	case <-logged:
+		if took := time.Since(unlocked); took < 200*time.Millisecond {
+			t.Errorf("the login on the other gateway went ahead %v after the unlock, inside the fence", took)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the login on the other gateway never went ahead")
+	}
+
+	shared.mu.Lock()
+	shared.fail = true
+	shared.mu.Unlock()
+	if _, err := two.lock(ctx, []string{"C"}); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("locking with the store down: %v; want ErrUnavailable", err)
+	}
+	if err := one.fence([]string{"C"}, time.Minute); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("fencing with the store down: %v; want ErrUnavailable", err)
+	}
+	// Nothing stays locked here when the store refused.
+	shared.mu.Lock()
+	shared.fail = false
+	shared.mu.Unlock()
+	unlock, err := two.lock(ctx, []string{"C"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
 }
