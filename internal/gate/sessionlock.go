@@ -40,10 +40,11 @@ type SessionLocks struct {
 	shared store.Locker
 }
 
-// SharedHold is the longest a lock taken in a shared store lasts when its
-// gateway does not free it (it died, or lost the store): longer than a
-// confirmation takes with its release's answer, which is bounded to a
-// minute.
+// SharedHold is how long at least a lock taken in a shared store lasts
+// when its gateway does not free it (it died, or lost the store): longer
+// than a confirmation takes with its release's answer, which is bounded to
+// a minute. The store frees it within a minute or two more (etcd: with its
+// lease class).
 const SharedHold = 3 * time.Minute
 
 // sharedWait bounds a fence's write and read in a shared store.
@@ -113,7 +114,9 @@ func (l *SessionLocks) lock(ctx context.Context, sessions []string) (unlock func
 		return nil, err
 	}
 	return func() {
-		unlockShared()
+		// Freed in the store off the request's path (a write to etcd): a
+		// login waiting for it waits that much longer, never less.
+		go unlockShared()
 		unlockHere()
 	}, nil
 }

@@ -2,9 +2,11 @@ package etcdstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/otpgate/otpgate/internal/store"
@@ -12,47 +14,67 @@ import (
 
 // Lock takes the locks of names under <prefix>locks/: each is a key that
 // only one holder can create (its create revision is zero until then),
-// written with a lease of its own lasting hold. A waiter watches the key
-// until it is deleted, then tries again. Unlocking revokes the lease,
-// which deletes every key of the call at once; a node that dies or is cut
-// off holding them loses them when the lease expires.
+// written with a lease shared by the keys of a similar time to live (the
+// store's lease classes), which outlives hold by at most about a minute. A
+// waiter watches the key until it is deleted, then tries again. Unlocking
+// deletes the keys this call created, each only if it is still the one
+// created (a lock that passed with its lease may be another's by then);
+// a node that dies or is cut off holding them loses them with the lease.
+// A lock costs one write to take and one to free, no lease of its own.
 func (s *Store) Lock(ctx context.Context, names []string, hold time.Duration) (unlock func(), err error) {
 	if s.closed.Load() {
 		return nil, errClosed
 	}
-	gctx, cancel := context.WithTimeout(ctx, s.timeout)
-	grant, err := s.cli.Grant(gctx, int64(max(hold, 2*time.Second)+time.Second-1)/int64(time.Second))
-	cancel()
+	lease, err := s.leases.get(ctx, s, hold)
 	if err != nil {
 		return nil, s.ctxOr(ctx, err)
 	}
-	unlock = func() { s.revoke(grant.ID) }
-	for _, name := range names {
-		if err := s.lockOne(ctx, s.prefix+"locks/"+name, grant.ID); err != nil {
-			unlock()
-			return nil, err
+	created := map[string]int64{}
+	unlock = func() {
+		for key, rev := range created {
+			tctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+			s.cli.Txn(tctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", rev)).Then(clientv3.OpDelete(key)).Commit()
+			cancel()
 		}
+	}
+	for _, name := range names {
+		key := s.prefix + "locks/" + name
+		rev, err := s.lockOne(ctx, key, lease)
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			// The class's lease was revoked or expired early (etcd
+			// restored from a snapshot): once more with a new one.
+			s.leases.forget()
+			if lease, err = s.leases.get(ctx, s, hold); err == nil {
+				rev, err = s.lockOne(ctx, key, lease)
+			}
+		}
+		if err != nil {
+			unlock()
+			return nil, s.ctxOr(ctx, err)
+		}
+		created[key] = rev
 	}
 	return unlock, nil
 }
 
-// lockOne creates key with lease, waiting while another holder has it.
-func (s *Store) lockOne(ctx context.Context, key string, lease clientv3.LeaseID) error {
+// lockOne creates key with lease, waiting while another holder has it,
+// and returns its create revision.
+func (s *Store) lockOne(ctx context.Context, key string, lease clientv3.LeaseID) (int64, error) {
 	for {
 		tctx, cancel := context.WithTimeout(ctx, s.timeout)
 		resp, err := s.cli.Txn(tctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 			Then(clientv3.OpPut(key, s.node, clientv3.WithLease(lease))).Commit()
 		cancel()
 		if err != nil {
-			return s.ctxOr(ctx, err)
+			return 0, err
 		}
 		if resp.Succeeded {
-			return nil
+			return resp.Header.Revision, nil
 		}
 		// Held: wait for the delete that frees it, from the revision the
 		// failed attempt saw, so a delete in between is not missed.
 		if err := s.waitDeleted(ctx, key, resp.Header.Revision+1); err != nil {
-			return err
+			return 0, err
 		}
 	}
 }
@@ -138,8 +160,11 @@ func (s *Store) FencedUntil(ctx context.Context, names []string) (time.Time, err
 
 // ctxOr is ctx's error when ctx ended, else err as the store's.
 func (s *Store) ctxOr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
+	switch {
+	case ctx.Err() != nil:
 		return ctx.Err()
+	case errors.Is(err, store.ErrUnavailable):
+		return err
 	}
 	return classify(err)
 }

@@ -57,20 +57,29 @@ func TestLockAcrossNodes(t *testing.T) {
 		t.Fatal("node b did not take s2 once node a freed it")
 	}
 
-	// A holder that never unlocks: its hold (etcd's shortest lease, 2 s)
-	// frees the lock.
-	if _, err := a.Lock(ctx, []string{"s4"}, 2*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	unlock, err := b.Lock(ctx, []string{"s4"}, time.Minute)
+	// A holder that never unlocks (it died): the lock passes with its
+	// lease, after the hold and within the lease class's life (hold plus
+	// 10 s plus two class widths of 5 s). Its late unlock then leaves the
+	// lock of whoever holds it now.
+	staleUnlock, err := a.Lock(ctx, []string{"s4"}, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	unlock()
-	if took := time.Since(start); took < time.Second || took > 15*time.Second {
-		t.Errorf("the lock of a holder that never freed it passed after %v; want its hold, about 2 s", took)
+	start := time.Now()
+	unlockB, err := b.Lock(ctx, []string{"s4"}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if took := time.Since(start); took < 2*time.Second || took > 30*time.Second {
+		t.Errorf("the lock of a holder that never freed it passed after %v; want after its hold of 2 s, within its lease's life", took)
+	}
+	staleUnlock()
+	wctx, cancel = context.WithTimeout(ctx, 300*time.Millisecond)
+	if _, err := a.Lock(wctx, []string{"s4"}, time.Minute); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("after a stale unlock, another lock of s4: %v; want it to wait for node b's", err)
+	}
+	cancel()
+	unlockB()
 
 	if err := a.Fence(ctx, []string{"s5"}, time.Minute); err != nil {
 		t.Fatal(err)
