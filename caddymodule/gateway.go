@@ -107,17 +107,22 @@ func (g *Gateway) serveConfirm(w http.ResponseWriter, r *http.Request, next cadd
 	if ref == nil {
 		var in map[string]string
 		if in, ref = g.input(r, who.Session); ref == nil {
-			op, ref = g.flow.Confirm(r.Context(), who, id, in["otp"], clientIP(r))
+			// On a store several gateways share, the hold must outlast
+			// the release even if this gateway lost the store now: a
+			// client that took its time sending the form, or a store
+			// that stopped answering, leaves too little of it.
+			if !hold.ValidFor(releaseTimeout + releaseMargin) {
+				ref = g.flow.Refuse(gate.StoreUnavailable, errors.New("otpgate: the bank session's lock in the store would not outlast the release"))
+			} else {
+				op, ref = g.flow.Confirm(r.Context(), who, id, in["otp"], clientIP(r))
+			}
 		}
 	}
 	switch {
 	case ref == nil:
 		unknown, err := g.release(w, r, next, op)
 		if unknown {
-			if err := hold.HoldOffLogins(unknownOutcomeHold); err != nil {
-				g.logger.Error("a release's outcome is unknown, and logins on its bank session could not be held off on the other gateways of the store",
-					zap.String("challenge", op.ID), zap.Error(err))
-			}
+			hold.HoldOffLogins(unknownOutcomeHold)
 		}
 		return err
 	case wantsJSON(r):

@@ -24,6 +24,11 @@ import (
 // A variable only so that tests can shorten it.
 var releaseTimeout = 60 * time.Second
 
+// releaseMargin is what a confirmation's session lock must last beyond
+// releaseTimeout when the release starts: the confirmation's own writes
+// and the bank's answer being carried out.
+const releaseMargin = 15 * time.Second
+
 // unknownOutcomeHold is how long logins naming the sessions of a release
 // whose outcome is unknown (the bank did not answer in time, or the answer
 // was cut off) wait: the bank may still be working on it, and a

@@ -131,14 +131,14 @@ func (w *LoginWatch) Forwarding(ctx context.Context) (ref *Refusal) {
 	if len(first) == 0 {
 		return nil
 	}
-	unlock, err := w.g.locks.lockForLogin(ctx, first)
+	x, err := w.g.locks.lockForLogin(ctx, first)
 	if errors.Is(err, store.ErrUnavailable) {
 		return w.g.Refuse(StoreUnavailable, fmt.Errorf("otpgate: locking the bank session in the store: %w", err))
 	}
 	if err != nil {
 		return Refuse(UpstreamNotSent, fmt.Errorf("otpgate: gave up waiting for a release into the same bank session: %w", err))
 	}
-	w.unlock = unlock
+	w.unlock = func() { x.unlock(0) }
 	defer func() {
 		if ref != nil {
 			w.Done()

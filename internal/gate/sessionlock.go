@@ -40,14 +40,7 @@ type SessionLocks struct {
 	shared store.Locker
 }
 
-// SharedHold is how long at least a lock taken in a shared store lasts
-// when its gateway does not free it (it died, or lost the store): longer
-// than a confirmation takes with its release's answer, which is bounded to
-// a minute. The store frees it within a minute or two more (etcd: with its
-// lease class).
-const SharedHold = 3 * time.Minute
-
-// sharedWait bounds a fence's write and read in a shared store.
+// sharedWait bounds the read of fences in a shared store.
 const sharedWait = 10 * time.Second
 
 type sessionLock struct {
@@ -78,69 +71,92 @@ func keys(sessions []string) []string {
 	return slices.DeleteFunc(k, func(s string) bool { return s == "" })
 }
 
-// lock takes the locks of sessions, in one order whatever the caller's, so
-// that two lockers of overlapping sets cannot wait for each other. It
-// gives up when ctx ends.
-func (l *SessionLocks) lock(ctx context.Context, sessions []string) (unlock func(), err error) {
-	var held []string
-	unlock = func() {
-		for _, k := range held {
-			l.release(k)
-		}
+// locked is the locks one lock call took.
+type locked struct {
+	l      *SessionLocks
+	keys   []string
+	held   []string // the keys whose process locks are held
+	shared store.Held
+}
+
+// unlock frees the locks; with fence above zero, logins naming the
+// sessions are held off for that long, here and on every gateway of a
+// shared store, from before anyone can take the locks.
+func (x *locked) unlock(fence time.Duration) {
+	if fence > 0 {
+		x.l.fence(x.keys, fence)
 	}
-	ks := keys(sessions)
-	for _, k := range ks {
+	if x.shared != nil {
+		// Freed off the request's path (a write to etcd, retried until
+		// it is written): a waiting login waits that much longer, never
+		// less.
+		x.shared.Unlock(fence)
+	}
+	for _, k := range x.held {
+		x.l.release(k)
+	}
+	x.held = nil
+}
+
+// validFor says whether the locks hold for at least d more even if this
+// gateway were cut off from a shared store from now on.
+func (x *locked) validFor(d time.Duration) bool {
+	return x.shared == nil || time.Until(x.shared.ValidUntil()) >= d
+}
+
+// lock takes the locks of sessions, in one order whatever the caller's, so
+// that two lockers of overlapping sets cannot wait for each other: the
+// process's own, then, on a shared store, the store's. It gives up when
+// ctx ends.
+func (l *SessionLocks) lock(ctx context.Context, sessions []string) (*locked, error) {
+	x := &locked{l: l, keys: keys(sessions)}
+	for _, k := range x.keys {
 		e := l.enter(k)
 		select {
 		case e.held <- struct{}{}:
-			held = append(held, k)
+			x.held = append(x.held, k)
 		case <-ctx.Done():
 			l.leave(k)
-			unlock()
+			x.unlock(0)
 			return nil, ctx.Err()
 		}
 	}
-	if l.shared == nil || len(ks) == 0 {
-		return unlock, nil
+	if l.shared == nil || len(x.keys) == 0 {
+		return x, nil
 	}
 	// Digests sort differently from the IDs, and every gateway must take
 	// them in one order.
-	names := digests(ks)
+	names := digests(x.keys)
 	slices.Sort(names)
-	unlockHere := unlock
-	unlockShared, err := l.shared.Lock(ctx, names, SharedHold)
+	shared, err := l.shared.Lock(ctx, names)
 	if err != nil {
-		unlockHere()
+		x.unlock(0)
 		return nil, err
 	}
-	return func() {
-		// Freed in the store off the request's path (a write to etcd): a
-		// login waiting for it waits that much longer, never less.
-		go unlockShared()
-		unlockHere()
-	}, nil
+	x.shared = shared
+	return x, nil
 }
 
 // lockForLogin is lock for a login that also waits out the fences of the
 // sessions. They are read once the locks are held: a release sets its
 // fence before it unlocks, so a login that was waiting for the release's
 // lock finds the fence too.
-func (l *SessionLocks) lockForLogin(ctx context.Context, sessions []string) (unlock func(), err error) {
+func (l *SessionLocks) lockForLogin(ctx context.Context, sessions []string) (*locked, error) {
 	for {
-		unlock, err := l.lock(ctx, sessions)
+		x, err := l.lock(ctx, sessions)
 		if err != nil {
 			return nil, err
 		}
 		until, err := l.fencedUntil(ctx, sessions)
 		if err != nil {
-			unlock()
+			x.unlock(0)
 			return nil, err
 		}
 		wait := time.Until(until)
 		if wait <= 0 {
-			return unlock, nil
+			return x, nil
 		}
-		unlock()
+		x.unlock(0)
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
@@ -177,11 +193,12 @@ func (l *SessionLocks) fencedUntil(ctx context.Context, sessions []string) (time
 	return until, nil
 }
 
-// fence holds logins off sessions for d, and forgets fences that passed.
-// On a shared store the fence is written there too; an error says it
-// could not be, and logins on other gateways are not held off.
-func (l *SessionLocks) fence(sessions []string, d time.Duration) error {
+// fence holds logins off sessions for d in this process, and forgets
+// fences that passed (a shared store's fences are written with its
+// unlock).
+func (l *SessionLocks) fence(sessions []string, d time.Duration) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	now := time.Now()
 	for k, f := range l.fences {
 		if !f.After(now) {
@@ -193,13 +210,6 @@ func (l *SessionLocks) fence(sessions []string, d time.Duration) error {
 			l.fences[k] = until
 		}
 	}
-	l.mu.Unlock()
-	if l.shared == nil || len(keys(sessions)) == 0 {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), sharedWait)
-	defer cancel()
-	return l.shared.Fence(ctx, digests(keys(sessions)), d)
 }
 
 func (l *SessionLocks) enter(k string) *sessionLock {
@@ -256,16 +266,15 @@ func (g *Gate) namedSessions(r *Request) []string {
 
 // SessionHold is a confirmation's hold on the bank sessions it names.
 type SessionHold struct {
-	locks    *SessionLocks
-	sessions []string
-	unlock   func()
+	locked *locked
+	fence  time.Duration
 }
 
 // Unlock ends the hold.
 func (h *SessionHold) Unlock() {
-	if h.unlock != nil {
-		h.unlock()
-		h.unlock = nil
+	if h.locked != nil {
+		h.locked.unlock(h.fence)
+		h.locked = nil
 	}
 }
 
@@ -274,11 +283,14 @@ func (h *SessionHold) Unlock() {
 // answer did not come in time): a login that switched the session
 // meanwhile would have the operation booked to another customer. Other
 // confirmations do not wait.
-func (h *SessionHold) HoldOffLogins(d time.Duration) error {
-	if h.locks == nil {
-		return nil
-	}
-	return h.locks.fence(h.sessions, d)
+func (h *SessionHold) HoldOffLogins(d time.Duration) { h.fence = max(h.fence, d) }
+
+// ValidFor says whether the hold lasts at least d more even if this
+// gateway were cut off from a shared store from now on, as a release needs
+// before it starts: on another gateway a login could take the session once
+// the hold passed.
+func (h *SessionHold) ValidFor(d time.Duration) bool {
+	return h.locked == nil || h.locked.validFor(d)
 }
 
 // LockSessions takes the locks of every bank session r names, for a
@@ -292,12 +304,12 @@ func (g *Gate) LockSessions(ctx context.Context, r *Request) (*SessionHold, *Ref
 		return &SessionHold{}, nil
 	}
 	sessions := g.namedSessions(r)
-	unlock, err := g.locks.lock(ctx, sessions)
+	x, err := g.locks.lock(ctx, sessions)
 	if errors.Is(err, store.ErrUnavailable) {
 		return nil, g.Refuse(StoreUnavailable, fmt.Errorf("otpgate: locking the bank session in the store: %w", err))
 	}
 	if err != nil {
 		return nil, Refuse(UpstreamNotSent, fmt.Errorf("otpgate: gave up waiting for a login on the same bank session: %w", err))
 	}
-	return &SessionHold{locks: g.locks, sessions: sessions, unlock: unlock}, nil
+	return &SessionHold{locked: x}, nil
 }

@@ -28,7 +28,7 @@ func TestSessionLocks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	unlockB()
+	unlockB.unlock(0)
 
 	got := make(chan struct{})
 	go func() {
@@ -37,7 +37,7 @@ func TestSessionLocks(t *testing.T) {
 			t.Error(err)
 		}
 		close(got)
-		unlock()
+		unlock.unlock(0)
 	}()
 	select {
 	case <-got:
@@ -52,7 +52,7 @@ func TestSessionLocks(t *testing.T) {
 		t.Fatalf("a locker whose context ended: %v, want DeadlineExceeded", err)
 	}
 
-	unlockA()
+	unlockA.unlock(0)
 	select {
 	case <-got:
 	case <-time.After(10 * time.Second):
@@ -72,7 +72,7 @@ func TestSessionLocks(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			unlock()
+			unlock.unlock(0)
 		})
 	}
 	done := make(chan struct{})
@@ -102,7 +102,7 @@ func TestSessionLocksFence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	unlock()
+	unlock.unlock(0)
 	if d := time.Since(start); d > 200*time.Millisecond {
 		t.Errorf("a confirmation waited %v for a fence meant for logins", d)
 	}
@@ -117,14 +117,14 @@ func TestSessionLocksFence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	unlock()
+	unlock.unlock(0)
 	if d := time.Since(start); d < 250*time.Millisecond {
 		t.Errorf("a login went ahead %v after a 300ms fence was set", d)
 	}
 	if unlock, err := l.lockForLogin(ctx, []string{"C"}); err != nil {
 		t.Fatal(err)
 	} else {
-		unlock()
+		unlock.unlock(0)
 	}
 }
 
@@ -145,12 +145,12 @@ func TestSessionLocksFenceSetWhileLoginWaits(t *testing.T) {
 			t.Error(err)
 		}
 		got <- time.Now()
-		unlock()
+		unlock.unlock(0)
 	}()
 	time.Sleep(50 * time.Millisecond) // the login waits for the lock
 	released := time.Now()
 	l.fence([]string{"A"}, 300*time.Millisecond)
-	unlock()
+	unlock.unlock(0)
 	select {
 	case at := <-got:
 		if d := at.Sub(released); d < 250*time.Millisecond {
@@ -163,20 +163,43 @@ func TestSessionLocksFenceSetWhileLoginWaits(t *testing.T) {
 
 // memLocker is a store.Locker in memory, shared by the SessionLocks of
 // several "gateways", as etcd is; fail makes every call fail as a store
-// that cannot be reached.
+// that cannot be reached; valid is how long a lock is said to last.
 type memLocker struct {
 	mu     sync.Mutex
 	held   map[string]chan struct{}
 	fences map[string]time.Time
 	names  [][]string
 	fail   bool
+	valid  time.Duration
 }
 
 func newMemLocker() *memLocker {
-	return &memLocker{held: map[string]chan struct{}{}, fences: map[string]time.Time{}}
+	return &memLocker{held: map[string]chan struct{}{}, fences: map[string]time.Time{}, valid: time.Hour}
 }
 
-func (m *memLocker) Lock(ctx context.Context, names []string, hold time.Duration) (func(), error) {
+type memHeld struct {
+	m     *memLocker
+	names []string
+	until time.Time
+}
+
+func (h *memHeld) ValidUntil() time.Time { return h.until }
+
+func (h *memHeld) Unlock(fence time.Duration) {
+	m := h.m
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, n := range h.names {
+		if fence > 0 {
+			m.fences[n] = time.Now().Add(fence)
+		}
+		close(m.held[n])
+		delete(m.held, n)
+	}
+	h.names = nil
+}
+
+func (m *memLocker) Lock(ctx context.Context, names []string) (store.Held, error) {
 	m.mu.Lock()
 	m.names = append(m.names, names)
 	fail := m.fail
@@ -184,22 +207,14 @@ func (m *memLocker) Lock(ctx context.Context, names []string, hold time.Duration
 	if fail {
 		return nil, store.ErrUnavailable
 	}
-	var taken []string
-	unlock := func() {
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		for _, n := range taken {
-			close(m.held[n])
-			delete(m.held, n)
-		}
-	}
+	h := &memHeld{m: m, until: time.Now().Add(m.valid)}
 	for _, n := range names {
 		for {
 			m.mu.Lock()
 			ch, busy := m.held[n]
 			if !busy {
 				m.held[n] = make(chan struct{})
-				taken = append(taken, n)
+				h.names = append(h.names, n)
 				m.mu.Unlock()
 				break
 			}
@@ -207,24 +222,12 @@ func (m *memLocker) Lock(ctx context.Context, names []string, hold time.Duration
 			select {
 			case <-ch:
 			case <-ctx.Done():
-				unlock()
+				h.Unlock(0)
 				return nil, ctx.Err()
 			}
 		}
 	}
-	return unlock, nil
-}
-
-func (m *memLocker) Fence(_ context.Context, names []string, d time.Duration) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.fail {
-		return store.ErrUnavailable
-	}
-	for _, n := range names {
-		m.fences[n] = time.Now().Add(d)
-	}
-	return nil
+	return h, nil
 }
 
 func (m *memLocker) FencedUntil(_ context.Context, names []string) (time.Time, error) {
@@ -244,9 +247,10 @@ func (m *memLocker) FencedUntil(_ context.Context, names []string) (time.Time, e
 
 // On a store that several gateways share, a login on one gateway waits
 // for a release into its session on another, and for the fence of a
-// release whose outcome is unknown there; the store sees digests of the
-// session IDs, in one order, never the IDs; a store that cannot be reached
-// refuses rather than lets the two overlap.
+// release whose outcome is unknown there, written with the unlock; the
+// store sees digests of the session IDs, in one order, never the IDs; a
+// store that cannot be reached refuses rather than lets the two overlap;
+// a hold says whether it outlasts a release.
 func TestSessionLocksShared(t *testing.T) {
 	shared := newMemLocker()
 	one, two := NewSessionLocks(shared), NewSessionLocks(shared)
@@ -268,25 +272,22 @@ func TestSessionLocksShared(t *testing.T) {
 	}
 	logged := make(chan struct{})
 	go func() {
-		unlock, err := two.lockForLogin(ctx, []string{"VICTIM-SESSION"})
+		x, err := two.lockForLogin(ctx, []string{"VICTIM-SESSION"})
 		if err != nil {
 			t.Error(err)
 		}
 		close(logged)
-		unlock()
+		x.unlock(0)
 	}()
 	select {
 	case <-logged:
 		t.Fatal("a login on the other gateway did not wait for the release")
 	case <-time.After(100 * time.Millisecond):
 	}
-	// The release's outcome is unknown: its fence holds the login off
-	// after the unlock too.
-	if err := one.fence([]string{"VICTIM-SESSION"}, 300*time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
+	// The release's outcome is unknown: its fence, written with the
+	// unlock, holds the login off after the unlock too.
 	unlocked := time.Now()
-	release()
+	release.unlock(300 * time.Millisecond)
 	select {
 	case <-logged:
 		if took := time.Since(unlocked); took < 200*time.Millisecond {
@@ -296,22 +297,41 @@ func TestSessionLocksShared(t *testing.T) {
 		t.Fatal("the login on the other gateway never went ahead")
 	}
 
+	hold := &SessionHold{}
+	hold.locked, err = one.lock(ctx, []string{"D"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hold.ValidFor(time.Minute) {
+		t.Error("a hold valid for an hour does not outlast a minute")
+	}
+	hold.Unlock()
+	shared.valid = 30 * time.Second
+	hold.locked, err = one.lock(ctx, []string{"D"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hold.ValidFor(time.Minute) {
+		t.Error("a hold valid for 30 s says it outlasts a minute")
+	}
+	hold.Unlock()
+
 	shared.mu.Lock()
 	shared.fail = true
 	shared.mu.Unlock()
 	if _, err := two.lock(ctx, []string{"C"}); !errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("locking with the store down: %v; want ErrUnavailable", err)
 	}
-	if err := one.fence([]string{"C"}, time.Minute); !errors.Is(err, store.ErrUnavailable) {
-		t.Errorf("fencing with the store down: %v; want ErrUnavailable", err)
+	if _, err := two.lockForLogin(ctx, []string{"E"}); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("a login with the store down: %v; want ErrUnavailable", err)
 	}
 	// Nothing stays locked here when the store refused.
 	shared.mu.Lock()
 	shared.fail = false
 	shared.mu.Unlock()
-	unlock, err := two.lock(ctx, []string{"C"})
+	x, err := two.lock(ctx, []string{"C"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	unlock()
+	x.unlock(0)
 }

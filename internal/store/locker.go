@@ -12,14 +12,27 @@ import (
 // Names are opaque to the store; callers pass digests, never secrets.
 type Locker interface {
 	// Lock takes the locks of names, in the order given, waiting for
-	// other holders, until ctx ends (then it returns ctx's error). A lock
-	// lasts until unlock is called, or at the latest for hold, after which
-	// the store frees it by itself (a node that died or was cut off holding
-	// it). An error other than ctx's is the store's (ErrUnavailable).
-	Lock(ctx context.Context, names []string, hold time.Duration) (unlock func(), err error)
-	// Fence marks names until now plus d: FencedUntil on any node reports
-	// it until then.
-	Fence(ctx context.Context, names []string, d time.Duration) error
-	// FencedUntil is when the last fence of names passes; zero if none.
+	// other holders, until ctx ends (then it returns ctx's error). The
+	// locks last until Unlock, however long that is, while this node
+	// reaches the store; a node that dies or is cut off loses them some
+	// time later (Held.ValidUntil says when at the earliest). An error
+	// other than ctx's is the store's (ErrUnavailable).
+	Lock(ctx context.Context, names []string) (Held, error)
+	// FencedUntil is when the last fence of names passes, by the store's
+	// clock as this node sees it; zero if none.
 	FencedUntil(ctx context.Context, names []string) (time.Time, error)
+}
+
+// Held is what a Locker's Lock took.
+type Held interface {
+	// ValidUntil is the earliest time the locks could pass without
+	// Unlock: when this node, cut off from the store from now on, would
+	// lose them. Zero once they are lost.
+	ValidUntil() time.Time
+	// Unlock frees the locks and, with fence above zero, fences their
+	// names for that long in the same write: a fence is in place before
+	// anyone can take a lock. It returns at once; a write that fails is
+	// tried again in the background, and the locks stay until it
+	// succeeds or they are lost.
+	Unlock(fence time.Duration)
 }

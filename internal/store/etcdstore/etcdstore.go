@@ -125,6 +125,9 @@ type Store struct {
 	node        string
 	closed      atomic.Bool
 	leases      leases
+	logger      *zap.Logger
+	// locking is the node's lease for its locks (locker.go).
+	locking lockLease
 }
 
 // Open connects to the cluster at o.Endpoints. It returns at once when the
@@ -180,7 +183,7 @@ func Open(o Options) (s *Store, reachErr error, err error) {
 	}
 	host, _ := os.Hostname()
 	s = &Store{cli: cli, prefix: o.Prefix, now: o.Now, timeout: o.RequestTimeout, electionTTL: o.ElectionTTL,
-		node: fmt.Sprintf("%s/%d", host, os.Getpid())}
+		node: fmt.Sprintf("%s/%d", host, os.Getpid()), logger: o.Logger}
 	s.leases.byClass = map[time.Duration]*lease{}
 	ctx, cancel := context.WithTimeout(context.Background(), o.DialTimeout)
 	defer cancel()
@@ -629,6 +632,7 @@ func (s *Store) Close() error {
 	if s.closed.Swap(true) {
 		return nil
 	}
+	s.locking.stop()
 	return s.cli.Close()
 }
 

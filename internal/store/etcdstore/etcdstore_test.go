@@ -192,8 +192,7 @@ func TestUnavailableAndRecovery(t *testing.T) {
 		},
 		"Scan":     func() error { _, _, err := s.Scan(ctx, store.Tokens, "", 10); return err },
 		"Campaign": func() error { _, err := s.Campaign(ctx); return err },
-		"Lock":     func() error { _, err := s.Lock(ctx, []string{"s"}, time.Minute); return err },
-		"Fence":    func() error { return s.Fence(ctx, []string{"s"}, time.Minute) },
+		"Lock":     func() error { _, err := s.Lock(ctx, []string{"s"}); return err },
 		"FencedUntil": func() error {
 			_, err := s.FencedUntil(ctx, []string{"s"})
 			return err

@@ -5,40 +5,46 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // Two gateways on one store: a lock one holds makes the other wait until
-// it is freed, by unlock or, for a gateway that never frees it, when its
-// hold passes; a waiter gives up with its context; locks of other names do
-// not wait; a fence written by one is read by the other.
+// it is freed; a waiter gives up with its context; locks of other names do
+// not wait; a lock is valid for at least two thirds of its lease; freeing
+// with a fence writes the fence before anyone can take the lock, and the
+// other gateway reads it by etcd's count, not by a clock.
 func TestLockAcrossNodes(t *testing.T) {
 	c := cluster(t)
 	a := open(t, c, Options{})
 	b := open(t, c, Options{Prefix: a.prefix})
 	ctx := context.Background()
 
-	unlockA, err := a.Lock(ctx, []string{"s1", "s2"}, time.Minute)
+	heldA, err := a.Lock(ctx, []string{"s1", "s2"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if v := time.Until(heldA.ValidUntil()); v < 2*lockTTL/3 || v > lockTTL {
+		t.Errorf("a lock just taken is valid for %v; want between two thirds of %v and all of it", v, lockTTL)
+	}
 	got := make(chan time.Time, 1)
 	go func() {
-		unlockB, err := b.Lock(ctx, []string{"s2"}, time.Minute)
+		heldB, err := b.Lock(ctx, []string{"s2"})
 		if err != nil {
 			t.Error(err)
 			got <- time.Time{}
 			return
 		}
 		got <- time.Now()
-		unlockB()
+		heldB.Unlock(0)
 	}()
-	if other, err := b.Lock(ctx, []string{"s3"}, time.Minute); err != nil {
+	if other, err := b.Lock(ctx, []string{"s3"}); err != nil {
 		t.Fatalf("another name: %v", err)
 	} else {
-		other()
+		other.Unlock(0)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	if _, err := b.Lock(wctx, []string{"s1"}, time.Minute); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := b.Lock(wctx, []string{"s1"}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("a waiter whose context ends: %v; want context.DeadlineExceeded", err)
 	}
 	cancel()
@@ -49,7 +55,7 @@ func TestLockAcrossNodes(t *testing.T) {
 	default:
 	}
 	freed := time.Now()
-	unlockA()
+	heldA.Unlock(0)
 	select {
 	case at := <-got:
 		t.Logf("node b took s2 %v after node a freed it", at.Sub(freed).Round(time.Millisecond))
@@ -57,41 +63,82 @@ func TestLockAcrossNodes(t *testing.T) {
 		t.Fatal("node b did not take s2 once node a freed it")
 	}
 
-	// A holder that never unlocks (it died): the lock passes with its
-	// lease, after the hold and within the lease class's life (hold plus
-	// 10 s plus two class widths of 5 s). Its late unlock then leaves the
-	// lock of whoever holds it now.
-	staleUnlock, err := a.Lock(ctx, []string{"s4"}, 2*time.Second)
+	// Freed with a fence: whoever takes the lock next finds the fence.
+	heldA, err = a.Lock(ctx, []string{"s5"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	unlockB, err := b.Lock(ctx, []string{"s4"}, time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if took := time.Since(start); took < 2*time.Second || took > 30*time.Second {
-		t.Errorf("the lock of a holder that never freed it passed after %v; want after its hold of 2 s, within its lease's life", took)
-	}
-	staleUnlock()
-	wctx, cancel = context.WithTimeout(ctx, 300*time.Millisecond)
-	if _, err := a.Lock(wctx, []string{"s4"}, time.Minute); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("after a stale unlock, another lock of s4: %v; want it to wait for node b's", err)
-	}
-	cancel()
-	unlockB()
-
-	if err := a.Fence(ctx, []string{"s5"}, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	until, err := b.FencedUntil(ctx, []string{"s6", "s5"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Until(until); d < 50*time.Second || d > time.Minute {
-		t.Errorf("the other node reads the fence as passing in %v; want about a minute", d)
+	fenced := make(chan time.Time, 1)
+	go func() {
+		heldB, err := b.Lock(ctx, []string{"s5"})
+		if err != nil {
+			t.Error(err)
+			fenced <- time.Time{}
+			return
+		}
+		defer heldB.Unlock(0)
+		until, err := b.FencedUntil(ctx, []string{"s6", "s5"})
+		if err != nil {
+			t.Error(err)
+		}
+		fenced <- until
+	}()
+	time.Sleep(200 * time.Millisecond)
+	heldA.Unlock(time.Minute)
+	select {
+	case until := <-fenced:
+		if d := time.Until(until); d < 50*time.Second || d > 62*time.Second {
+			t.Errorf("the next holder reads the fence as passing in %v; want about a minute", d)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("node b did not take s5 once node a freed it")
 	}
 	if until, err := b.FencedUntil(ctx, []string{"s6"}); err != nil || !until.IsZero() {
 		t.Errorf("a name without a fence: %v, %v; want none", until, err)
 	}
+}
+
+// A lock freed after it was lost and taken by another leaves the other's
+// lock in place; the fence it carries is still written.
+func TestLockStaleUnlock(t *testing.T) {
+	c := cluster(t)
+	a := open(t, c, Options{})
+	b := open(t, c, Options{Prefix: a.prefix})
+	ctx := context.Background()
+	stale, err := a.Lock(ctx, []string{"s7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The lease lost: etcd drops its keys, as for a node cut off.
+	id, _, err := a.locking.get(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.cli.Revoke(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	heldB, err := b.Lock(ctx, []string{"s7"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale.Unlock(time.Minute)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		until, err := b.FencedUntil(ctx, []string{"s7"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !until.IsZero() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stale unlock wrote no fence")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	resp, err := b.cli.Get(ctx, b.prefix+"locks/s7", clientv3.WithCountOnly())
+	if err != nil || resp.Count != 1 {
+		t.Fatalf("node b's lock after node a's stale unlock: %v, %v; want it in place", resp, err)
+	}
+	heldB.Unlock(0)
 }
