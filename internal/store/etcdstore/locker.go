@@ -16,9 +16,10 @@ import (
 
 // lockTTL is the life of a node's lock lease: how long after this node is
 // cut off from etcd its locks pass. It is kept alive every third of it,
-// so a lock that is still held is valid for at least two thirds of it:
-// longer than a release takes (a minute).
-const lockTTL = 120 * time.Second
+// so a lock that is still held is valid for at least two thirds of it
+// (100 s): longer than a release takes (a minute), with room for a
+// keep-alive answered late.
+const lockTTL = 150 * time.Second
 
 // lockLease is the lease a node's locks are written with, granted on the
 // first lock and kept alive while the store is open; a lease that is lost
@@ -48,6 +49,9 @@ func (l *lockLease) get(ctx context.Context, s *Store) (clientv3.LeaseID, <-chan
 	cancel()
 	if err != nil {
 		return 0, nil, err
+	}
+	if l.end != nil {
+		l.end()
 	}
 	kctx, end := context.WithCancel(context.Background())
 	alive, err := s.cli.KeepAlive(kctx, grant.ID)
