@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -322,6 +323,28 @@ func TestServeBodiesOverMaxBuffered(t *testing.T) {
 		}
 		if used := g.buffered.Used(); used != 0 {
 			t.Errorf("declared length %v: %d bytes still counted after the answer; want 0", declared, used)
+		}
+	}
+}
+
+// A confirmation or a login naming more bank sessions than a browser does
+// is refused before any of them is locked: each would be a lock, and on a
+// shared store a key in etcd.
+func TestServeTooManySessions(t *testing.T) {
+	t.Parallel()
+	g := unitGateway(t, &Gateway{})
+	var cookies []string
+	for i := range gate.MaxNamedSessions + 1 {
+		cookies = append(cookies, fmt.Sprintf("JSESSIONID=S%02d", i))
+	}
+	for _, target := range []string{"/.otpgate/confirm/x", "/login"} {
+		r := httptest.NewRequest(http.MethodPost, target, strings.NewReader("otp=123456&service_id=S001&user_id=U001&password=x"))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.Header.Set("Accept", "application/json")
+		r.Header.Set("Cookie", strings.Join(cookies, "; "))
+		w, bank := serveUnit(t, g, r)
+		if w.Code != http.StatusBadRequest || bank.calls != 0 || !strings.Contains(w.Body.String(), "bad_request") {
+			t.Errorf("%s naming %d sessions: %d %s, bank called %d times; want 400 and nothing at the bank", target, len(cookies), w.Code, w.Body, bank.calls)
 		}
 	}
 }

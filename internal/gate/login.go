@@ -131,6 +131,9 @@ func (w *LoginWatch) Forwarding(ctx context.Context) (ref *Refusal) {
 	if len(first) == 0 {
 		return nil
 	}
+	if len(keys(first)) > MaxNamedSessions {
+		return Refuse(BadRequest, errTooManySessions)
+	}
 	x, err := w.g.locks.lockForLogin(ctx, first)
 	if errors.Is(err, store.ErrUnavailable) {
 		return w.g.Refuse(StoreUnavailable, fmt.Errorf("otpgate: locking the bank session in the store: %w", err))

@@ -40,6 +40,21 @@ type SessionLocks struct {
 	shared store.Locker
 }
 
+// MaxNamedSessions is the most bank sessions a login or a confirmation
+// may name (cookies and path parameters): a browser names one. Each is a
+// lock, and on a shared store a key written and deleted in etcd, so a
+// request naming hundreds is refused rather than locked.
+const MaxNamedSessions = 8
+
+var errTooManySessions = fmt.Errorf("otpgate: the request names more than %d bank sessions (session cookies or ;jsessionid= parameters); send the one the bank set", MaxNamedSessions)
+
+// ProvisionalFence is how long a confirmation's sessions are fenced in a
+// shared store while it holds their locks, should its gateway be cut off
+// or stop before it frees them: longer than the release (a minute) and the
+// fence of an unknown outcome after it (two). A lock freed with a known
+// outcome takes it away in the same write.
+const ProvisionalFence = 4 * time.Minute
+
 // sharedWait bounds the read of fences in a shared store.
 const sharedWait = 10 * time.Second
 
@@ -109,6 +124,16 @@ func (x *locked) validFor(d time.Duration) bool {
 // process's own, then, on a shared store, the store's. It gives up when
 // ctx ends.
 func (l *SessionLocks) lock(ctx context.Context, sessions []string) (*locked, error) {
+	return l.lockFenced(ctx, sessions, 0)
+}
+
+// lockProvisionallyFenced is lock for a confirmation: on a shared store
+// its sessions are fenced for ProvisionalFence while it holds them.
+func (l *SessionLocks) lockProvisionallyFenced(ctx context.Context, sessions []string) (*locked, error) {
+	return l.lockFenced(ctx, sessions, ProvisionalFence)
+}
+
+func (l *SessionLocks) lockFenced(ctx context.Context, sessions []string, provisional time.Duration) (*locked, error) {
 	x := &locked{l: l, keys: keys(sessions)}
 	for _, k := range x.keys {
 		e := l.enter(k)
@@ -128,7 +153,7 @@ func (l *SessionLocks) lock(ctx context.Context, sessions []string) (*locked, er
 	// them in one order.
 	names := digests(x.keys)
 	slices.Sort(names)
-	shared, err := l.shared.Lock(ctx, names)
+	shared, err := l.shared.Lock(ctx, names, provisional)
 	if err != nil {
 		x.unlock(0)
 		return nil, err
@@ -304,7 +329,10 @@ func (g *Gate) LockSessions(ctx context.Context, r *Request) (*SessionHold, *Ref
 		return &SessionHold{}, nil
 	}
 	sessions := g.namedSessions(r)
-	x, err := g.locks.lock(ctx, sessions)
+	if len(keys(sessions)) > MaxNamedSessions {
+		return nil, Refuse(BadRequest, errTooManySessions)
+	}
+	x, err := g.locks.lockProvisionallyFenced(ctx, sessions)
 	if errors.Is(err, store.ErrUnavailable) {
 		return nil, g.Refuse(StoreUnavailable, fmt.Errorf("otpgate: locking the bank session in the store: %w", err))
 	}

@@ -199,7 +199,7 @@ func (h *memHeld) Unlock(fence time.Duration) {
 	h.names = nil
 }
 
-func (m *memLocker) Lock(ctx context.Context, names []string) (store.Held, error) {
+func (m *memLocker) Lock(ctx context.Context, names []string, _ time.Duration) (store.Held, error) {
 	m.mu.Lock()
 	m.names = append(m.names, names)
 	fail := m.fail

@@ -16,8 +16,12 @@ type Locker interface {
 	// locks last until Unlock, however long that is, while this node
 	// reaches the store; a node that dies or is cut off loses them some
 	// time later (Held.ValidUntil says when at the earliest). An error
-	// other than ctx's is the store's (ErrUnavailable).
-	Lock(ctx context.Context, names []string) (Held, error)
+	// other than ctx's is the store's (ErrUnavailable). With provisional
+	// above zero the names are also fenced, for at least that long, from
+	// when each lock is taken until Unlock, which takes the fence away
+	// unless it fences them itself: a node that stops or is cut off while
+	// holding them leaves them fenced.
+	Lock(ctx context.Context, names []string, provisional time.Duration) (Held, error)
 	// FencedUntil is when the last fence of names passes, by the store's
 	// clock as this node sees it; zero if none.
 	FencedUntil(ctx context.Context, names []string) (time.Time, error)
@@ -33,6 +37,7 @@ type Held interface {
 	// names for that long in the same write: a fence is in place before
 	// anyone can take a lock. It returns at once; a write that fails is
 	// tried again in the background, and the locks stay until it
-	// succeeds or they are lost.
+	// succeeds or they are lost (a store that cannot free them makes
+	// them pass, and keeps a provisional fence).
 	Unlock(fence time.Duration)
 }

@@ -192,7 +192,7 @@ func TestUnavailableAndRecovery(t *testing.T) {
 		},
 		"Scan":     func() error { _, _, err := s.Scan(ctx, store.Tokens, "", 10); return err },
 		"Campaign": func() error { _, err := s.Campaign(ctx); return err },
-		"Lock":     func() error { _, err := s.Lock(ctx, []string{"s"}); return err },
+		"Lock":     func() error { _, err := s.Lock(ctx, []string{"s"}, 0); return err },
 		"FencedUntil": func() error {
 			_, err := s.FencedUntil(ctx, []string{"s"})
 			return err

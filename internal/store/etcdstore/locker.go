@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -72,6 +73,17 @@ func (l *lockLease) get(ctx context.Context, s *Store) (clientv3.LeaseID, <-chan
 	return grant.ID, lost, nil
 }
 
+// drop gives up lease id, if it is the current one: its keep-alive ends,
+// so its locks pass within lockTTL, and the next lock gets a new lease.
+func (l *lockLease) drop(id clientv3.LeaseID) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.id == id && l.end != nil {
+		l.end()
+		l.lost = nil
+	}
+}
+
 // validUntil is how long the lease lasts at least; zero once lost.
 func (l *lockLease) validUntil(lost <-chan struct{}) time.Time {
 	select {
@@ -98,29 +110,64 @@ func (l *lockLease) stop() {
 // written with the node's lock lease and a value of its own. A waiter
 // watches the key until it is deleted, then tries again. A node that dies
 // or is cut off loses its locks with the lease, lockTTL after its last
-// keep-alive. Taking a lock is one write, freeing it one more.
-func (s *Store) Lock(ctx context.Context, names []string) (store.Held, error) {
+// keep-alive. With provisional above zero, the write that takes each lock
+// also writes the holder's fence of its name, <prefix>fences/<name>/<value>,
+// on a lease of the store's that lasts at least that long. Taking a lock
+// is one write, freeing it one more.
+func (s *Store) Lock(ctx context.Context, names []string, provisional time.Duration) (store.Held, error) {
 	if s.closed.Load() {
 		return nil, errClosed
 	}
-	lease, lost, err := s.locking.get(ctx, s)
-	if err != nil {
+	h := &held{s: s, keys: map[string]int64{}, token: s.node + "/" + randomToken()}
+	var fenceLease clientv3.LeaseID
+	if provisional > 0 {
+		var err error
+		if fenceLease, err = s.leases.get(ctx, s, provisional); err != nil {
+			return nil, s.ctxOr(ctx, err)
+		}
+		h.provisional = true
+	}
+	for attempt := 0; ; attempt++ {
+		lease, lost, err := s.locking.get(ctx, s)
+		if err != nil {
+			return nil, s.ctxOr(ctx, err)
+		}
+		h.lease, h.lost = lease, lost
+		err = h.take(ctx, names, fenceLease)
+		if err == nil {
+			return h, nil
+		}
+		h.Unlock(0)
+		if attempt == 0 && errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			// The lease was revoked (an operator, etcd restored from a
+			// snapshot): once more with a new one.
+			s.locking.drop(lease)
+			h = &held{s: s, keys: map[string]int64{}, token: s.node + "/" + randomToken(), provisional: h.provisional}
+			continue
+		}
 		return nil, s.ctxOr(ctx, err)
 	}
-	h := &held{s: s, lost: lost, keys: map[string]int64{}, token: s.node + "/" + randomToken()}
+}
+
+// take creates the keys of names in order.
+func (h *held) take(ctx context.Context, names []string, fenceLease clientv3.LeaseID) error {
+	s := h.s
 	for _, name := range names {
 		key := s.prefix + "locks/" + name
-		rev, err := s.lockOne(ctx, key, lease, h.token)
+		put := []clientv3.Op{clientv3.OpPut(key, h.token, clientv3.WithLease(h.lease))}
+		if h.provisional {
+			put = append(put, clientv3.OpPut(h.fenceKey(key), "", clientv3.WithLease(fenceLease)))
+		}
+		rev, err := s.lockOne(ctx, key, put)
 		if err != nil {
 			// The create's outcome may be unknown: the key is freed by
 			// its value too.
 			h.maybe = key
-			h.Unlock(0)
-			return nil, s.ctxOr(ctx, err)
+			return err
 		}
 		h.keys[key] = rev
 	}
-	return h, nil
+	return nil
 }
 
 func randomToken() string {
@@ -129,13 +176,12 @@ func randomToken() string {
 	return hex.EncodeToString(b)
 }
 
-// lockOne creates key with lease and value token, waiting while another
+// lockOne creates key with the operations put, waiting while another
 // holder has it, and returns its create revision.
-func (s *Store) lockOne(ctx context.Context, key string, lease clientv3.LeaseID, token string) (int64, error) {
+func (s *Store) lockOne(ctx context.Context, key string, put []clientv3.Op) (int64, error) {
 	for {
 		tctx, cancel := context.WithTimeout(ctx, s.timeout)
-		resp, err := s.cli.Txn(tctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-			Then(clientv3.OpPut(key, token, clientv3.WithLease(lease))).Commit()
+		resp, err := s.cli.Txn(tctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).Then(put...).Commit()
 		cancel()
 		if err != nil {
 			return 0, err
@@ -167,12 +213,19 @@ func (s *Store) waitDeleted(ctx context.Context, key string, rev int64) error {
 
 // held is one Lock's keys.
 type held struct {
-	s     *Store
-	lost  <-chan struct{}
-	keys  map[string]int64 // key → its create revision
-	maybe string           // a key whose create's outcome is unknown
-	token string
-	once  sync.Once
+	s           *Store
+	lease       clientv3.LeaseID
+	lost        <-chan struct{}
+	keys        map[string]int64 // key → its create revision
+	maybe       string           // a key whose create's outcome is unknown
+	token       string
+	provisional bool // its names are fenced while it holds them
+	once        sync.Once
+}
+
+// fenceKey is the holder's fence of the name of lock key key.
+func (h *held) fenceKey(key string) string {
+	return h.s.prefix + "fences/" + key[len(h.s.prefix+"locks/"):] + "/" + h.token
 }
 
 // ValidUntil implements store.Held.
@@ -190,7 +243,8 @@ func (h *held) Unlock(fence time.Duration) {
 func (h *held) unlock(fence time.Duration) {
 	s := h.s
 	wait := 100 * time.Millisecond
-	// Past it the locks and the fence would have passed anyway.
+	// Past it the lease is given up rather than kept alive with locks it
+	// cannot free.
 	giveUp := time.Now().Add(max(fence, lockTTL))
 	for attempt := 1; ; attempt++ {
 		err := h.write(fence)
@@ -198,7 +252,10 @@ func (h *held) unlock(fence time.Duration) {
 			return
 		}
 		if time.Now().After(giveUp) {
-			s.logger.Error("otpgate: freeing a session lock in etcd failed until it passed", zap.Int("attempts", attempt), zap.Error(err))
+			// The lease is given up, so the locks pass with it; a
+			// provisional fence stays until its own lease ends.
+			s.locking.drop(h.lease)
+			s.logger.Error("otpgate: freeing a session lock in etcd failed; the node's lock lease is given up, so its locks pass within lockTTL", zap.Int("attempts", attempt), zap.Error(err))
 			return
 		}
 		select {
@@ -218,7 +275,8 @@ func (h *held) unlock(fence time.Duration) {
 	}
 }
 
-// write deletes the lock's keys, and writes the fences of their names.
+// write deletes the lock's keys, and writes the holder's fences of their
+// names (fence above zero) or deletes its provisional ones.
 func (h *held) write(fence time.Duration) error {
 	s := h.s
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
@@ -230,41 +288,35 @@ func (h *held) write(fence time.Duration) error {
 			return err
 		}
 		for key := range h.keys {
-			fences = append(fences, clientv3.OpPut(s.prefix+"fences/"+key[len(s.prefix+"locks/"):], "", clientv3.WithLease(grant.ID)))
+			fences = append(fences, clientv3.OpPut(h.fenceKey(key), "", clientv3.WithLease(grant.ID)))
 		}
-	}
-	var ifs []clientv3.Cmp
-	var deletes []clientv3.Op
-	for key, rev := range h.keys {
-		ifs = append(ifs, clientv3.Compare(clientv3.CreateRevision(key), "=", rev))
-		deletes = append(deletes, clientv3.OpDelete(key))
 	}
 	if h.maybe != "" {
 		if _, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(h.maybe), "=", h.token)).
-			Then(clientv3.OpDelete(h.maybe)).Commit(); err != nil {
+			Then(clientv3.OpDelete(h.maybe), clientv3.OpDelete(h.fenceKey(h.maybe))).Commit(); err != nil {
 			return err
 		}
 	}
-	if len(ifs) == 0 && len(fences) == 0 {
-		return nil
-	}
-	// All the keys are this lock's, or some passed: then each of the
-	// others is deleted on its own below, still only if it is ours.
-	resp, err := s.cli.Txn(ctx).If(ifs...).Then(append(fences, deletes...)...).Else(fences...).Commit()
-	if err != nil || resp.Succeeded {
-		return err
-	}
+	// Each key on its own: still this lock's (one that passed with a lost
+	// lease may be another's by then), it goes with the holder's
+	// provisional fence, in the write that puts the holder's fence.
 	for key, rev := range h.keys {
+		ops := append([]clientv3.Op(nil), fences...)
+		if fence == 0 && h.provisional {
+			ops = append(ops, clientv3.OpDelete(h.fenceKey(key)))
+		}
 		if _, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", rev)).
-			Then(clientv3.OpDelete(key)).Commit(); err != nil {
+			Then(append(ops, clientv3.OpDelete(key))...).Else(fences...).Commit(); err != nil {
 			return err
 		}
+		fences = nil
 	}
 	return nil
 }
 
-// FencedUntil reads the fences of names; each lasts as long as its lease,
-// whose time to live etcd counts, so no two gateways' clocks are compared.
+// FencedUntil reads the fences of names, every holder's; each lasts as
+// long as its lease, whose time to live etcd counts, so no two gateways'
+// clocks are compared.
 func (s *Store) FencedUntil(ctx context.Context, names []string) (time.Time, error) {
 	if s.closed.Load() {
 		return time.Time{}, errClosed
@@ -274,7 +326,7 @@ func (s *Store) FencedUntil(ctx context.Context, names []string) (time.Time, err
 	}
 	ops := make([]clientv3.Op, 0, len(names))
 	for _, name := range names {
-		ops = append(ops, clientv3.OpGet(s.prefix+"fences/"+name))
+		ops = append(ops, clientv3.OpGet(s.prefix+"fences/"+name+"/", clientv3.WithPrefix()))
 	}
 	tctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()

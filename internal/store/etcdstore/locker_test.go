@@ -20,7 +20,7 @@ func TestLockAcrossNodes(t *testing.T) {
 	b := open(t, c, Options{Prefix: a.prefix})
 	ctx := context.Background()
 
-	heldA, err := a.Lock(ctx, []string{"s1", "s2"})
+	heldA, err := a.Lock(ctx, []string{"s1", "s2"}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func TestLockAcrossNodes(t *testing.T) {
 	}
 	got := make(chan time.Time, 1)
 	go func() {
-		heldB, err := b.Lock(ctx, []string{"s2"})
+		heldB, err := b.Lock(ctx, []string{"s2"}, 0)
 		if err != nil {
 			t.Error(err)
 			got <- time.Time{}
@@ -38,13 +38,13 @@ func TestLockAcrossNodes(t *testing.T) {
 		got <- time.Now()
 		heldB.Unlock(0)
 	}()
-	if other, err := b.Lock(ctx, []string{"s3"}); err != nil {
+	if other, err := b.Lock(ctx, []string{"s3"}, 0); err != nil {
 		t.Fatalf("another name: %v", err)
 	} else {
 		other.Unlock(0)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	if _, err := b.Lock(wctx, []string{"s1"}); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := b.Lock(wctx, []string{"s1"}, 0); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("a waiter whose context ends: %v; want context.DeadlineExceeded", err)
 	}
 	cancel()
@@ -64,13 +64,13 @@ func TestLockAcrossNodes(t *testing.T) {
 	}
 
 	// Freed with a fence: whoever takes the lock next finds the fence.
-	heldA, err = a.Lock(ctx, []string{"s5"})
+	heldA, err = a.Lock(ctx, []string{"s5"}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fenced := make(chan time.Time, 1)
 	go func() {
-		heldB, err := b.Lock(ctx, []string{"s5"})
+		heldB, err := b.Lock(ctx, []string{"s5"}, 0)
 		if err != nil {
 			t.Error(err)
 			fenced <- time.Time{}
@@ -96,6 +96,40 @@ func TestLockAcrossNodes(t *testing.T) {
 	if until, err := b.FencedUntil(ctx, []string{"s6"}); err != nil || !until.IsZero() {
 		t.Errorf("a name without a fence: %v, %v; want none", until, err)
 	}
+
+	// A confirmation's lock fences its name while it is held (should its
+	// gateway be cut off before it frees it); freed with a known outcome,
+	// the fence goes with it; another holder's fence stays.
+	other, err := b.Lock(ctx, []string{"s8"}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.Unlock(2 * time.Minute) // another holder's unknown outcome
+	heldA, err = a.Lock(ctx, []string{"s9"}, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if until, err := b.FencedUntil(ctx, []string{"s9"}); err != nil || time.Until(until) < 50*time.Second {
+		t.Errorf("a held confirmation's name reads as fenced until %v (%v); want a minute or more", until, err)
+	}
+	heldA.Unlock(0)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		until, err := b.FencedUntil(ctx, []string{"s9"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if until.IsZero() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the provisional fence is still there after the unlock: %v", until)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if until, err := b.FencedUntil(ctx, []string{"s8"}); err != nil || time.Until(until) < 100*time.Second {
+		t.Errorf("another holder's fence after it was freed with a fence of 2 min: %v (%v)", until, err)
+	}
 }
 
 // A lock freed after it was lost and taken by another leaves the other's
@@ -105,7 +139,7 @@ func TestLockStaleUnlock(t *testing.T) {
 	a := open(t, c, Options{})
 	b := open(t, c, Options{Prefix: a.prefix})
 	ctx := context.Background()
-	stale, err := a.Lock(ctx, []string{"s7"})
+	stale, err := a.Lock(ctx, []string{"s7"}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +151,7 @@ func TestLockStaleUnlock(t *testing.T) {
 	if _, err := a.cli.Revoke(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	heldB, err := b.Lock(ctx, []string{"s7"})
+	heldB, err := b.Lock(ctx, []string{"s7"}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
