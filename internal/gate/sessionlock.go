@@ -91,6 +91,7 @@ type locked struct {
 	l      *SessionLocks
 	keys   []string
 	held   []string // the keys whose process locks are held
+	names  []string // the keys' digests, sorted: their names in a shared store
 	shared store.Held
 }
 
@@ -151,9 +152,9 @@ func (l *SessionLocks) lockFenced(ctx context.Context, sessions []string, provis
 	}
 	// Digests sort differently from the IDs, and every gateway must take
 	// them in one order.
-	names := digests(x.keys)
-	slices.Sort(names)
-	shared, err := l.shared.Lock(ctx, names, provisional)
+	x.names = digests(x.keys)
+	slices.Sort(x.names)
+	shared, err := l.shared.Lock(ctx, x.names, provisional)
 	if err != nil {
 		x.unlock(0)
 		return nil, err
@@ -172,7 +173,7 @@ func (l *SessionLocks) lockForLogin(ctx context.Context, sessions []string) (*lo
 		if err != nil {
 			return nil, err
 		}
-		until, err := l.fencedUntil(ctx, sessions)
+		until, err := x.fencedUntil(ctx)
 		if err != nil {
 			x.unlock(0)
 			return nil, err
@@ -192,23 +193,24 @@ func (l *SessionLocks) lockForLogin(ctx context.Context, sessions []string) (*lo
 	}
 }
 
-// fencedUntil is when the last fence of the sessions passes, here or, on
-// a shared store, on any gateway.
-func (l *SessionLocks) fencedUntil(ctx context.Context, sessions []string) (time.Time, error) {
+// fencedUntil is when the last fence of the locked sessions passes, here
+// or, on a shared store, on any gateway.
+func (x *locked) fencedUntil(ctx context.Context) (time.Time, error) {
+	l := x.l
 	l.mu.Lock()
 	var until time.Time
-	for _, k := range keys(sessions) {
+	for _, k := range x.keys {
 		if f := l.fences[k]; f.After(until) {
 			until = f
 		}
 	}
 	l.mu.Unlock()
-	if l.shared == nil || len(sessions) == 0 {
+	if x.shared == nil {
 		return until, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, sharedWait)
 	defer cancel()
-	shared, err := l.shared.FencedUntil(ctx, digests(keys(sessions)))
+	shared, err := l.shared.FencedUntil(ctx, x.names)
 	if err != nil {
 		return time.Time{}, err
 	}
