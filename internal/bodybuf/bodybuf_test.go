@@ -1,6 +1,7 @@
 package bodybuf
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"strings"
@@ -133,4 +134,64 @@ func TestWarn(t *testing.T) {
 	if !b.Warn(0) {
 		t.Fatal("no warning once the interval passed")
 	}
+}
+
+// chunkedReader returns data in reads of the sizes sizes cycles through.
+type chunkedReader struct {
+	data  []byte
+	sizes []byte
+	n     int
+}
+
+func (r *chunkedReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	size := 1
+	if len(r.sizes) > 0 {
+		size = int(r.sizes[r.n%len(r.sizes)]) + 1
+		r.n++
+	}
+	n := copy(p, r.data[:min(size, len(r.data))])
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// Whatever the body, the reads it arrives in, the most it may be and the
+// budget: Read returns the body exactly or refuses it for the right reason,
+// never counts over the limit, and gives everything back.
+func FuzzRead(f *testing.F) {
+	f.Add([]byte("amount=1"), []byte{0}, int64(100), int64(1<<20))
+	f.Add([]byte(strings.Repeat("x", 3*Chunk+7)), []byte{255, 3}, int64(3*Chunk+7), int64(8*Chunk))
+	f.Add([]byte(strings.Repeat("x", 2*Chunk)), []byte{17}, int64(2*Chunk-1), int64(4*Chunk))
+	f.Add([]byte(strings.Repeat("y", Chunk+1)), []byte{200}, int64(4*Chunk), int64(Chunk+10))
+	f.Fuzz(func(t *testing.T, data, sizes []byte, most, limit int64) {
+		most = max(0, most%(4*Chunk))
+		limit = max(1, limit%(10*Chunk))
+		b := NewBudget(limit)
+		body, release, err := b.Read(&chunkedReader{data: data, sizes: sizes}, most)
+		if peak := b.Used(); peak > limit {
+			t.Fatalf("%d bytes counted of a budget of %d", peak, limit)
+		}
+		switch {
+		case err == nil:
+			if !bytes.Equal(body, data) {
+				t.Fatalf("read %d bytes; want the %d sent", len(body), len(data))
+			}
+			if int64(len(data)) > most {
+				t.Fatalf("a body of %d bytes read with at most %d", len(data), most)
+			}
+			release()
+		case errors.Is(err, ErrTooLarge):
+			if int64(len(data)) <= most {
+				t.Fatalf("a body of %d bytes refused as over %d", len(data), most)
+			}
+		case errors.Is(err, ErrBusy):
+		default:
+			t.Fatalf("unexpected error %v", err)
+		}
+		if used := b.Used(); used != 0 {
+			t.Fatalf("%d bytes still counted", used)
+		}
+	})
 }
